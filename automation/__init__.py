@@ -1,0 +1,1 @@
+"""opsplane automation: the runbooks' imperative steps as commands and stack operations."""
