@@ -1,0 +1,186 @@
+"""PostgreSQL client tools whose major version matches the server, and libpq settings for them.
+
+`pg_dump` refuses a newer server and a dump from a newer `pg_dump` may not restore on an older
+server, so every task asks the server for its major version and runs tools of exactly that major.
+Connection settings go to the tools through libpq environment variables, so the password is never
+on a command line (`ps` shows argv to every user on the host).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from automation.errors import TaskFailed, UserInputError
+
+PG_BIN_ENV = "OPSPLANE_PG_BIN"
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)")
+
+# libpq connection keywords -> the environment variables libpq reads for them
+_LIBPQ_ENV = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+}
+
+
+def parse_url(url: str) -> dict[str, str]:
+    """libpq keywords of a `postgresql://` URL or `key=value` conninfo; bad input is one line."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise UserInputError(
+            f"--database-url: not a PostgreSQL URL ({first_line(exc)}); "
+            "use postgresql://user:password@host:5432/dbname"
+        ) from None
+    return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def database_name(url: str) -> str:
+    """The database a URL names (libpq defaults to the user name when it names none)."""
+    params = parse_url(url)
+    return params.get("dbname") or params.get("user") or os.environ.get("PGUSER", "postgres")
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server and credentials, another database (a conninfo string)."""
+    params = parse_url(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def describe(url: str) -> str:
+    """`host:port/dbname` for messages: never the password."""
+    params = parse_url(url)
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    return f"{host}:{params.get('port', '5432')}/{database_name(url)}"
+
+
+def libpq_env(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for pg_dump/pg_restore/psql that connects where `url` points.
+
+    Settings come from the URL only: inherited PG* variables are dropped so that a stray PGHOST
+    or PGPASSWORD in the caller's environment cannot redirect the tools.
+    """
+    env = {k: v for k, v in (base if base is not None else os.environ).items()}
+    for var in _LIBPQ_ENV.values():
+        env.pop(var, None)
+    for key, value in parse_url(url).items():
+        var = _LIBPQ_ENV.get(key)
+        if var is None:
+            raise UserInputError(
+                f"--database-url: connection option {key!r} is not supported by the tasks; "
+                f"use only {', '.join(sorted(_LIBPQ_ENV))}"
+            )
+        env[var] = value
+    return env
+
+
+def connect(url: str, **kwargs: object) -> psycopg.Connection:
+    """A psycopg connection; an unreachable server is one clear line (TaskFailed)."""
+    try:
+        return psycopg.connect(url, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        raise TaskFailed(
+            f"cannot connect to PostgreSQL at {describe(url)}: {first_line(exc)} "
+            "(check --database-url and that the server is up)"
+        ) from None
+
+
+def server_major(url: str) -> int:
+    """The server's major version (16 for 16.4), from `server_version_num`."""
+    with connect(url) as conn:
+        return conn.info.server_version // 10000
+
+
+def server_version(url: str) -> str:
+    """The server's full version string, e.g. `16.4`."""
+    with connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else ""
+
+
+def tool_major(path: Path) -> int | None:
+    """The major version a tool reports with `--version`, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _VERSION_RE.search(out)
+    return int(match.group(1)) if match else None
+
+
+def candidate_dirs(major: int) -> Iterator[tuple[str, Path]]:
+    """Where to look, in order, each with a label for error messages."""
+    if os.environ.get(PG_BIN_ENV):
+        yield PG_BIN_ENV, Path(os.environ[PG_BIN_ENV])
+    yield "system", Path(f"/usr/lib/postgresql/{major}/bin")
+    pgserver_bin = _pgserver_bin()
+    if pgserver_bin is not None:
+        yield "pgserver", pgserver_bin
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if entry:
+            yield "PATH", Path(entry)
+
+
+def _pgserver_bin() -> Path | None:
+    try:
+        import pgserver  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def find_pg_tool(name: str, major: int) -> Path:
+    """A `pg_dump`/`pg_restore`/`psql` of exactly `major`; otherwise one line saying how to fix."""
+    found: list[str] = []
+    seen: set[Path] = set()
+    for label, directory in candidate_dirs(major):
+        candidate = directory / name
+        resolved = candidate.resolve() if candidate.exists() else None
+        if resolved is None or resolved in seen or not os.access(candidate, os.X_OK):
+            continue
+        seen.add(resolved)
+        version = tool_major(candidate)
+        if version == major:
+            return candidate
+        found.append(f"{version if version is not None else '?'} at {candidate} ({label})")
+    which = ", ".join(found) if found else f"none (no {name} in ${PG_BIN_ENV}, system or PATH)"
+    raise UserInputError(
+        f"no {name} for PostgreSQL {major}: found {which}; install postgresql-client-{major} "
+        f"or set {PG_BIN_ENV} to a directory holding the version-{major} tools"
+    )
+
+
+def tools_for(url: str, *names: str) -> dict[str, Path]:
+    """The named tools matching the server behind `url` (one connection to ask its major)."""
+    major = server_major(url)
+    return {name: find_pg_tool(name, major) for name in names}
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
