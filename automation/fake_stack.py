@@ -1,0 +1,309 @@
+"""`FakeStack`: a `StackOps` for tests that records every call and can script `up`.
+
+- `calls` lists every `set_config` / `remove_config` / `up` in order (reads are not recorded);
+  tests may `note(...)` their own events into the same list to assert interleavings.
+- `config` maps full keys (`opsplane:maintenance`) to their string values, as `Pulumi.<stack>.yaml`
+  does. With `path=True` the key is a property path into a JSON object value, like
+  `pulumi config set --path 'opsplane:rotation.qr.db-password' ...` (`a.b`, `a["b-c"]`, `a[0]`).
+- `up` raises on the up numbers in `fail_on_up` (1-based), and otherwise calls `on_up(config,
+  outputs)`, which returns the new outputs: a cheap model of the program.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from automation.errors import OpsError, TaskFailed
+from automation.stack import UpResult
+
+OnUp = Callable[[dict[str, str], dict[str, Any]], dict[str, Any] | None]
+_SEGMENT = re.compile(r'\.([^.\[]+)|\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]')
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded operation: `op` is set_config | remove_config | up | a test's own note."""
+
+    op: str
+    key: str | None = None
+    value: str | None = None
+    secret: bool = False
+    path: bool = False
+
+
+def split_path(key: str) -> tuple[str, list[str | int]]:
+    """`opsplane:rotation.qr["db-password"]` -> (`opsplane:rotation`, ["qr", "db-password"])."""
+    match = re.match(r"[^.\[]+", key)
+    if not match:
+        raise ValueError(f"bad config path {key!r}")
+    top, rest = match.group(0), key[match.end() :]
+    segments: list[str | int] = []
+    while rest:
+        seg = _SEGMENT.match(rest)
+        if not seg:
+            raise ValueError(f"bad config path {key!r} at {rest!r}")
+        name, quoted, index = seg.groups()
+        segments.append(int(index) if index is not None else (name or quoted))
+        rest = rest[seg.end() :]
+    return top, segments
+
+
+class FakeStack:
+    """Records calls; keeps config as strings; `up` is scripted (see module doc)."""
+
+    def __init__(
+        self,
+        name: str = "dev",
+        outputs: Mapping[str, Any] | None = None,
+        config: Mapping[str, str] | None = None,
+        *,
+        fail_on_up: int | Iterable[int] | None = None,
+        on_up: OnUp | None = None,
+        up_error: Callable[[int], OpsError] | None = None,
+        up_lines: Iterable[str] = (),
+    ) -> None:
+        self.name = name
+        self._outputs: dict[str, Any] = copy.deepcopy(dict(outputs or {}))
+        self.config: dict[str, str] = dict(config or {})
+        self.secret_keys: set[str] = set()
+        self.calls: list[Call] = []
+        self.up_count = 0
+        self.fail_on_up = _as_set(fail_on_up)
+        self.on_up = on_up
+        self.up_error = up_error or _default_up_error
+        self.up_lines = list(up_lines)
+
+    # --- StackOps -------------------------------------------------------------------------------
+    def outputs(self) -> dict[str, Any]:
+        return copy.deepcopy(self._outputs)
+
+    def get_config(self, key: str, *, path: bool = False) -> str | None:
+        if not path:
+            return self.config.get(key)
+        top, segments = split_path(key)
+        node: Any = self._load_object(top)
+        for segment in segments:
+            try:
+                node = node[segment]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node if isinstance(node, str) else json.dumps(node)
+
+    def set_config(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
+        self.calls.append(Call("set_config", key, value, secret, path))
+        top, segments = split_path(key) if path else (key, [])
+        if secret:
+            self.secret_keys.add(top)
+        if not segments:
+            self.config[top] = value
+            return
+        root = self._load_object(top) or {}
+        _set_in(root, segments, value)
+        self.config[top] = json.dumps(root)
+
+    def remove_config(self, key: str, *, path: bool = False) -> None:
+        self.calls.append(Call("remove_config", key, path=path))
+        top, segments = split_path(key) if path else (key, [])
+        if not segments:
+            self.config.pop(top, None)
+            self.secret_keys.discard(top)
+            return
+        root = self._load_object(top)
+        if root is not None and _remove_in(root, segments):
+            self.config[top] = json.dumps(root)
+
+    def up(self, on_output: Callable[[str], None]) -> UpResult:
+        self.calls.append(Call("up"))
+        self.up_count += 1
+        on_output(f"fake up #{self.up_count} of stack {self.name}")
+        for line in self.up_lines:
+            on_output(line)
+        if self.up_count in self.fail_on_up:
+            raise self.up_error(self.up_count)
+        if self.on_up is not None:
+            new_outputs = self.on_up(dict(self.config), self.outputs())
+            if new_outputs is not None:
+                self._outputs = copy.deepcopy(new_outputs)
+        return UpResult(result="succeeded", outputs=self.outputs())
+
+    # --- test helpers ---------------------------------------------------------------------------
+    def note(self, event: str) -> None:
+        """Record a test's own event (e.g. "alter-role") among the stack calls."""
+        self.calls.append(Call(event))
+
+    def ops_sequence(self) -> list[str]:
+        """The recorded operations by name, e.g. ["set_config", "up", "remove_config", "up"]."""
+        return [call.op for call in self.calls]
+
+    def set_outputs(self, outputs: Mapping[str, Any]) -> None:
+        self._outputs = copy.deepcopy(dict(outputs))
+
+    def _load_object(self, top: str) -> Any:
+        raw = self.config.get(top)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+
+
+def _default_up_error(number: int) -> OpsError:
+    return TaskFailed(f"`pulumi up` failed: injected failure on up #{number} (FakeStack)")
+
+
+def _as_set(value: int | Iterable[int] | None) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return set(value)
+
+
+def _set_in(root: Any, segments: list[str | int], value: str) -> None:
+    node = root
+    for segment, following in itertools.pairwise(segments):
+        if isinstance(node, list):
+            node = node[int(segment)]
+            continue
+        if segment not in node or not isinstance(node[segment], dict | list):
+            node[segment] = [] if isinstance(following, int) else {}
+        node = node[segment]
+    last = segments[-1]
+    if isinstance(node, list):
+        index = int(last)
+        node.extend([None] * (index + 1 - len(node)))
+        node[index] = value
+    else:
+        node[last] = value
+
+
+def _remove_in(root: Any, segments: list[str | int]) -> bool:
+    node = root
+    for segment in segments[:-1]:
+        try:
+            node = node[segment]
+        except (KeyError, IndexError, TypeError):
+            return False
+    try:
+        del node[segments[-1]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
+
+
+# --- a cheap model of the program, for `FakeStack(on_up=ProgramModel(...))` ----------------------
+JobRunner = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def model_password(app: str, secret: str, epoch: int) -> str:
+    """The value the model "generates" for a secret at an epoch (deterministic, test-only)."""
+    return f"{app}-{secret}-epoch{epoch}-model"
+
+
+def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """An `ops` object for one app shaped like docs/ops-contract.md (values are placeholders)."""
+    qr = app == "qr"
+    writers = ["api", "web", "admin"] if qr else ["backend"]
+    secrets: dict[str, dict[str, Any]] = {
+        "db-password": {"kind": "generated", "epoch": 0, "workloads": writers[:1]},
+        "redis-password": {"kind": "generated", "epoch": 0, "workloads": [writers[0], "redis"]},
+    }
+    if qr:
+        for name, key in (
+            ("stripe-secret-key", "stripeSecretKey"),
+            ("stripe-webhook-secret", "stripeWebhookSecret"),
+            ("auth0-client-secret", "auth0ClientSecret"),
+        ):
+            secrets[name] = {"kind": "external", "epoch": 0, "workloads": ["api"], "configKey": key}
+    else:
+        secrets["jwt-secret"] = {"kind": "generated", "epoch": 0, "workloads": ["backend"]}
+        secrets["payment-webhook-secret"] = {
+            "kind": "external",
+            "epoch": 0,
+            "workloads": ["backend"],
+            "configKey": "paymentWebhookSecret",
+        }
+    for spec in secrets.values():
+        spec["k8sSecret"] = f"{app}-secrets"
+    db_name, db_user = ("qr_db", "qr_user") if qr else ("quickbite", "quickbite")
+    ops: dict[str, Any] = {
+        "app": app,
+        "stack": stack,
+        "target": "docker" if stack == "dev" else "kubernetes",
+        "namespace": None if stack == "dev" else app,
+        "network": f"opsplane-{stack}" if stack == "dev" else None,
+        "database": {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "name": db_name,
+            "user": db_user,
+            "password": model_password(app, "db-password", 0),
+            "serverMajor": 16,
+            "migrations": "alembic" if qr else "flyway",
+        },
+        "cache": {"host": "redis", "port": 6379, "password": model_password(app, "redis", 0)},
+        "writers": writers,
+        "replicas": dict.fromkeys(writers, 2),
+        "secrets": secrets,
+        "maintenance": False,
+        "runnerImage": "ghcr.io/opsplane/ops-runner:test",
+    }
+    ops.update(overrides)
+    return ops
+
+
+class ProgramModel:
+    """`on_up` modelling what the real program does with the config keys automation writes.
+
+    - `opsplane:maintenance` -> `ops[app].maintenance`;
+    - `opsplane:rotation` -> `ops[app].secrets[name].epoch`; for `db-password` the database password
+      is the model password of the active epoch, and while `pending` the previous one stays in
+      `database.password` and the new one is `database.pendingPassword`;
+    - `opsplane:clusterJob` -> output `clusterJob` from `job_runner(request)`; removed with the key.
+    """
+
+    def __init__(self, job_runner: JobRunner | None = None) -> None:
+        self.job_runner = job_runner
+
+    def __call__(self, config: dict[str, str], outputs: dict[str, Any]) -> dict[str, Any]:
+        maintenance = json.loads(config.get("opsplane:maintenance") or "[]")
+        rotation = json.loads(config.get("opsplane:rotation") or "{}")
+        for app, ops in (outputs.get("ops") or {}).items():
+            ops["maintenance"] = app in maintenance
+            self._apply_rotation(app, ops, rotation.get(app) or {})
+        self._apply_cluster_job(config.get("opsplane:clusterJob"), outputs)
+        return outputs
+
+    @staticmethod
+    def _apply_rotation(app: str, ops: dict[str, Any], states: dict[str, Any]) -> None:
+        ops["database"].pop("pendingPassword", None)
+        for name, state in states.items():
+            state = {"epoch": state} if isinstance(state, int) else state
+            epoch, pending = int(state.get("epoch", 0)), bool(state.get("pending", False))
+            if name in ops["secrets"]:
+                ops["secrets"][name]["epoch"] = epoch
+                ops["secrets"][name]["rotatedAt"] = state.get("rotatedAt")
+                ops["secrets"][name]["pending"] = pending
+            if name != "db-password":
+                continue
+            if pending:
+                ops["database"]["password"] = model_password(app, name, epoch - 1)
+                ops["database"]["pendingPassword"] = model_password(app, name, epoch)
+            else:
+                ops["database"]["password"] = model_password(app, name, epoch)
+
+    def _apply_cluster_job(self, raw: str | None, outputs: dict[str, Any]) -> None:
+        if raw is None:
+            outputs.pop("clusterJob", None)
+            return
+        request = json.loads(raw)
+        if self.job_runner is None:
+            raise TaskFailed("ProgramModel has no job_runner for opsplane:clusterJob")
+        outputs["clusterJob"] = {"id": request["id"], **self.job_runner(request)}

@@ -1,0 +1,145 @@
+"""Maintenance mode: config `opsplane:maintenance` (a JSON list of app names) plus `up`.
+
+The program declares what maintenance means (prod: the app's writers scaled to zero; dev: their
+containers stopped); automation only edits the list and runs `up`. Leaving restores the configured
+replicas. `maintenance(...)` is the context manager every stack operation wraps its task in: it
+always leaves what it entered, and never ends a maintenance someone else started.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.stack import StackOps, app_ops
+
+MAINTENANCE_KEY = "opsplane:maintenance"
+OnOutput = Callable[[str], None]
+
+
+class StillInMaintenance(TaskFailed):
+    """Leaving maintenance failed: the app's writers are still stopped."""
+
+
+def off_command(stack: StackOps, app: str) -> str:
+    """The exact command that takes `app` out of maintenance."""
+    return f"python -m automation maintenance off --stack {stack.name} --app {app}"
+
+
+def apps_in_maintenance(stack: StackOps) -> list[str]:
+    """The apps the stack's config puts in maintenance (unset -> none)."""
+    raw = stack.get_config(MAINTENANCE_KEY)
+    if raw is None or not raw.strip():
+        return []
+    try:
+        apps = json.loads(raw)
+    except json.JSONDecodeError:
+        apps = None
+    if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
+        raise UserInputError(
+            f"config {MAINTENANCE_KEY} on stack {stack.name!r} is {raw!r}, not a JSON list of app "
+            f"names: fix it with `pulumi config set --stack {stack.name} {MAINTENANCE_KEY} "
+            """'["qr"]'` (or `pulumi config rm`)"""
+        )
+    return apps
+
+
+def is_deployed_in_maintenance(stack: StackOps, app: str) -> bool:
+    """What the last `up` deployed (`ops[app].maintenance`), as opposed to what config asks."""
+    return bool(app_ops(stack, app).get("maintenance"))
+
+
+def _write_apps(stack: StackOps, apps: list[str]) -> None:
+    if apps:
+        stack.set_config(MAINTENANCE_KEY, json.dumps(sorted(set(apps))))
+    else:
+        stack.remove_config(MAINTENANCE_KEY)
+
+
+def enter(stack: StackOps, app: str, on_output: OnOutput) -> bool:
+    """Put `app` in maintenance; True if this call did it, False if it already was (idempotent).
+
+    If the `up` fails, the config change is undone (and `up` run again) so that a failed enter
+    does not leave writers half stopped; the error says what state things are in.
+    """
+    deployed = is_deployed_in_maintenance(stack, app)
+    apps = apps_in_maintenance(stack)
+    if app in apps:
+        if not deployed:
+            _up(stack, on_output, f"finishing maintenance of {app!r}")
+        return False
+    _write_apps(stack, [*apps, app])
+    try:
+        _up(stack, on_output, f"entering maintenance of {app!r}")
+    except OpsError as exc:
+        _undo_enter(stack, app, on_output, exc)
+    return True
+
+
+def _undo_enter(stack: StackOps, app: str, on_output: OnOutput, cause: OpsError) -> None:
+    try:
+        leave(stack, app, on_output)
+    except OpsError as undo_exc:
+        raise StillInMaintenance(
+            f"could not enter maintenance ({cause}) nor undo it ({undo_exc}); {app!r} may be "
+            f"partly stopped on stack {stack.name!r}: run `{off_command(stack, app)}`"
+        ) from undo_exc
+    raise TaskFailed(
+        f"could not enter maintenance, nothing was changed (writers kept running): {cause}"
+    ) from cause
+
+
+def leave(stack: StackOps, app: str, on_output: OnOutput) -> bool:
+    """Take `app` out of maintenance; True if an `up` ran, False if it was not in maintenance.
+
+    Raises `StillInMaintenance` (with the exact command to retry) if the `up` fails.
+    """
+    apps = apps_in_maintenance(stack)
+    if app not in apps and not is_deployed_in_maintenance(stack, app):
+        return False
+    if app in apps:
+        _write_apps(stack, [a for a in apps if a != app])
+    try:
+        _up(stack, on_output, f"leaving maintenance of {app!r}")
+    except OpsError as exc:
+        raise StillInMaintenance(
+            f"could not leave maintenance: {exc}; {app!r} is still in maintenance on stack "
+            f"{stack.name!r}: run `{off_command(stack, app)}`"
+        ) from exc
+    return True
+
+
+@contextmanager
+def maintenance(stack: StackOps, app: str, on_output: OnOutput) -> Iterator[bool]:
+    """Enter maintenance, run the body, always leave (unless it was someone else's maintenance).
+
+    Yields whether this call entered it. If leaving fails, `StillInMaintenance` is raised (naming
+    the body's own failure too, if there was one).
+    """
+    entered = enter(stack, app, on_output)
+    try:
+        yield entered
+    except BaseException as body_exc:
+        if entered:
+            _leave_after_failure(stack, app, on_output, body_exc)
+        raise
+    if entered:
+        leave(stack, app, on_output)
+
+
+def _leave_after_failure(
+    stack: StackOps, app: str, on_output: OnOutput, body_exc: BaseException
+) -> None:
+    try:
+        leave(stack, app, on_output)
+    except StillInMaintenance as leave_exc:
+        raise StillInMaintenance(f"{leave_exc} (the task itself failed first: {body_exc})") from (
+            body_exc
+        )
+
+
+def _up(stack: StackOps, on_output: OnOutput, what: str) -> None:
+    on_output(f"{what} on stack {stack.name!r}: pulumi up")
+    stack.up(on_output)
