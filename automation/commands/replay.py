@@ -1,0 +1,482 @@
+"""`python -m automation replay`: re-send failed webhook events, signed, rate-limited, once.
+
+Stack form: `--stack S --app A [filters]` reads the webhook URL, signing scheme, header, secret,
+rate limit, table and database from the app's `ops` output. Explicit form (what the in-cluster
+Job runs, and what tests use): `--webhook-url URL --signing stripe|hmac-sha256 --secret-env VAR
+(--from-db URL | --from-db-env VAR | --from-file PATH) [filters]`. See docs/replay.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from automation.cli import confirm, emit_json, handle_errors, progress, stderr
+from automation.errors import TaskFailed, UserInputError
+from automation.tasks.replay import run as rr
+from automation.tasks.replay.delivery import DeliveryConfig
+from automation.tasks.replay.ratelimit import Rate, parse_rate
+from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
+from automation.tasks.replay.sources import Columns, Filters, parse_time
+
+DEFAULT_RATE = "30/minute"  # the QR runbook's `/billing/*` limit
+# what the in-cluster Job reads: the stack declares these from the app's Kubernetes Secrets
+JOB_SECRET_ENV = "OPSPLANE_WEBHOOK_SECRET"
+JOB_DATABASE_URL_ENV = "OPSPLANE_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything resolved from either form: where to send, how to sign, where events live."""
+
+    url: str
+    scheme: str
+    header: str
+    secret: str
+    source: rr.Source
+    rate: Rate
+
+
+def _opt(help_text: str, *names: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help_text, **kw)
+
+
+Str = str | None
+
+
+def _stack_ops(stack: str, app: str) -> dict[str, Any]:
+    from automation import pulumi_stack
+    from automation.stack import app_ops
+
+    return app_ops(pulumi_stack.open_stack(stack), app)
+
+
+def _database_url(db: dict[str, Any]) -> str:
+    user, password = quote(str(db["user"]), safe=""), quote(str(db.get("password") or ""), safe="")
+    auth = f"{user}:{password}" if password else user
+    return f"postgresql://{auth}@{db['host']}:{db['port']}/{quote(str(db['name']), safe='')}"
+
+
+def _webhook_url(webhook: dict[str, Any]) -> str:
+    url, path = str(webhook.get("url") or ""), str(webhook.get("path") or "")
+    if not path or url.rstrip("/").endswith(path.rstrip("/")):
+        return url
+    return url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _rate(option: str | None, ops_limit: Any) -> Rate:
+    if option is not None:
+        return parse_rate(option)
+    return parse_rate(f"{int(ops_limit)}/minute" if ops_limit else DEFAULT_RATE)
+
+
+def target_from_stack(
+    ops: dict[str, Any],
+    app: str,
+    *,
+    header: Str,
+    rate: Str,
+    from_file: Path | None,
+    columns: Columns,
+) -> Target:
+    webhook = ops.get("webhook")
+    if not webhook:
+        raise UserInputError(f"--app {app!r}: the app declares no webhook in its ops output")
+    table = (
+        columns.table if columns.table != Columns.table else webhook.get("table") or "webhook_logs"
+    )
+    source = (
+        rr.Source(file=from_file)
+        if from_file
+        else rr.Source(db_url=_database_url(ops["database"]), columns=replace(columns, table=table))
+    )
+    return Target(
+        url=_webhook_url(webhook),
+        scheme=webhook["signing"],
+        header=header or webhook.get("header") or DEFAULT_HEADERS.get(webhook["signing"], ""),
+        secret=str(webhook.get("secret") or ""),
+        source=source,
+        rate=_rate(rate, webhook.get("rateLimitPerMinute")),
+    )
+
+
+def target_from_options(
+    *,
+    url: Str,
+    signing: Str,
+    secret_env: Str,
+    header: Str,
+    from_db: Str,
+    from_db_env: Str,
+    from_file: Path | None,
+    rate: Str,
+    columns: Columns,
+) -> Target:
+    missing = [
+        name
+        for name, value in (
+            ("--webhook-url", url),
+            ("--signing", signing),
+            ("--secret-env", secret_env),
+        )
+        if not value
+    ]
+    if missing:
+        raise UserInputError(
+            f"{', '.join(missing)} missing: give --stack and --app, or --webhook-url, --signing "
+            "and --secret-env with --from-db/--from-file"
+        )
+    if signing not in SCHEMES:
+        raise UserInputError(f"--signing {signing!r}: use one of {', '.join(SCHEMES)}")
+    sources = [s for s in (from_db, from_db_env, from_file) if s]
+    if len(sources) != 1:
+        raise UserInputError(
+            "give exactly one event source: --from-db URL, --from-db-env VAR or --from-file PATH"
+        )
+    if from_db_env:
+        from_db = os.environ.get(from_db_env) or None
+        if not from_db:
+            raise UserInputError(
+                f"--from-db-env {from_db_env}: environment variable is unset or empty"
+            )
+    source = rr.Source(file=from_file) if from_file else rr.Source(db_url=from_db, columns=columns)
+    return Target(
+        url=rr.check_url(str(url)),
+        scheme=str(signing),
+        header=header or DEFAULT_HEADERS[str(signing)],
+        secret=rr.secret_from_env(str(secret_env)),
+        source=source,
+        rate=_rate(rate, None),
+    )
+
+
+def build_filters(
+    *, status: Str, since: Str, until: Str, types: list[str], ids: list[str], from_file: bool
+) -> Filters:
+    if from_file and status is not None:
+        raise UserInputError("--status applies to --from-db only: an export has no delivery status")
+    if status is None:
+        status = None if from_file else "failed"
+    return Filters(
+        status=None if status == "any" else status,
+        since=parse_time("--since", since) if since else None,
+        until=parse_time("--until", until) if until else None,
+        types=tuple(types),
+        ids=tuple(ids),
+    )
+
+
+def _check_numbers(concurrency: int, timeout: float, max_attempts: int, limit: int | None) -> None:
+    for name, value, minimum in (
+        ("--concurrency", concurrency, 1),
+        ("--timeout", timeout, 0.001),
+        ("--max-attempts", max_attempts, 1),
+        ("--limit", limit if limit is not None else 1, 1),
+    ):
+        if value < minimum:
+            raise UserInputError(f"{name} {value}: must be at least {minimum:g}")
+
+
+def print_plan(plan: rr.Plan, target: Target) -> None:
+    stderr.print(
+        f"would send {len(plan.to_send)} event(s) to {target.url} ({target.scheme}, "
+        f"{target.rate}); {len(plan.skipped)} already delivered",
+        highlight=False,
+    )
+    for row in rr.dry_run_listing(plan):
+        doubt = "  (in doubt: a killed run was sending it)" if row["in_doubt"] else ""
+        stderr.print(
+            f"  {row['id']}  {row['type'] or '-'}  {row['created'] or '-'}  "
+            f"{row['bytes']} B{doubt}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    failed = ", ".join(f"{n} x {reason}" for reason, n in report["failed"].items()) or "none"
+    stderr.print(
+        f"selected {report['selected']}: delivered {report['delivered']}, "
+        f"skipped (already delivered) {report['skipped_already_delivered']}, failed {failed}"
+        + (f", not attempted {report['not_attempted']}" if report["not_attempted"] else ""),
+        highlight=False,
+    )
+    if report["in_doubt_resent"]:
+        stderr.print(
+            f"{len(report['in_doubt_resent'])} event(s) were in flight when a previous run was "
+            "killed and were sent again (receivers dedup by event id)",
+            highlight=False,
+        )
+    stderr.print(f"ledger: {report['ledger']}", highlight=False, markup=False)
+
+
+def failure_message(report: dict[str, Any]) -> str:
+    failed = sum(report["failed"].values()) + report["not_attempted"]
+    hint = ""
+    if any(code in report["failed"] for code in ("400", "401", "403")):
+        hint = " (4xx on a signature usually means a wrong secret or --header)"
+    return (
+        f"{failed} of {report['to_send']} event(s) not delivered ({report['failed']}){hint}; "
+        "rerun the same command to retry them: delivered events are skipped"
+    )
+
+
+def execute(
+    target: Target,
+    filters: Filters,
+    *,
+    delivery: dict[str, Any],
+    limit: int | None,
+    force: bool,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> dict[str, Any]:
+    """Select, plan, confirm, deliver, report; raises TaskFailed unless all were delivered."""
+    signer = make_signer(target.scheme, target.secret, target.header)
+    events = rr.load_events(target.source, filters)
+    run_id = rr.new_run_id()
+    context = {
+        "run_id": run_id,
+        "webhook_url": target.url,
+        "signing": target.scheme,
+        "rate_limit": str(target.rate),
+        "source": target.source.describe(),
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        ledger = rr.open_ledger(target.source, run_id, writable=False)
+        try:
+            plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
+        finally:
+            ledger.close()
+        report = {
+            **rr.summarize(plan, [], ledger=ledger.location, **context),
+            "events": rr.dry_run_listing(plan),
+        }
+        emit_json(report) if as_json else print_plan(plan, target)
+        return report
+    ledger = rr.open_ledger(target.source, run_id, writable=True)
+    try:
+        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
+        if plan.to_send:
+            confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
+        config = DeliveryConfig(url=target.url, signer=signer, **delivery)
+        with progress("replaying", total=len(plan.to_send)) as advance:
+            outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
+    finally:
+        ledger.close()
+    report = rr.summarize(plan, outcomes, ledger=ledger.location, **context)
+    emit_json(report) if as_json else print_summary(report)
+    if not report["ok"]:
+        raise TaskFailed(failure_message(report))
+    return report
+
+
+def job_args(
+    target: Target,
+    filters_args: list[str],
+    delivery: dict[str, Any],
+    force: bool,
+    limit: int | None,
+) -> list[str]:
+    """The explicit-form arguments the in-cluster Job runs; secrets come from its environment."""
+    args = ["--webhook-url", target.url, "--signing", target.scheme, "--header", target.header]
+    args += ["--secret-env", JOB_SECRET_ENV, "--rate-limit", str(target.rate)]
+    columns = target.source.columns
+    args += ["--from-db-env", JOB_DATABASE_URL_ENV, "--table", columns.table]
+    for option, column in columns.option_names().items():
+        args += [option, column]
+    args += [
+        "--concurrency",
+        str(delivery["concurrency"]),
+        "--timeout",
+        str(delivery["timeout"]),
+        "--max-attempts",
+        str(delivery["max_attempts"]),
+        "--backoff",
+        str(delivery["backoff"]),
+    ]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    if force:
+        args.append("--force")
+    return [*args, *filters_args, "--yes", "--json"]
+
+
+def filter_args(filters: Filters, explicit_status: Str) -> list[str]:
+    """Filters as explicit-form options; relative times are pinned to absolute ones here."""
+    args: list[str] = []
+    if explicit_status is not None:
+        args += ["--status", explicit_status]
+    if filters.since:
+        args += ["--since", filters.since.isoformat()]
+    if filters.until:
+        args += ["--until", filters.until.isoformat()]
+    for pattern in filters.types:
+        args += ["--type", pattern]
+    for event_id in filters.ids:
+        args += ["--id", event_id]
+    return args
+
+
+def run_as_job(stack: str, app: str, args: list[str], as_json: bool, yes: bool) -> None:
+    """`--where cluster`: the same replay as a Job the stack declares during `up`."""
+    from automation import cluster_job, pulumi_stack
+
+    confirm(f"Run webhook replay for {app} as a Job on stack {stack}?", yes=yes)
+    target = pulumi_stack.open_stack(stack)
+    result = cluster_job.run_in_cluster(
+        target,
+        app,
+        task="replay",
+        args=args,
+        on_output=lambda line: stderr.print(line, markup=False, highlight=False, style="dim"),
+    )
+    report = result.get("report", result) if isinstance(result, dict) else {"result": result}
+    if as_json:
+        emit_json(report)
+    elif isinstance(report, dict) and "selected" in report:
+        print_summary(report)
+    if isinstance(report, dict) and report.get("ok") is False:
+        raise TaskFailed(failure_message(report))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replay")(replay)
+
+
+@handle_errors
+def replay(
+    stack: Annotated[Str, _opt("Pulumi stack (stack form), e.g. dev or prod.", "--stack")] = None,
+    app: Annotated[Str, _opt("App name from the stack's ops output (stack form).", "--app")] = None,
+    where: Annotated[
+        str, _opt("local, or cluster: run as a Job the stack declares (prod).", "--where")
+    ] = "local",
+    webhook_url: Annotated[Str, _opt("Receiver URL (explicit form).", "--webhook-url")] = None,
+    signing: Annotated[Str, _opt("stripe or hmac-sha256 (explicit form).", "--signing")] = None,
+    secret_env: Annotated[
+        Str, _opt("Environment variable holding the signing secret.", "--secret-env")
+    ] = None,
+    header: Annotated[
+        Str,
+        _opt("Signature header (default Stripe-Signature / X-Razorpay-Signature).", "--header"),
+    ] = None,
+    from_db: Annotated[Str, _opt("Source: the app database URL.", "--from-db")] = None,
+    from_db_env: Annotated[
+        Str, _opt("Source: environment variable holding the database URL.", "--from-db-env")
+    ] = None,
+    from_file: Annotated[
+        Path | None, _opt("Source: Stripe `events list` JSON or JSON Lines export.", "--from-file")
+    ] = None,
+    table: Annotated[str, _opt("Webhook log table.", "--table")] = Columns.table,
+    id_column: Annotated[str, _opt("Event id column.", "--id-column")] = Columns.id,
+    payload_column: Annotated[
+        str, _opt("Raw payload column.", "--payload-column")
+    ] = Columns.payload,
+    type_column: Annotated[str, _opt("Event type column.", "--type-column")] = Columns.type,
+    status_column: Annotated[str, _opt("Status column.", "--status-column")] = Columns.status,
+    created_column: Annotated[str, _opt("Timestamp column.", "--created-column")] = Columns.created,
+    status: Annotated[
+        Str, _opt("Status to replay (database; default failed; 'any' for all).", "--status")
+    ] = None,
+    since: Annotated[
+        Str, _opt("From this time (ISO 8601, unix, or age like 6h).", "--since")
+    ] = None,
+    until: Annotated[Str, _opt("Before this time (same forms as --since).", "--until")] = None,
+    types: Annotated[
+        list[str] | None, _opt("Event type, `*` wildcards; repeatable.", "--type")
+    ] = None,
+    ids: Annotated[list[str] | None, _opt("Event id; repeatable.", "--id")] = None,
+    limit: Annotated[int | None, _opt("Send at most N events this run.", "--limit")] = None,
+    rate_limit: Annotated[
+        Str, _opt("N/minute (default: the app's limit, else 30/minute).", "--rate-limit")
+    ] = None,
+    concurrency: Annotated[int, _opt("Parallel deliveries.", "--concurrency")] = 8,
+    timeout: Annotated[float, _opt("Seconds to wait for each answer.", "--timeout")] = 10.0,
+    max_attempts: Annotated[int, _opt("Attempts per event (5xx/timeouts).", "--max-attempts")] = 5,
+    backoff: Annotated[float, _opt("First retry delay cap, seconds; doubles.", "--backoff")] = 0.5,
+    force: Annotated[bool, _opt("Send even events the ledger says delivered.", "--force")] = False,
+    dry_run: Annotated[bool, _opt("List what would be sent; send nothing.", "--dry-run")] = False,
+    yes: Annotated[bool, _opt("Do not ask for confirmation.", "--yes")] = False,
+    json: Annotated[bool, _opt("Print a JSON report on stdout.", "--json")] = False,
+) -> None:
+    """Replay webhook events (failed ones by default) to the app's receiver, each at most once."""
+    _check_numbers(concurrency, timeout, max_attempts, limit)
+    if where not in ("local", "cluster"):
+        raise UserInputError(f"--where {where!r}: use local or cluster")
+    columns = Columns(table, id_column, payload_column, type_column, status_column, created_column)
+    filters = build_filters(
+        status=status,
+        since=since,
+        until=until,
+        types=types or [],
+        ids=ids or [],
+        from_file=from_file is not None,
+    )
+    delivery = {
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "backoff": backoff,
+    }
+    stack_form = stack is not None or app is not None
+    if stack_form:
+        if not (stack and app):
+            raise UserInputError("the stack form needs both --stack and --app")
+        explicit = [
+            n
+            for n, v in (
+                ("--webhook-url", webhook_url),
+                ("--signing", signing),
+                ("--secret-env", secret_env),
+                ("--from-db", from_db),
+                ("--from-db-env", from_db_env),
+            )
+            if v
+        ]
+        if explicit:
+            raise UserInputError(
+                f"{', '.join(explicit)}: not with --stack/--app (the stack's ops output gives them)"
+            )
+        ops = _stack_ops(stack, app)
+        target = target_from_stack(
+            ops, app, header=header, rate=rate_limit, from_file=from_file, columns=columns
+        )
+    elif where == "cluster":
+        raise UserInputError("--where cluster needs the stack form: --stack STACK --app APP")
+    else:
+        target = target_from_options(
+            url=webhook_url,
+            signing=signing,
+            secret_env=secret_env,
+            header=header,
+            from_db=from_db,
+            from_db_env=from_db_env,
+            from_file=from_file,
+            rate=rate_limit,
+            columns=columns,
+        )
+    if where == "cluster":
+        if from_file is not None:
+            raise UserInputError(
+                "--from-file with --where cluster: the Job cannot read local files"
+            )
+        args = job_args(target, filter_args(filters, status), delivery, force, limit)
+        run_as_job(str(stack), str(app), [*args, *(["--dry-run"] if dry_run else [])], json, yes)
+        return
+    execute(
+        target,
+        filters,
+        delivery=delivery,
+        limit=limit,
+        force=force,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=json,
+    )

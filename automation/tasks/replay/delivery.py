@@ -1,0 +1,189 @@
+"""Sending events: bounded concurrency, the shared rate limit, retries, and the ledger.
+
+Each worker takes one event at a time: wait for a rate-limit slot, sign (a fresh Stripe timestamp
+per attempt), POST the exact payload bytes, then classify the answer:
+- 2xx: delivered;
+- 429: every worker pauses for the receiver's `Retry-After` (seconds or an HTTP date), then the
+  event is sent again (up to THROTTLED_RETRIES times; a 429 is not a failed attempt);
+- 5xx, timeouts, connection errors: retried after exponential backoff with full jitter, up to
+  `max_attempts` attempts in all;
+- anything else (400, 401, 404, 3xx...): a failure, reported and not retried.
+The outcome is written to the ledger before the worker moves on.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from automation.tasks.replay.ledger import Ledger, Outcome
+from automation.tasks.replay.ratelimit import RateLimiter
+from automation.tasks.replay.signing import Signer
+from automation.tasks.replay.sources import Event
+
+THROTTLED_RETRIES = 20
+EVENT_ID_HEADER = "X-Opsplane-Event-Id"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    url: str
+    signer: Signer
+    concurrency: int = 8
+    timeout: float = 10.0
+    max_attempts: int = 5
+    backoff: float = 0.5  # first retry waits up to this long; doubles per attempt
+    max_backoff: float = 30.0
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """`Retry-After` as seconds: a (possibly fractional) number or an HTTP date."""
+    if not value:
+        return default
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def backoff_delay(config: DeliveryConfig, failures: int) -> float:
+    """Full jitter: uniform in [0, min(max_backoff, backoff * 2**(failures-1))]."""
+    return random.uniform(0, min(config.max_backoff, config.backoff * 2 ** (failures - 1)))
+
+
+class Worker:
+    """Delivers events one at a time over its own keep-alive HTTP session."""
+
+    def __init__(
+        self, config: DeliveryConfig, limiter: RateLimiter, ledger: Ledger, stop: threading.Event
+    ) -> None:
+        self.config, self.limiter, self.ledger, self.stop = config, limiter, ledger, stop
+        self.session = requests.Session()
+
+    def post(self, event: Event) -> requests.Response:
+        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event.id}
+        headers.update(self.config.signer(event.payload))
+        return self.session.post(
+            self.config.url,
+            data=event.payload,
+            headers=headers,
+            timeout=self.config.timeout,
+            allow_redirects=False,
+        )
+
+    def deliver(self, event: Event) -> Outcome | None:
+        """Deliver one event and record the outcome; None if stopped before anything was sent."""
+        attempts = failures = throttled = 0
+        status: int | None = None
+        error: str | None = None
+        while True:
+            if not self.limiter.acquire(self.stop):
+                if attempts == 0:
+                    return None
+                return self._finish(event, attempts, status, error or "interrupted")
+            if attempts == 0:
+                self.ledger.begin(event.id)
+            attempts += 1
+            try:
+                response = self.post(event)
+            except requests.Timeout:
+                status, error = None, f"timeout: no answer within {self.config.timeout:g}s"
+            except requests.ConnectionError as exc:
+                status, error = None, f"connection error: {_short(exc)}"
+            else:
+                status = response.status_code
+                response.close()
+                if 200 <= status < 300:
+                    return self._finish(event, attempts, status, None, delivered=True)
+                error = f"HTTP {status}"
+                if status == 429 and throttled < THROTTLED_RETRIES:
+                    throttled += 1
+                    pause = retry_after_seconds(
+                        response.headers.get("Retry-After"), backoff_delay(self.config, throttled)
+                    )
+                    self.limiter.pause(pause)
+                    continue
+                if status < 500:
+                    return self._finish(event, attempts, status, error)
+            failures += 1
+            if failures >= self.config.max_attempts:
+                return self._finish(event, attempts, status, error)
+            if self.stop.wait(backoff_delay(self.config, failures)):
+                return self._finish(event, attempts, status, f"interrupted after {error}")
+
+    def _finish(
+        self,
+        event: Event,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        *,
+        delivered: bool = False,
+    ) -> Outcome:
+        outcome = Outcome(event.id, delivered, attempts, status, error)
+        self.ledger.finish(outcome)
+        return outcome
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Connection reset", "Remote end closed", "timed out"):
+        if marker in text:
+            return marker
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def deliver_all(
+    events: Iterable[Event],
+    config: DeliveryConfig,
+    limiter: RateLimiter,
+    ledger: Ledger,
+    on_outcome: Callable[[Outcome], None] = lambda _: None,
+) -> list[Outcome]:
+    """Deliver with `config.concurrency` workers; Ctrl-C lets in-flight events finish and record."""
+    stop = threading.Event()
+    local = threading.local()
+    workers: list[Worker] = []
+
+    def run(event: Event) -> Outcome | None:
+        if stop.is_set():
+            return None
+        worker = getattr(local, "worker", None)
+        if worker is None:
+            worker = local.worker = Worker(config, limiter, ledger, stop)
+            workers.append(worker)
+        return worker.deliver(event)
+
+    outcomes: list[Outcome] = []
+    pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="replay")
+    try:
+        pending: set[Future] = {pool.submit(run, event) for event in events}
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    on_outcome(outcome)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for worker in workers:
+            worker.session.close()
+    return outcomes
