@@ -1,0 +1,115 @@
+"""The cluster Job protocol: config -> up -> read `clusterJob` -> remove config -> up (always)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from automation.cluster_job import (
+    CLUSTER_JOB_KEY,
+    ClusterJobCleanupFailed,
+    job_id,
+    run_in_cluster,
+)
+from automation.errors import TaskFailed, UserInputError
+from automation.fake_stack import FakeStack, ProgramModel, sample_ops
+
+ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"  # the program's ClusterJobRequest.id
+
+
+def job_stack(runner: Any, **kwargs: Any) -> tuple[FakeStack, list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    def record(request: dict[str, Any]) -> dict[str, Any]:
+        seen.append(request)
+        return runner(request)
+
+    stack = FakeStack(
+        name="prod",
+        outputs={"ops": {"qr": sample_ops("qr", "prod")}},
+        on_up=ProgramModel(job_runner=record),
+        **kwargs,
+    )
+    return stack, seen
+
+
+def succeeded(request: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "succeeded", "report": {"task": request["task"], "rows": 42}}
+
+
+def quiet(_line: str) -> None:
+    return None
+
+
+def test_job_runs_reports_and_is_removed() -> None:
+    stack, seen = job_stack(succeeded)
+    report = run_in_cluster(stack, "qr", "restore", ["--latest"], quiet)
+    assert report == {"task": "restore", "rows": 42}
+    assert seen[0]["app"] == "qr" and seen[0]["task"] == "restore"
+    assert seen[0]["args"] == ["--latest"]
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+    assert CLUSTER_JOB_KEY not in stack.config
+    assert "clusterJob" not in stack.outputs()
+
+
+def test_request_is_json_with_a_kubernetes_safe_id() -> None:
+    stack, _ = job_stack(succeeded)
+    run_in_cluster(stack, "qr", "verify-backup", [], quiet)
+    request = json.loads(stack.calls[0].value or "")
+    assert set(request) == {"app", "task", "args", "id"}
+    assert re.match(ID_PATTERN, request["id"])
+    assert re.match(
+        ID_PATTERN, job_id("verify-backup", datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC))
+    )
+
+
+def test_failed_job_raises_its_error_and_is_still_removed() -> None:
+    stack, _ = job_stack(lambda _r: {"status": "failed", "error": "checksum mismatch"})
+    with pytest.raises(TaskFailed, match="checksum mismatch"):
+        run_in_cluster(stack, "qr", "restore", [], quiet)
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+    assert CLUSTER_JOB_KEY not in stack.config
+
+
+def test_up_failing_while_job_runs_removes_the_job_and_says_so() -> None:
+    stack, _ = job_stack(succeeded, fail_on_up=1)
+    with pytest.raises(TaskFailed, match=r"cluster Job restore-\S+ \(restore\) failed"):
+        run_in_cluster(stack, "qr", "restore", [], quiet)
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+    assert CLUSTER_JOB_KEY not in stack.config
+
+
+def test_cleanup_failure_keeps_the_report_and_gives_the_commands() -> None:
+    stack, _ = job_stack(succeeded, fail_on_up=2)
+    with pytest.raises(ClusterJobCleanupFailed) as info:
+        run_in_cluster(stack, "qr", "restore", [], quiet)
+    assert info.value.result is not None and info.value.result["report"]["rows"] == 42
+    assert "pulumi config rm opsplane:clusterJob --stack prod" in str(info.value)
+    assert "finished (succeeded)" in str(info.value)
+
+
+def test_program_not_reporting_the_job_is_a_failure() -> None:
+    stack = FakeStack(outputs={"ops": {"qr": sample_ops("qr", "prod")}})  # no model: no output
+    with pytest.raises(TaskFailed, match="did not report cluster Job"):
+        run_in_cluster(stack, "qr", "backup", [], quiet)
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+
+
+def test_existing_request_is_refused_without_changes() -> None:
+    stack, _ = job_stack(succeeded, config={CLUSTER_JOB_KEY: '{"id": "x"}'})
+    with pytest.raises(UserInputError, match="already has a cluster job"):
+        run_in_cluster(stack, "qr", "restore", [], quiet)
+    assert stack.calls == []
+
+
+def test_unknown_task_and_app_are_bad_input() -> None:
+    stack, _ = job_stack(succeeded)
+    with pytest.raises(UserInputError, match="cluster task 'drop'"):
+        run_in_cluster(stack, "qr", "drop", [], quiet)
+    with pytest.raises(UserInputError, match="--app 'nope'"):
+        run_in_cluster(stack, "nope", "restore", [], quiet)
+    assert stack.calls == []
