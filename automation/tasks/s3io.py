@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
@@ -140,6 +142,7 @@ class MultipartUpload:
         part_size: int = PART_SIZE,
         max_in_flight: int = 2,
         content_type: str = "application/octet-stream",
+        tagging: str | None = None,
     ) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = part_size
@@ -151,8 +154,9 @@ class MultipartUpload:
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._closed = False
         with s3_errors(client, bucket, key):
+            extra = {"Tagging": tagging} if tagging else {}
             created = client.create_multipart_upload(
-                Bucket=bucket, Key=key, ContentType=content_type
+                Bucket=bucket, Key=key, ContentType=content_type, **extra
             )
         self.upload_id: str = created["UploadId"]
 
@@ -350,3 +354,51 @@ def in_progress_uploads(client: Any, bucket: str, prefix: str = "") -> list[dict
     """Multipart uploads started and neither completed nor aborted (tests and diagnostics)."""
     with s3_errors(client, bucket):
         return client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+
+
+def upload_stream(
+    client: Any,
+    bucket: str,
+    key: str,
+    chunks: Iterable[bytes],
+    *,
+    metadata: dict[str, str],
+    tags: dict[str, str],
+    content_type: str = "application/octet-stream",
+) -> Stored:
+    """Stream `chunks` into one object, then set its metadata (with sha256 and size) and tags.
+
+    The object is tagged from the start, so even an orphan left by a crash falls under the
+    lifecycle rules; if anything fails after the upload completed, the object is deleted again.
+    """
+    tagging = "&".join(f"{quote(k)}={quote(v)}" for k, v in sorted(tags.items()))
+    with MultipartUpload(client, bucket, key, content_type=content_type, tagging=tagging) as upload:
+        for chunk in chunks:
+            upload.write(chunk)
+        stored = upload.complete()
+    try:
+        full = metadata | {"sha256": stored.sha256, "size": str(stored.size)}
+        replace_metadata(client, bucket, key, full, stored.size, content_type)
+        put_tags(client, bucket, key, tags)
+    except BaseException:
+        delete_quietly(client, bucket, [key])
+        raise
+    return stored
+
+
+def delete_quietly(client: Any, bucket: str, keys: list[str]) -> None:
+    """Best-effort cleanup after a failure (the original error is what the user needs to see)."""
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        with suppress(ClientError, BotoCoreError):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+
+def gzip_chunks(chunks: Iterable[bytes], level: int = 6) -> Iterator[bytes]:
+    """gzip-compress a stream (zlib releases the GIL, so uploads proceed while it compresses)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()

@@ -1,0 +1,225 @@
+"""`backup`, `backups list|pin` and `verify-backup`: the backup CronJobs' and on-call's commands.
+
+They take explicit endpoints (no stack needed): S3 from the standard AWS environment
+(`AWS_ENDPOINT_URL`, credentials or the IRSA role), and connection URLs from flags or, in
+CronJobs, from environment variables filled from Secrets (so passwords are never in a pod spec
+or on a command line).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from automation import backup_format as bf
+from automation.cli import emit_json, handle_errors, stderr
+from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.tasks import pgtools, s3io
+from automation.tasks.backup import BackupOptions, run_backup
+from automation.tasks.backups import list_backups, pin
+from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
+
+DatabaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="OPSPLANE_DATABASE_URL",
+        help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+Bucket = Annotated[
+    str,
+    typer.Option(
+        "--bucket", envvar="OPSPLANE_BACKUP_BUCKET", help="Backup bucket.", show_default=False
+    ),
+]
+Prefix = Annotated[
+    str, typer.Option("--prefix", envvar="OPSPLANE_BACKUP_PREFIX", help="Key prefix for backups.")
+]
+App = Annotated[
+    str | None, typer.Option("--app", help="App name in keys (default: database name).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def say(line: str) -> None:
+    stderr.print(line, highlight=False, soft_wrap=True)
+
+
+@handle_errors
+def backup(
+    bucket: Bucket,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="OPSPLANE_DATABASE_URL",
+            help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    prefix: Prefix = bf.DEFAULT_PREFIX,
+    app: App = None,
+    format: Annotated[str, typer.Option("--format", help="plain (SQL, gzip) or custom.")] = "plain",
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            envvar="OPSPLANE_REDIS_URL",
+            help="redis://:password@host:6379 (or env OPSPLANE_REDIS_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    objects_bucket: Annotated[
+        str | None, typer.Option("--objects-bucket", help="The app's bucket to mirror.")
+    ] = None,
+    gzip_level: Annotated[int, typer.Option("--gzip-level", help="1 fastest .. 9 smallest.")] = 6,
+    lifecycle: Annotated[
+        bool,
+        typer.Option(
+            "--lifecycle", help="Apply the retention lifecycle to the bucket (dev/MinIO)."
+        ),
+    ] = False,
+    retention_days: Annotated[
+        int, typer.Option("--retention-days", help="Days a standard backup is kept.")
+    ] = 30,
+    pushgateway: Annotated[
+        str | None, typer.Option("--pushgateway", help="Pushgateway URL for the success metric.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Back up the database (and Redis, the app's bucket) as one run; prints the manifest key."""
+    options = BackupOptions(
+        bucket=bucket,
+        database_url=database_url,
+        prefix=prefix,
+        app=app,
+        format=format,
+        redis_url=redis_url,
+        objects_bucket=objects_bucket,
+        gzip_level=gzip_level,
+        apply_lifecycle=lifecycle,
+        retention_days=retention_days,
+        pushgateway=pushgateway,
+    )
+    result = run_backup(options, report=say)
+    if json:
+        emit_json(result.to_dict())
+    else:
+        typer.echo(result.manifest_key)
+
+
+@handle_errors
+def list_command(
+    bucket: Bucket,
+    prefix: Prefix = bf.DEFAULT_PREFIX,
+    app: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    json: Json = False,
+) -> None:
+    """Backups, newest first: time, size, format, parts and verification state."""
+    runs = list_backups(s3io.s3_client(), bucket, prefix, app)
+    if json:
+        emit_json([vars(r) for r in runs])
+        return
+    if not runs:
+        say(f"no backups under s3://{bucket}/{prefix.strip('/')}/")
+        return
+    table = Table("time (UTC)", "app", "size", "format", "parts", "verified", "retention", "key")
+    for r in runs:
+        state = "complete" if r.complete else "INCOMPLETE"
+        table.add_row(
+            r.run_id,
+            r.app,
+            human_size(r.size),
+            (r.format or "-") + ("" if r.managed else " (by hand)"),
+            ", ".join(r.parts) + ("" if r.complete else f" [{state}]"),
+            f"{r.verified} {r.verified_at}" if r.verified else "never",
+            r.retention or "-",
+            r.key,
+        )
+    Console(width=200).print(table)
+
+
+@handle_errors
+def pin_command(
+    key: Annotated[str, typer.Argument(help="A run's manifest key (or any of its parts).")],
+    bucket: Bucket,
+    unpin: Annotated[bool, typer.Option("--unpin", help="Back to standard retention.")] = False,
+    json: Json = False,
+) -> None:
+    """Keep a backup past retention (retention=pinned), or --unpin it."""
+    keys = pin(s3io.s3_client(), bucket, key, pinned=not unpin)
+    value = bf.RETENTION_STANDARD if unpin else bf.RETENTION_PINNED
+    if json:
+        emit_json({"bucket": bucket, "retention": value, "keys": keys})
+    else:
+        say(f"{len(keys)} objects tagged {bf.TAG_RETENTION}={value}")
+        typer.echo(key)
+
+
+@handle_errors
+def verify_command(
+    database_url: DatabaseUrl,
+    bucket: Bucket,
+    prefix: Prefix = bf.DEFAULT_PREFIX,
+    key: Annotated[str | None, typer.Option("--key", help="The backup (dump or manifest).")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="The newest complete backup.")] = False,
+    app: App = None,
+    pushgateway: Annotated[
+        str | None, typer.Option("--pushgateway", help="Pushgateway URL for the result metric.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Restore drill: checksum, restore into a throwaway database, check, drop, tag the result."""
+    if (key is None) == (not latest):
+        raise UserInputError("pass exactly one of --key KEY or --latest")
+    try:
+        report = verify_backup(database_url, bucket, prefix, key, app, report_progress=say)
+    except OpsError:
+        if pushgateway:
+            push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)
+        raise
+    if pushgateway:
+        push_verify_result(
+            pushgateway, report.app or pgtools.database_name(database_url), report.ok
+        )
+    if json:
+        emit_json(report.to_dict())
+    else:
+        print_report(report)
+    if not report.ok:
+        raise TaskFailed(f"backup s3://{bucket}/{report.key} did NOT verify (see the checks above)")
+
+
+def print_report(report: VerifyReport) -> None:
+    say(f"backup  s3://{report.bucket}/{report.key} ({report.format})")
+    for check in report.checks:
+        mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
+        say(f"  {mark} {check.name}: {check.detail}")
+    for item in report.not_checked:
+        say(f"  [yellow]not checked[/] {item}")
+    if report.restore_seconds is not None:
+        say(f"restore time {report.restore_seconds:.2f}s into {report.database} (dropped)")
+    typer.echo(f"{'VERIFIED' if report.ok else 'FAILED'} {report.key}")
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup)
+    app.command("verify-backup")(verify_command)
+    group = typer.Typer(help="List and pin backups.", no_args_is_help=True)
+    group.command("list")(list_command)
+    group.command("pin")(pin_command)
+    app.add_typer(group, name="backups")
