@@ -1,0 +1,578 @@
+"""Restore a database backup without ever leaving the live database partial.
+
+Steps (each timed in the report):
+1. verify: the whole backup is read before anything changes. Plain `.sql.gz`: streamed from S3,
+   sha256 compared with the manifest/metadata, gzip decompressed to its end (a truncated or
+   corrupt stream is refused), and a dump that would `\\connect` elsewhere is refused. Custom
+   format: streamed to a temp file (sha256 as it arrives) because `pg_restore --jobs` needs a
+   seekable file, then read whole by `pg_restore` (TOC and every data block).
+2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database).
+3. load: plain is streamed again S3 -> gunzip -> `psql -v ON_ERROR_STOP=1 --single-transaction`
+   with no temp file (and checksummed again, so a backup replaced in between is caught); custom
+   runs `pg_restore --jobs N --exit-on-error`.
+4. check: every table the manifest recorded exists with its row count, and the migration head
+   matches.
+5. swap (see `pgswap.swap`): live -> `<db>_pre_restore_<ts>`, new -> live, in one transaction.
+A failure before the swap drops the new database and leaves the live one untouched.
+
+`OPSPLANE_TEST_KILL_AT=<step>` makes the process SIGKILL itself at that step. It exists for the
+crash tests only (tests/tasks/test_restore_kill.py); nothing sets it in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from automation import backup_format as bf
+from automation.errors import TaskFailed, UserInputError
+from automation.tasks import pgswap
+from automation.tasks.backup import migration_head, table_row_counts
+from automation.tasks.backups import BackupRef, find_backup
+from automation.tasks.pgtools import (
+    connect,
+    database_name,
+    find_pg_tool,
+    libpq_env,
+    server_major,
+    with_database,
+)
+from automation.tasks.s3io import iter_object
+
+KILL_ENV = "OPSPLANE_TEST_KILL_AT"
+READ_CHUNK = 256 * 1024
+INFLATE_LIMIT = 4 * 1024 * 1024  # max bytes inflated at once: bounds memory on repetitive dumps
+
+Log = Callable[[str], None]
+Advance = Callable[[float], None]
+BarFactory = Callable[[str, "float | None"], AbstractContextManager[Advance]]
+
+
+@contextlib.contextmanager
+def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
+    yield lambda n=1: None
+
+
+def kill_point(step: str) -> None:
+    """Tests only: SIGKILL this process at `step` when OPSPLANE_TEST_KILL_AT names it."""
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- what to restore ------------------------------------------------------------------------------
+# `backups.find_backup` resolves --key/--latest to a `BackupRef` (managed or hand-made dump).
+
+
+def resolve_source(
+    client: Any, bucket: str, *, prefix: str, app: str | None, key: str | None
+) -> BackupRef:
+    """The database dump named by `key` (a dump, a run folder or a manifest) or the latest run."""
+    return find_backup(client, bucket, prefix=prefix, app=app, key=key)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class RestoreReport:
+    database: str
+    source: str
+    format: str
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+    restored_from: str | None = None  # the temporary name the restored database was built under
+    pre_restore: str | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+    migration_head: str | None = None
+    sessions_ended: int = 0
+    bytes_restored: int = 0
+    repaired: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @contextlib.contextmanager
+    def step(self, name: str, log: Log) -> Iterator[Step]:
+        log(f"{name} ...")
+        started = time.monotonic()
+        entry = Step(name, 0.0)
+        try:
+            yield entry
+        finally:
+            entry.seconds = round(time.monotonic() - started, 3)
+            self.steps.append(entry)
+        detail = f" ({entry.detail})" if entry.detail else ""
+        log(f"{name}: done in {entry.seconds:.1f}s{detail}")
+
+
+# --- verify ---------------------------------------------------------------------------------------
+
+
+def gunzip_stream(chunks: Iterable[bytes], limit: int = INFLATE_LIMIT) -> Iterator[bytes]:
+    """Inflate a (possibly multi-member) gzip stream; raise ValueError if it is corrupt or cut.
+
+    At most `limit` bytes are inflated at a time, so a highly repetitive dump cannot balloon memory.
+    """
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    in_member = False
+    total_in = 0
+    try:
+        for chunk in chunks:
+            total_in += len(chunk)
+            data = chunk
+            while data:
+                in_member = True
+                out = inflater.decompress(data, limit)
+                while True:
+                    if out:
+                        yield out
+                    if not inflater.unconsumed_tail or inflater.eof:
+                        break
+                    out = inflater.decompress(inflater.unconsumed_tail, limit)
+                data = b""
+                if inflater.eof:
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    in_member = False
+    except zlib.error as exc:
+        raise ValueError(f"corrupt gzip data ({exc})") from None
+    if total_in == 0:
+        raise ValueError("the backup is empty (0 bytes)")
+    if in_member:
+        raise ValueError("truncated gzip (the stream ends before the end of the archive)")
+
+
+class Checksummed:
+    """Wraps a chunk stream: sha256 and byte count of everything that passed through."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def mismatch(self, expected: str | None) -> str | None:
+        got = self.sha.hexdigest()
+        if expected and got != expected.lower():
+            return f"checksum mismatch: stored sha256 {expected[:12]}..., content {got[:12]}..."
+        return None
+
+
+_CONNECT_MARKERS = (b"\n\\connect ", b"\n\\c ", b"\n\\connect\n")
+
+
+def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
+    """Read the whole `.sql.gz`; return its inflated size or raise TaskFailed with the reason."""
+    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    inflated = 0
+    tail = b"\n"
+    try:
+        with bar("verify (sha256 + gunzip)", source.size or None) as advance:
+            done = 0
+            for out in gunzip_stream(stream):
+                window = tail + out
+                if any(marker in window for marker in _CONNECT_MARKERS):
+                    raise ValueError(
+                        "the dump switches database with \\connect (made with pg_dump --create); "
+                        "restore would write outside the new database: make it without --create"
+                    )
+                tail = window[-16:]
+                inflated += len(out)
+                advance(stream.size - done)
+                done = stream.size
+    except ValueError as exc:
+        raise refused(source, str(exc)) from None
+    problem = stream.mismatch(source.sha256)
+    if problem:
+        raise refused(source, problem)
+    return inflated
+
+
+def download_custom(client: Any, source: BackupRef, directory: Path, bar: BarFactory) -> Path:
+    """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed."""
+    path = directory / "db.dump"
+    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    with path.open("wb") as out, bar("download custom archive", source.size or None) as advance:
+        for chunk in stream:
+            out.write(chunk)
+            advance(len(chunk))
+    problem = stream.mismatch(source.sha256)
+    if problem:
+        raise refused(source, problem)
+    return path
+
+
+def verify_custom(path: Path, pg_restore: Path, source: BackupRef) -> None:
+    """The archive's table of contents and every data block must read (to /dev/null)."""
+    for args, what in ((["--list"], "table of contents"), (["--file", os.devnull], "data")):
+        result = subprocess.run(
+            [str(pg_restore), *args, str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            reason = _tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
+            raise refused(source, f"unreadable custom archive ({what}): {reason}")
+
+
+def refused(source: BackupRef, reason: str) -> TaskFailed:
+    return TaskFailed(
+        f"backup s3://{source.bucket}/{source.key} refused, nothing was changed: {reason}"
+    )
+
+
+def _tool_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
+    return (errors or lines or [""])[0][:300]
+
+
+# --- load -----------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Child side of Popen: get SIGKILL if the restore process dies, so psql never commits a
+    half-streamed dump because its stdin reached EOF (Linux; elsewhere a harmless no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def stream_plain(
+    client: Any,
+    source: BackupRef,
+    target_url: str,
+    psql: Path,
+    inflated_total: int,
+    bar: BarFactory,
+    log_dir: Path,
+) -> int:
+    """S3 -> gunzip -> psql stdin in one transaction; returns bytes of SQL fed to psql."""
+    errors_path = log_dir / "psql.stderr"
+    with errors_path.open("wb") as errors:
+        proc = subprocess.Popen(
+            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=libpq_env(target_url),
+            preexec_fn=_die_with_parent,
+        )
+    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    fed = 0
+    try:
+        _feed(proc.stdin, gunzip_stream(stream), inflated_total, bar)
+        fed = stream.size
+        problem = stream.mismatch(source.sha256)
+        if problem:
+            raise TaskFailed(f"backup changed while restoring: {problem}")
+    except BrokenPipeError:
+        pass  # psql stopped reading: its exit code and stderr say why (below)
+    except BaseException:
+        proc.kill()  # before stdin closes: psql must not reach EOF and COMMIT a partial dump
+        proc.wait()
+        raise
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()  # type: ignore[union-attr]
+    code = proc.wait()
+    if code != 0:
+        reason = _tool_error(errors_path.read_text(errors="replace"))
+        raise TaskFailed(f"psql failed loading the dump (exit {code}): {reason}")
+    return fed
+
+
+def _feed(
+    stdin: IO[bytes] | None,
+    chunks: Iterable[bytes],
+    total: int,
+    bar: BarFactory,
+) -> None:
+    assert stdin is not None
+    with bar("load (psql)", total or None) as advance:
+        first = True
+        for out in chunks:
+            stdin.write(out)
+            advance(len(out))
+            if first:
+                kill_point("streaming")
+                first = False
+
+
+def run_pg_restore(path: Path, target_url: str, pg_restore: Path, jobs: int) -> None:
+    """Parallel restore of a custom archive into the (empty) new database."""
+    result = subprocess.run(
+        [
+            str(pg_restore),
+            "--exit-on-error",
+            f"--jobs={jobs}",
+            "--dbname",
+            database_name(target_url),
+            str(path),
+        ],
+        env=libpq_env(target_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        preexec_fn=_die_with_parent,
+    )
+    if result.returncode != 0:
+        reason = _tool_error(result.stderr) or f"exit {result.returncode}"
+        raise TaskFailed(f"pg_restore failed: {reason}")
+
+
+# --- check ----------------------------------------------------------------------------------------
+
+
+def check_restored(url: str, manifest: bf.Manifest | None) -> tuple[dict[str, int], str | None]:
+    """Compare the restored database with the facts recorded at backup time."""
+    with connect(url) as conn:
+        counts = table_row_counts(conn)
+        head_now = migration_head(conn)
+    facts = manifest.database if manifest else None
+    if facts is None:
+        return counts, head_now
+    problems = [
+        f"{table}: {counts.get(table, 'missing')} rows, backup recorded {expected}"
+        for table, expected in sorted(facts.tables.items())
+        if counts.get(table) != expected
+    ]
+    if facts.migration_head is not None and head_now != facts.migration_head:
+        problems.append(f"migration head {head_now!r}, backup recorded {facts.migration_head!r}")
+    if problems:
+        raise TaskFailed("restored database does not match the backup: " + "; ".join(problems[:5]))
+    return counts, head_now
+
+
+# --- the whole restore ----------------------------------------------------------------------------
+
+
+def restore_stamp(now: datetime | None = None) -> str:
+    """Lower-case, sortable, valid in an unquoted identifier: 20251122_075300."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M%S")
+
+
+class DatabaseRestore:
+    """One database restore in two phases, so a stack operation can verify before maintenance:
+
+        with DatabaseRestore(url, client, source) as job:
+            job.verify()            # reads everything, changes nothing
+            with maintenance(...):
+                job.apply()         # create, load, check, swap
+
+    The temp directory (custom archives only) lives as long as the `with` block.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: Any,
+        source: BackupRef,
+        *,
+        jobs: int = 1,
+        dry_run: bool = False,
+        log: Log = lambda line: None,
+        bar: BarFactory = no_bar,
+    ) -> None:
+        self.url, self.client, self.source = url, client, source
+        self.jobs, self.log, self.bar = jobs, log, bar
+        self.live = database_name(url)
+        self.report = RestoreReport(
+            self.live, f"s3://{source.bucket}/{source.key}", source.format, dry_run
+        )
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._archive: Path | None = None
+        self._inflated = 0
+        self._major = 0
+        self._verified = False
+
+    def __enter__(self) -> DatabaseRestore:
+        self._tmp = tempfile.TemporaryDirectory(prefix="opsplane-restore-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def work(self) -> Path:
+        assert self._tmp is not None, "use DatabaseRestore as a context manager"
+        return Path(self._tmp.name)
+
+    def verify(self) -> RestoreReport:
+        """Report leftovers, then read and check the whole backup. Changes nothing."""
+        report = self.report
+        report.leftovers = pgswap.restore_leftovers(self.url, self.live)
+        for name in report.leftovers:
+            self.log(f"leftover of an interrupted restore: {name} (drop with `restore --cleanup`)")
+        if pgswap.blocked_live(self.url, self.live):
+            self.log(f"{self.live} refuses connections (an interrupted swap); restore re-allows")
+        self._major = server_major(pgswap.admin_url(self.url))
+        with report.step("verify", self.log) as step:
+            self._archive, self._inflated = _verify(
+                self.client, self.source, self._major, self.work, self.bar
+            )
+            checksum = "matched" if self.source.sha256 else "not recorded (hand-made backup)"
+            step.detail = f"{self.source.format}, {self.source.size:,} bytes, sha256 {checksum}"
+        self._verified = True
+        return report
+
+    def apply(self) -> RestoreReport:
+        """Create the new database, load and check it, then swap it in."""
+        assert self._verified, "verify() first"
+        report, url, live = self.report, self.url, self.live
+        _repair_blocked_live(url, live, report, self.log)
+        stamp = restore_stamp()
+        new = f"{live}{pgswap.RESTORE_INFIX}{stamp}"
+        pre = f"{live}{pgswap.PRE_RESTORE_INFIX}{stamp}"
+        pgswap.check_name_length(pre)
+        live_info = pgswap.database_info(url, live)
+        with report.step("create", self.log) as step:
+            pgswap.create_like(url, new, live_info)
+            step.detail = new
+        try:
+            self._load_and_check(with_database(url, new))
+        except BaseException:
+            self.log(f"restore failed: dropping {new}; the live database {live} is unchanged")
+            pgswap.drop_database(url, new, force=True)
+            raise
+        kill_point("before_swap")
+        with report.step("swap", self.log) as step:
+            report.sessions_ended = pgswap.swap(
+                url, live, new, pre, live_exists=live_info is not None, on_step=kill_point
+            )
+            step.detail = f"{live} -> {pre}, {new} -> {live}" if live_info else f"{new} -> {live}"
+        kill_point("after_swap")
+        report.restored_from = new
+        report.pre_restore = pre if live_info is not None else None
+        return report
+
+    def _load_and_check(self, new_url: str) -> None:
+        report, source = self.report, self.source
+        with report.step("load", self.log) as step:
+            if self._archive is None:
+                psql = find_pg_tool("psql", self._major)
+                stream_plain(
+                    self.client, source, new_url, psql, self._inflated, self.bar, self.work
+                )
+                step.detail = f"{self._inflated:,} bytes of SQL streamed into psql"
+            else:
+                pg_restore = find_pg_tool("pg_restore", self._major)
+                run_pg_restore(self._archive, new_url, pg_restore, self.jobs)
+                step.detail = f"pg_restore --jobs {self.jobs}"
+            report.bytes_restored = self._inflated
+        with report.step("check", self.log) as step:
+            report.tables, report.migration_head = check_restored(new_url, source.manifest)
+            recorded = "matched the backup's record" if source.manifest else "no manifest"
+            step.detail = f"{len(report.tables)} tables, head {report.migration_head}, {recorded}"
+
+
+def restore_database(
+    url: str,
+    client: Any,
+    source: BackupRef,
+    *,
+    jobs: int = 1,
+    dry_run: bool = False,
+    log: Log = lambda line: None,
+    bar: BarFactory = no_bar,
+) -> RestoreReport:
+    """Verify, restore into a new database, check it, swap it in. See the module doc."""
+    with DatabaseRestore(url, client, source, jobs=jobs, dry_run=dry_run, log=log, bar=bar) as job:
+        job.verify()
+        if dry_run:
+            log("dry run: the backup is good; nothing was changed")
+            return job.report
+        return job.apply()
+
+
+def _repair_blocked_live(url: str, live: str, report: RestoreReport, log: Log) -> None:
+    """A swap killed mid-way can leave the live database refusing connections: undo that."""
+    if not pgswap.blocked_live(url, live):
+        return
+    pgswap.set_allow_connections(url, live, True)
+    report.repaired.append(
+        f"re-allowed connections to {live} (left blocked by an interrupted swap)"
+    )
+    log(report.repaired[-1])
+
+
+def _verify(
+    client: Any, source: BackupRef, major: int, work: Path, bar: BarFactory
+) -> tuple[Path | None, int]:
+    if source.format == "plain":
+        return None, verify_plain(client, source, bar)
+    path = download_custom(client, source, work, bar)
+    verify_custom(path, find_pg_tool("pg_restore", major), source)
+    return path, path.stat().st_size
+
+
+# --- cleanup --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanupReport:
+    database: str
+    found: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cleanup_candidates(url: str) -> list[str]:
+    live = database_name(url)
+    return pgswap.pre_restore_copies(url, live) + pgswap.restore_leftovers(url, live)
+
+
+def cleanup(url: str, names: list[str], log: Log = lambda line: None) -> CleanupReport:
+    """Drop the given pre-restore copies and leftovers; a database in use is skipped, not forced
+    (it may be a restore running right now)."""
+    live = database_name(url)
+    report = CleanupReport(live, found=list(names))
+    if pgswap.blocked_live(url, live):
+        pgswap.set_allow_connections(url, live, True)
+        report.repaired.append(f"re-allowed connections to {live}")
+    for name in names:
+        if not (
+            name.startswith(live + pgswap.RESTORE_INFIX)
+            or name.startswith(live + pgswap.PRE_RESTORE_INFIX)
+        ):
+            raise UserInputError(f"{name} is not a restore leftover of {live}")
+        why = pgswap.drop_database(url, name, force=False)
+        if why is None:
+            report.dropped.append(name)
+            log(f"dropped {name}")
+        else:
+            report.skipped[name] = why
+            log(f"skipped {name}: {why}")
+    return report

@@ -1,0 +1,116 @@
+"""Shared helpers of the restore tests: table checksums, backups made both ways, S3 setup."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+from types import SimpleNamespace
+
+import psycopg
+from psycopg import sql
+
+from automation.tasks.backup import BackupOptions, run_backup
+from automation.tasks.pgtools import libpq_env
+from tests import schemas
+
+_BARE_PERCENT = re.compile(r"(?<!%)%(?![s%])")
+
+
+class _EscapingConnection:
+    """tests/schemas.py writes `i % 3` next to `%s` parameters, which psycopg rejects. Until the
+    shared file doubles those (`%%`), its queries pass through here with the bare `%` escaped."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, query, params=None):
+        if params is not None and isinstance(query, str):
+            query = _BARE_PERCENT.sub("%%", query)
+        return self._conn.execute(query, params)
+
+    def __enter__(self):
+        self._conn.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._conn.__exit__(*exc)
+
+
+def _with_escaping(function, url: str, rows: int) -> None:
+    original = schemas.psycopg
+    schemas.psycopg = SimpleNamespace(  # type: ignore[assignment]
+        connect=lambda u: _EscapingConnection(psycopg.connect(u)), Connection=psycopg.Connection
+    )
+    try:
+        function(url, rows=rows)
+    finally:
+        schemas.psycopg = original
+
+
+def create_qr(url: str, rows: int = 300) -> None:
+    _with_escaping(schemas.create_qr_schema, url, rows)
+
+
+def create_quickbite(url: str, rows: int = 300) -> None:
+    _with_escaping(schemas.create_quickbite_schema, url, rows)
+
+
+def table_checksums(url: str) -> dict[str, str]:
+    """md5 over every row of every user table, in a stable order: equal means same data."""
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            """SELECT schemaname, tablename FROM pg_tables
+               WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"""
+        ).fetchall()
+        sums = {}
+        for schema, table in tables:
+            query = sql.SQL(
+                "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)),"
+                " '') FROM {}.{} AS t"
+            ).format(sql.Identifier(schema), sql.Identifier(table))
+            sums[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    return sums
+
+
+def databases(postgres, like: str) -> list[str]:
+    with psycopg.connect(postgres.url()) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (like + "%",)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def scramble(url: str) -> None:
+    """Data loss: what the restore is for. Deletes and changes rows in every table it finds."""
+    with psycopg.connect(url) as conn:
+        for table in ("qr_events", "payments", "webhook_logs"):
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE id % 2 = 0").format(sql.Identifier(table))
+                )
+        conn.execute("CREATE TABLE scratch (x int)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+
+
+def managed_backup(url: str, bucket: str, app: str, fmt: str = "plain") -> str:
+    """A backup made by the backup task; returns its manifest key."""
+    result = run_backup(BackupOptions(bucket=bucket, database_url=url, app=app, format=fmt))
+    return result.manifest_key
+
+
+def hand_made_dump(postgres, url: str) -> bytes:
+    """The runbook's way: `pg_dump -U qr_user qr_db | gzip` (no metadata, no manifest)."""
+    dump = subprocess.run(
+        [str(postgres.bin_dir / "pg_dump")], env=libpq_env(url), capture_output=True, check=True
+    ).stdout
+    return gzip.compress(dump)
+
+
+def custom_dump(postgres, url: str) -> bytes:
+    return subprocess.run(
+        [str(postgres.bin_dir / "pg_dump"), "--format=custom"],
+        env=libpq_env(url),
+        capture_output=True,
+        check=True,
+    ).stdout
