@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
+from psycopg.conninfo import make_conninfo
 
 from automation.cli import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import TaskFailed, UserInputError
@@ -57,9 +57,14 @@ def _stack_ops(stack: str, app: str) -> dict[str, Any]:
 
 
 def _database_url(db: dict[str, Any]) -> str:
-    user, password = quote(str(db["user"]), safe=""), quote(str(db.get("password") or ""), safe="")
-    auth = f"{user}:{password}" if password else user
-    return f"postgresql://{auth}@{db['host']}:{db['port']}/{quote(str(db['name']), safe='')}"
+    """libpq conninfo (a host may be a unix socket directory); the password stays in memory."""
+    return make_conninfo(
+        host=str(db["host"]),
+        port=str(db["port"]),
+        dbname=str(db["name"]),
+        user=str(db["user"]),
+        password=str(db.get("password") or "") or None,
+    )
 
 
 def _webhook_url(webhook: dict[str, Any]) -> str:
@@ -267,8 +272,10 @@ def execute(
         if plan.to_send:
             confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
         config = DeliveryConfig(url=target.url, signer=signer, **delivery)
-        with progress("replaying", total=len(plan.to_send)) as advance:
-            outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
+        outcomes = []
+        if plan.to_send:
+            with progress("replaying", total=len(plan.to_send)) as advance:
+                outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
     finally:
         ledger.close()
     report = rr.summarize(plan, outcomes, ledger=ledger.location, **context)

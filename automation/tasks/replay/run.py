@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from automation.errors import UserInputError
 from automation.tasks.replay.delivery import DeliveryConfig, deliver_all
 from automation.tasks.replay.ledger import DELIVERED, SENDING, DbLedger, FileLedger, Ledger, Outcome
@@ -45,8 +48,10 @@ class Source:
 
 
 def _db_name(url: str) -> str:
-    path = urlsplit(url).path.lstrip("/")
-    return path or "(default)"
+    try:
+        return conninfo_to_dict(url).get("dbname") or "(default)"
+    except psycopg.ProgrammingError:
+        return "(unparsable URL)"
 
 
 @dataclass

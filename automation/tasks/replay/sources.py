@@ -199,11 +199,18 @@ def read_db_events(url: str, columns: Columns, filters: Filters) -> list[Event]:
             query, params = _select_query(columns, filters, available[columns.payload])
             rows = conn.execute(query, params).fetchall()
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaskFailed(
-            f"--from-db: cannot connect ({reason}); check the URL and network"
+        raise TaskFailed(f"--from-db: cannot connect ({_first(exc)}); check the URL") from None
+    except psycopg.ProgrammingError as exc:
+        raise UserInputError(
+            f"--from-db: not a PostgreSQL URL ({_first(exc)}); "
+            "use postgresql://user:password@host:5432/dbname"
         ) from None
     return [_row_event(row) for row in rows]
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _row_event(row: tuple) -> Event:
