@@ -50,7 +50,7 @@ from automation.tasks.pgtools import (
     server_major,
     with_database,
 )
-from automation.tasks.s3io import iter_object
+from automation.tasks.s3io import iter_object, upload_stream
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
@@ -532,6 +532,119 @@ def _verify(
     path = download_custom(client, source, work, bar)
     verify_custom(path, find_pg_tool("pg_restore", major), source)
     return path, path.stat().st_size
+
+
+# --- Redis and objects (--component redis|objects|all) ----------------------------------------
+
+RDB_MAGIC = b"REDIS"
+
+
+def _run_part(manifest: bf.Manifest | None, fmt: str, what: str) -> list[bf.Part]:
+    parts = [p for p in (manifest.parts if manifest else []) if p.format == fmt]
+    if manifest is None:
+        raise UserInputError(
+            f"restoring {what} needs a backup run with a manifest; this backup has none "
+            "(a hand-made dump holds only the database)"
+        )
+    if not parts and fmt == "rdb":
+        raise UserInputError(f"backup run {manifest.run_id} of {manifest.app} has no {what} part")
+    return parts
+
+
+class RedisRestore:
+    """The run's `redis.rdb.gz`, verified whole into a temp file, then moved into Redis' data
+    directory as `dump.rdb` with one rename (the previous file is kept as
+    `dump.rdb.pre_restore_<ts>`). Redis must be stopped: a running one overwrites `dump.rdb`."""
+
+    def __init__(
+        self, client: Any, bucket: str, manifest: bf.Manifest | None, data_dir: Path, log: Log
+    ) -> None:
+        self.client, self.bucket, self.data_dir, self.log = client, bucket, data_dir, log
+        self.part = _run_part(manifest, "rdb", "Redis")[0]
+        self._staged: Path | None = None
+
+    def verify(self) -> None:
+        if not self.data_dir.is_dir():
+            raise UserInputError(
+                f"--redis-data-dir {self.data_dir}: no such directory (Redis' data directory)"
+            )
+        staged = self.data_dir / ".dump.rdb.restoring"  # same filesystem: the rename is atomic
+        stream = Checksummed(iter_object(self.client, self.bucket, self.part.key, READ_CHUNK))
+        try:
+            with staged.open("wb") as out:
+                for chunk in gunzip_stream(stream):
+                    out.write(chunk)
+        except ValueError as exc:
+            staged.unlink(missing_ok=True)
+            raise TaskFailed(f"Redis part {self.part.key} refused: {exc}") from None
+        problem = stream.mismatch(self.part.sha256)
+        with staged.open("rb") as check:
+            magic = check.read(len(RDB_MAGIC))
+        if problem or magic != RDB_MAGIC:
+            staged.unlink(missing_ok=True)
+            raise TaskFailed(f"Redis part {self.part.key} refused: {problem or 'not an RDB file'}")
+        self._staged = staged
+
+    def apply(self) -> str:
+        assert self._staged is not None, "verify() first"
+        target = self.data_dir / "dump.rdb"
+        if target.exists():
+            os.replace(target, self.data_dir / f"dump.rdb.pre_restore_{restore_stamp()}")
+        os.replace(self._staged, target)
+        self.log(f"redis: wrote {target} from {self.part.key}")
+        return str(target)
+
+    def discard(self) -> None:
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
+
+
+class ObjectsRestore:
+    """Mirror the run's `objects/` back into the app's bucket (the runbook's `mc mirror`): every
+    object is checksummed before anything is written, and again while it is copied. Objects the
+    bucket holds that the backup does not are left alone (as `mc mirror` does)."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        manifest: bf.Manifest | None,
+        target_client: Any,
+        target_bucket: str,
+        log: Log,
+    ) -> None:
+        self.client, self.bucket, self.log = client, bucket, log
+        self.target_client, self.target_bucket = target_client, target_bucket
+        self.parts = _run_part(manifest, "object", "objects")
+
+    def target_key(self, part: bf.Part) -> str:
+        parsed = bf.parse_run_key(part.key)
+        assert parsed is not None and parsed[3].startswith(bf.OBJECTS_DIR)
+        return parsed[3][len(bf.OBJECTS_DIR) :]
+
+    def verify(self) -> None:
+        for part in self.parts:
+            stream = Checksummed(iter_object(self.client, self.bucket, part.key, READ_CHUNK))
+            for _ in stream:
+                pass
+            problem = stream.mismatch(part.sha256)
+            if problem:
+                raise TaskFailed(f"object {part.key} refused, nothing was changed: {problem}")
+
+    def apply(self) -> int:
+        for part in self.parts:
+            stored = upload_stream(
+                self.target_client,
+                self.target_bucket,
+                self.target_key(part),
+                iter_object(self.client, self.bucket, part.key, READ_CHUNK),
+                metadata={},
+                tags={},
+            )
+            if stored.sha256 != part.sha256:
+                raise TaskFailed(f"object {part.key} changed while being restored")
+        self.log(f"objects: restored {len(self.parts)} objects into {self.target_bucket}")
+        return len(self.parts)
 
 
 # --- cleanup --------------------------------------------------------------------------------------
