@@ -1,0 +1,103 @@
+"""`python -m automation rotate --stack S --app A --secret NAME [--yes] [--json]`.
+
+Bumps the secret's rotation epoch and runs `up` (the database password goes to PostgreSQL first);
+`--list` shows every secret; `--resume` finishes a rotation that stopped midway.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from automation import pulumi_stack, rotation
+from automation.cli import confirm, emit_json, handle_errors, stderr
+from automation.commands.maintenance import print_progress
+from automation.errors import UserInputError
+from automation.stack import StackOps
+
+
+def _show_list(stack: StackOps, app: str, as_json: bool) -> None:
+    infos = rotation.list_secrets(stack, app)
+    if as_json:
+        emit_json({"stack": stack.name, "app": app, "secrets": [i.as_dict() for i in infos]})
+        return
+    table = Table(title=f"secrets of {app} on {stack.name}")
+    for column in ("secret", "kind", "epoch", "last rotated", "workloads"):
+        table.add_column(column)
+    for info in infos:
+        epoch = f"{info.epoch} (pending)" if info.pending else str(info.epoch)
+        rotated = info.rotated_at or ("never" if info.kind == "generated" else "outside opsplane")
+        table.add_row(info.name, info.kind, epoch, rotated, ", ".join(info.workloads))
+    Console().print(table)
+
+
+def _finish(report: rotation.RotationReport, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    plan = report.plan
+    if report.status == "nothing to resume":
+        stderr.print(f"{plan.app}/{plan.secret} on {plan.stack}: nothing to resume (epoch "
+                     f"{plan.to_epoch} is rolled out)", highlight=False)  # fmt: skip
+        return
+    total = sum(step["seconds"] for step in report.steps)
+    stderr.print(
+        f"rotated {plan.app}/{plan.secret} on {plan.stack} to epoch {plan.to_epoch} "
+        f"({total:.1f}s); rolled {', '.join(plan.workloads) or 'nothing'}",
+        highlight=False,
+    )
+
+
+@handle_errors
+def rotate(
+    stack: Annotated[str, typer.Option("--stack", help="Pulumi stack, e.g. dev or prod.")],
+    app: Annotated[str, typer.Option("--app", help="App name from the stack's ops output.")],
+    secret: Annotated[
+        str | None, typer.Option("--secret", help="Secret to rotate, e.g. db-password.")
+    ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show every secret: kind, epoch, last rotation, users.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish a rotation that stopped midway.")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Where ALTER ROLE runs (e.g. a port-forward); default: the stack's database.",
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+) -> None:
+    """Rotate one secret of APP: new value, database first (db-password), then the pods roll."""
+    target = pulumi_stack.open_stack(stack)
+    if list_:
+        _show_list(target, app, json)
+        return
+    if not secret:
+        raise UserInputError("--secret is required (or --list to see the app's secrets)")
+    if resume:
+        _finish(rotation.resume(target, app, secret, print_progress, database_url), json)
+        return
+    plan = rotation.plan_rotation(target, app, secret)
+    if dry_run:
+        if json:
+            emit_json({**plan.as_dict(), "status": "dry run"})
+        else:
+            stderr.print(f"would {plan.describe()} (dry run: nothing changed)", highlight=False)
+        return
+    stderr.print(plan.describe(), highlight=False)
+    confirm(f"Rotate {app}/{secret} on {stack}?", yes=yes)
+    _finish(rotation.rotate(target, plan, print_progress, database_url), json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rotate")(rotate)
