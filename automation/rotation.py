@@ -389,8 +389,15 @@ def _finish_pending(
     target: DatabaseTarget,
     on_output: OnOutput,
     report: RotationReport,
+    resuming: bool = False,
 ) -> None:
     """From a pending db-password rotation: up, ALTER ROLE, activate, up (also what resume runs)."""
+    where = (
+        "the pods still use the current password; the database has it too, unless an earlier "
+        "run already applied the new one"
+        if resuming
+        else "the database and the pods still use the current password (nothing is broken)"
+    )
     try:
         _timed(report, "up (create new password)", lambda: stack.up(on_output))
         database = app_ops(stack, app)["database"]
@@ -398,8 +405,7 @@ def _finish_pending(
         _timed(report, "alter role", lambda: _apply(target, database["password"], new_password))
     except OpsError as exc:
         raise RotationIncomplete(
-            f"{exc}; the database and the pods still use the current password (nothing is "
-            f"broken); the rotation is pending: finish it with "
+            f"{exc}; {where}; the rotation is pending: finish it with "
             f"`{resume_command(stack, app, DB_PASSWORD)}`"
         ) from exc
     _activate(stack, app, on_output, report)
@@ -422,7 +428,10 @@ def _pending_password(stack: StackOps, database: dict[str, Any]) -> str:
 def _apply(target: DatabaseTarget, current: str, new_password: str) -> None:
     """ALTER ROLE through a login with the current password, or the new one if already applied."""
     with connect_with_any(target, [current, new_password]) as conn:
-        set_role_password(conn, target.role, new_password)
+        try:
+            set_role_password(conn, target.role, new_password)
+        except psycopg.Error as exc:
+            raise TaskFailed(f"ALTER ROLE {target.role} failed ({_first_line(exc)})") from exc
     try:
         check_login(target, new_password)
     except psycopg.OperationalError as exc:
@@ -462,7 +471,7 @@ def resume(
     ops = app_ops(stack, app)
     if secret == DB_PASSWORD and info.pending:
         target = DatabaseTarget.from_ops(ops["database"], database_url)
-        _finish_pending(stack, app, target, on_output, report)
+        _finish_pending(stack, app, target, on_output, report, resuming=True)
         return report
     deployed_epoch = int((ops.get("secrets") or {}).get(secret, {}).get("epoch") or 0)
     unfinished = deployed_epoch != info.epoch or "pendingPassword" in ops.get("database", {})

@@ -357,3 +357,25 @@ def test_cli_bad_input_is_exit_2(cli_stack: FakeStack) -> None:
     unknown = run("--app", "qr", "--secret", "nope", "--yes")
     assert unknown.exit_code == 2 and "has no such secret" in unknown.stderr
     assert run("--app", "nope", "--secret", "db-password").exit_code == 2
+
+
+def test_alter_role_refused_is_one_line_and_leaves_the_password(
+    scram_pg: ScramPostgres, role: str
+) -> None:
+    """Connecting (via --database-url) as another, unprivileged role: ALTER ROLE is refused."""
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    with scram_pg.admin() as conn:
+        conn.execute(
+            psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'otherpw'").format(
+                psycopg.sql.Identifier(other)
+            )
+        )
+    stack = db_stack(scram_pg, role)
+    url = f"postgresql://{other}:otherpw@127.0.0.1:{scram_pg.port}/postgres"
+    with pytest.raises(RotationIncomplete) as info:
+        rotate(stack, plan_rotation(stack, "qr", "db-password"), quiet, database_url=url)
+    message = str(info.value)
+    assert f"ALTER ROLE {role} failed" in message
+    assert "still use the current password" in message and "--resume" in message
+    assert "\n" not in message
+    assert scram_pg.accepts(role, OLD) and not scram_pg.accepts(role, NEW)
