@@ -114,3 +114,9 @@ def custom_dump(postgres, url: str) -> bytes:
         capture_output=True,
         check=True,
     ).stdout
+
+
+def other_db_url(url: str, name: str) -> str:
+    """The same server URL (postgresql://user@/db?host=...), another database."""
+    head, _, tail = url.partition("?")
+    return head.rsplit("/", 1)[0] + "/" + name + ("?" + tail if tail else "")

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import psycopg
-import pytest
+import gzip
+import json
 
+import pytest
+from typer.testing import CliRunner
+
+from automation.cli import app as cli_app
+from automation.errors import TaskFailed
 from automation.tasks import restore as r
+from automation.tasks.pgtools import database_name
 from automation.tasks.s3io import s3_client
 from tests.schemas import QR_HEAD, QUICKBITE_HEAD
 from tests.tasks.restore_helpers import (
     create_qr,
     create_quickbite,
+    custom_dump,
     databases,
     hand_made_dump,
     managed_backup,
+    other_db_url,
     scramble,
     table_checksums,
 )
@@ -25,12 +33,23 @@ def restore(url: str, bucket: str, *, app: str | None = None, key: str | None = 
     return r.restore_database(url, client, source, **kw)
 
 
-def test_qr_round_trip_plain_restores_exactly_what_was_backed_up(postgres, s3):
+def run_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli_app, ["restore", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def qr(postgres, s3):
+    """A live QR database, a bucket with one managed backup of it, and its checksums then."""
     url = postgres.create_database("qr")
     create_qr(url)
     bucket = s3.create_bucket()
-    managed_backup(url, bucket, "qr")
-    backed_up = table_checksums(url)
+    manifest_key = managed_backup(url, bucket, "qr")
+    return url, bucket, manifest_key, table_checksums(url)
+
+
+def test_qr_round_trip_plain_restores_exactly_what_was_backed_up(postgres, qr):
+    url, bucket, _, backed_up = qr
     scramble(url)
     damaged = table_checksums(url)
     assert damaged != backed_up
@@ -42,6 +61,234 @@ def test_qr_round_trip_plain_restores_exactly_what_was_backed_up(postgres, s3):
     assert report.tables["public.accounts"] == 300
     assert [s.name for s in report.steps] == ["verify", "create", "load", "check", "swap"]
     assert report.pre_restore is not None
-    pre_url = url.replace(report.database + "?", report.pre_restore + "?")
-    assert table_checksums(pre_url) == damaged  # the previous database is kept
+    assert table_checksums(other_db_url(url, report.pre_restore)) == damaged  # kept
     assert databases(postgres, report.database + "_restore_") == []
+
+
+def test_quickbite_round_trip_custom_format_with_parallel_jobs(postgres, s3):
+    url = postgres.create_database("quickbite")
+    create_quickbite(url)
+    bucket = s3.create_bucket()
+    managed_backup(url, bucket, "quickbite", fmt="custom")
+    backed_up = table_checksums(url)
+    scramble(url)
+
+    code, out, err = run_cli(
+        "--database-url", url, "--bucket", bucket, "--app", "quickbite", "--latest",
+        "--jobs", "2", "--yes", "--json",
+    )  # fmt: skip
+
+    assert code == 0, err
+    report = json.loads(out)["database"]
+    assert report["format"] == "custom"
+    assert report["migration_head"] == QUICKBITE_HEAD
+    assert table_checksums(url) == backed_up
+    assert "pg_restore --jobs 2" in {s["name"]: s["detail"] for s in report["steps"]}["load"]
+
+
+def test_runbook_style_hand_made_sql_gz_restores(postgres, s3):
+    """`pg_dump | gzip` uploaded by hand: no metadata, no manifest, any key."""
+    url = postgres.create_database("qr")
+    create_qr(url, rows=120)
+    backed_up = table_checksums(url)
+    bucket = s3.create_bucket()
+    s3.client().put_object(
+        Bucket=bucket, Key="manual/backup_20251027.sql.gz", Body=hand_made_dump(postgres, url)
+    )
+    scramble(url)
+
+    report = restore(url, bucket, key="manual/backup_20251027.sql.gz")
+
+    assert table_checksums(url) == backed_up
+    assert report.format == "plain"
+    assert "not recorded" in report.steps[0].detail  # no checksum to compare, said so
+
+
+def refused_cleanly(postgres, url: str, before: dict[str, str], call) -> str:
+    """Run `call`, expect a refusal; the live database and the server's database list unchanged."""
+    live = database_name(url)
+    databases_before = databases(postgres, live)
+    with pytest.raises(TaskFailed) as refusal:
+        call()
+    assert table_checksums(url) == before
+    assert databases(postgres, live) == databases_before == [live]
+    return str(refusal.value)
+
+
+def test_checksum_mismatch_is_refused_and_live_untouched(postgres, qr, s3):
+    url, bucket, manifest_key, _ = qr
+    scramble(url)  # the state a restore would replace
+    before = table_checksums(url)
+    db_key = manifest_key.replace("manifest.json", "db.sql.gz")
+    client = s3.client()
+    # same object, another (valid) dump: the stored sha256 no longer matches the content
+    metadata = client.head_object(Bucket=bucket, Key=db_key)["Metadata"]
+    client.put_object(
+        Bucket=bucket, Key=db_key, Body=gzip.compress(b"SELECT 1;\n"), Metadata=metadata
+    )
+
+    message = refused_cleanly(postgres, url, before, lambda: restore(url, bucket, app="qr"))
+
+    assert "checksum mismatch" in message and "nothing was changed" in message
+
+
+def test_truncated_gzip_is_refused_and_live_untouched(postgres, s3):
+    url = postgres.create_database("qr")
+    create_qr(url, rows=200)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    whole = hand_made_dump(postgres, url)
+    s3.client().put_object(Bucket=bucket, Key="cut.sql.gz", Body=whole[: len(whole) // 2])
+
+    message = refused_cleanly(postgres, url, before, lambda: restore(url, bucket, key="cut.sql.gz"))
+
+    assert "truncated gzip" in message
+
+
+def test_corrupt_gzip_is_refused(postgres, s3):
+    url = postgres.create_database("qr")
+    create_qr(url, rows=200)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    data = bytearray(hand_made_dump(postgres, url))
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0x5A
+    s3.client().put_object(Bucket=bucket, Key="bad.sql.gz", Body=bytes(data))
+
+    message = refused_cleanly(postgres, url, before, lambda: restore(url, bucket, key="bad.sql.gz"))
+
+    assert "corrupt gzip" in message or "truncated gzip" in message
+
+
+def test_unreadable_custom_archive_is_refused(postgres, s3):
+    """Bytes flipped inside a data block; the stored sha256 is of the damaged file, so only
+    reading the whole archive finds it."""
+    url = postgres.create_database("qb")
+    create_quickbite(url, rows=400)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    data = bytearray(custom_dump(postgres, url))
+    for i in range(len(data) - 2000, len(data) - 1500):
+        data[i] ^= 0xFF
+    s3.client().put_object(Bucket=bucket, Key="damaged.dump", Body=bytes(data))
+
+    message = refused_cleanly(
+        postgres, url, before, lambda: restore(url, bucket, key="damaged.dump")
+    )
+
+    assert "unreadable custom archive" in message
+
+
+def test_row_counts_that_differ_from_the_manifest_are_refused_before_the_swap(postgres, qr, s3):
+    url, bucket, manifest_key, _ = qr
+    client = s3.client()
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    manifest["database"]["tables"]["public.accounts"] += 1
+    client.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    scramble(url)
+    before = table_checksums(url)
+
+    message = refused_cleanly(postgres, url, before, lambda: restore(url, bucket, app="qr"))
+
+    assert "public.accounts: 300 rows, backup recorded 301" in message
+
+
+def test_dry_run_verifies_and_changes_nothing(postgres, qr):
+    url, bucket, _, _ = qr
+    scramble(url)
+    before = table_checksums(url)
+    live = database_name(url)
+    names_before = databases(postgres, live)
+
+    code, out, err = run_cli(
+        "--database-url", url, "--bucket", bucket, "--app", "qr", "--latest", "--dry-run", "--json"
+    )  # fmt: skip
+
+    assert code == 0, err
+    report = json.loads(out)["database"]
+    assert report["dry_run"] is True
+    assert [s["name"] for s in report["steps"]] == ["verify"]
+    assert table_checksums(url) == before
+    assert databases(postgres, live) == names_before
+
+
+def test_restore_without_yes_and_without_a_tty_refuses(qr):
+    url, bucket, _, before = qr
+    code, _, err = run_cli("--database-url", url, "--bucket", bucket, "--app", "qr", "--latest")
+    assert code == 2
+    assert "--yes" in err
+    assert table_checksums(url) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ([], "--stack STACK --app APP, or --database-url"),
+        (["--database-url", "postgresql:///x", "--bucket", "b"], "exactly one of --key"),
+        (["--database-url", "postgresql:///x", "--bucket", "b", "--key", "k", "--latest"], "one"),
+        (["--stack", "dev"], "--app"),
+        (["--stack", "dev", "--app", "qr", "--component", "disk"], "--component 'disk'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, fragment):
+    code, _, err = run_cli(*args)
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_cleanup_lists_and_drops_pre_restore_copies(postgres, qr):
+    url, bucket, _, backed_up = qr
+    report = restore(url, bucket, app="qr")
+    assert report.pre_restore in databases(postgres, report.database)
+
+    code, out, _ = run_cli("--database-url", url, "--cleanup", "--dry-run", "--json")
+    assert code == 0
+    assert json.loads(out)["found"] == [report.pre_restore]
+    assert report.pre_restore in databases(postgres, report.database)
+
+    code, out, err = run_cli("--database-url", url, "--cleanup", "--yes", "--json")
+    assert code == 0, err
+    assert json.loads(out)["dropped"] == [report.pre_restore]
+    assert databases(postgres, report.database) == [report.database]
+    assert table_checksums(url) == backed_up
+
+
+def test_restore_when_the_live_database_is_gone(postgres, qr):
+    """Complete system failure: the database itself was lost; restore recreates it."""
+    import psycopg
+
+    url, bucket, _, backed_up = qr
+    live = database_name(url)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{live}"')
+
+    report = restore(url, bucket, app="qr")
+
+    assert report.pre_restore is None
+    assert table_checksums(url) == backed_up
+
+
+def test_sessions_on_the_live_database_are_ended_by_the_swap(qr):
+    import psycopg
+
+    url, bucket, _, backed_up = qr
+    idle = psycopg.connect(url)
+    try:
+        report = restore(url, bucket, app="qr")
+        assert report.sessions_ended == 1
+        with pytest.raises(psycopg.OperationalError):
+            idle.execute("SELECT 1")
+    finally:
+        idle.close()
+    assert table_checksums(url) == backed_up
+
+
+def test_gunzip_stream_handles_multi_member_and_small_chunks():
+    data = gzip.compress(b"a" * 100_000) + gzip.compress(b"b" * 10)
+    pieces = [data[i : i + 7] for i in range(0, len(data), 7)]
+    assert b"".join(r.gunzip_stream(pieces, limit=1000)) == b"a" * 100_000 + b"b" * 10
+    with pytest.raises(ValueError, match="truncated"):
+        b"".join(r.gunzip_stream([data[:-3]]))
+    with pytest.raises(ValueError, match="empty"):
+        b"".join(r.gunzip_stream([]))
