@@ -1,0 +1,1 @@
+"""opsplane's Pulumi components and the data they are built from."""

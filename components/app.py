@@ -1,0 +1,490 @@
+"""App: one system (QR Clone Engine, QuickBite) on one target, built from smaller components.
+
+Order of construction follows the data: secrets → data stores → object store → workloads →
+ingress → backups → alerts → (optional) cluster Job. `ops` is the output contract automation
+reads (docs/ops-contract.md).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components import k8s_manifests as m
+from components.alert_rules import AlertRules
+from components.alerting.model import ScrapeTarget
+from components.alerting.rules import AlertParams, build_rule_groups
+from components.backup_plan import BackupPlan
+from components.catalog.spec import AppSpec, SecretSpec
+from components.config import PLACEHOLDER_PREFIX, Settings, cron_interval_seconds
+from components.context import AppContext
+from components.datastore import Datastore, postgres_shape, redis_shape
+from components.k8s import declare
+from components.object_store import MinioStore, S3Bucket
+from components.rotating_secret import RotatingSecret
+from components.task_job import TaskJob
+from components.workload import Workload
+
+OPS_RUNNER_COMPONENTS = ["backup-db", "backup-redis", "backup-objects", "restore-drill", "task"]
+
+
+def var(secret_name: str) -> str:
+    """Template variable of a secret: `db-password` → `db_password`."""
+    return secret_name.replace("-", "_")
+
+
+class App(pulumi.ComponentResource):
+    ops: pulumi.Output[dict[str, Any]]
+    cluster_job: pulumi.Output[dict[str, Any]] | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: AppSpec,
+        settings: Settings,
+        runner_image: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("opsplane:index:App", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.spec, self.settings = spec, settings
+        ctx = AppContext(
+            spec=spec,
+            settings=settings,
+            app_settings=settings.apps[spec.name],
+            runner_image=runner_image,
+        )
+        self.ctx = ctx
+        self._declare_boundary(name)
+        secrets = self._declare_secrets(name)
+        db = Datastore(
+            f"{name}-db",
+            ctx=ctx,
+            shape=postgres_shape(ctx),
+            password=secrets["db-password"].current,
+            opts=self._child,
+        )
+        cache = Datastore(
+            f"{name}-redis",
+            ctx=ctx,
+            shape=redis_shape(ctx),
+            password=secrets["redis-password"].current,
+            opts=self._child,
+        )
+        self._add_connection_values(db, cache)
+        objects_env, objects_secret_env, objects_bucket, minio = self._declare_objects(
+            name, secrets
+        )
+        self.workloads = self._declare_workloads(name, objects_env, objects_secret_env)
+        if ctx.kubernetes:
+            self._declare_ingress(name)
+            backup_bucket = self._backup_bucket_name()
+            self.backup = BackupPlan(
+                f"{name}-backup",
+                ctx=ctx,
+                bucket_name=backup_bucket,
+                database_url=self._url(
+                    "postgresql://{db_user}:{db_password}@{db_host}:{db_port}/{db_name}"
+                ),
+                redis_url=self._url("redis://:{redis_password}@{redis_host}:{redis_port}/0"),
+                objects_bucket=objects_bucket,
+                opts=self._child,
+            )
+            backup_info: dict[str, Any] = {
+                "bucket": self.backup.bucket,
+                "prefix": settings.backup.prefix,
+                "endpoint": None,
+                "region": settings.aws_region,
+            }
+        else:
+            backup_info = {
+                "bucket": f"{spec.name}-backups",
+                "prefix": settings.backup.prefix,
+                "endpoint": minio.endpoint if minio else None,
+                "region": settings.aws_region,
+            }
+        self.alerts = self._declare_alerts(name)
+        self.cluster_job = self._declare_cluster_job(name, backup_info)
+        self.ops = pulumi.Output.from_input(
+            self._ops(db, cache, secrets, backup_info, objects_bucket, minio)
+        )
+        self.register_outputs({"ops": self.ops})
+
+    # --- boundary -------------------------------------------------------------------------------
+
+    def _declare_boundary(self, name: str) -> None:
+        ctx, app = self.ctx, self.spec.name
+        if ctx.kubernetes:
+            ctx.namespace = app
+            ns = declare(f"{name}-namespace", m.namespace(app, app), self._child)
+            self._child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+            declare(f"{name}-default-deny", m.default_deny(app, app), self._child)
+            declare(f"{name}-allow-dns", m.allow_dns_and_app_egress(app, app), self._child)
+            callers = [s.name for s in self.spec.services if s.secret_env or s.uses_objects]
+            declare(
+                f"{name}-allow-egress",
+                m.allow_https_egress(app, app, callers + OPS_RUNNER_COMPONENTS),
+                self._child,
+            )
+        else:
+            network = docker.Network(f"{name}-network", name=app, driver="bridge", opts=self._child)
+            ctx.network = network.name
+
+    # --- secrets --------------------------------------------------------------------------------
+
+    def _declare_secrets(self, name: str) -> dict[str, RotatingSecret | _External]:
+        ctx, out = self.ctx, {}
+        for secret in self.spec.secrets:
+            if secret.dev_only and ctx.kubernetes:
+                continue
+            if secret.kind == "generated":
+                state = self.settings.rotation_state(self.spec.name, secret.name)
+                value: RotatingSecret | _External = RotatingSecret(
+                    f"{name}-{secret.name}", spec=secret, state=state, opts=self._child
+                )
+            else:
+                value = _External(self._external_value(secret))
+            out[secret.name] = value
+            ctx.values[var(secret.name)] = value.current
+            ctx.secret_values.add(var(secret.name))
+            if secret.keep_previous:
+                ctx.values[f"{var(secret.name)}_previous"] = self._previous_in_grace(secret, value)
+                ctx.secret_values.add(f"{var(secret.name)}_previous")
+        return out
+
+    def _external_value(self, secret: SecretSpec) -> pulumi.Output[str]:
+        given = self.settings.external_secrets.get(self.spec.name, {})
+        key = secret.config_key or secret.name
+        value = given.get(key) or f"{PLACEHOLDER_PREFIX}{self.spec.name}-{key}"
+        return pulumi.Output.secret(value)
+
+    def _previous_in_grace(
+        self, secret: SecretSpec, value: RotatingSecret | _External
+    ) -> pulumi.Input[str]:
+        """The previous value while the grace period after the last rotation lasts, else ""."""
+        state = self.settings.rotation_state(self.spec.name, secret.name)
+        previous = getattr(value, "previous", None)
+        grace = timedelta(seconds=self.ctx.app_settings.secret_grace_seconds)
+        rotated_at = state.rotated_at
+        if previous is None or rotated_at is None:
+            return pulumi.Output.secret("")
+        if rotated_at.tzinfo is None:
+            rotated_at = rotated_at.replace(tzinfo=UTC)
+        return previous if datetime.now(UTC) < rotated_at + grace else pulumi.Output.secret("")
+
+    # --- stores ---------------------------------------------------------------------------------
+
+    def _add_connection_values(self, db: Datastore, cache: Datastore) -> None:
+        pg = self.spec.postgres
+        self.ctx.values.update(
+            db_host="db",  # the Service (prod) or network alias (dev) inside the app boundary
+            db_port=pg.port,
+            db_name=pg.database,
+            db_user=pg.user,
+            redis_host="redis",
+            redis_port=self.spec.redis.port,
+        )
+
+    def _url(self, template: str) -> pulumi.Output[str]:
+        return self.ctx.render(template)
+
+    def _declare_objects(
+        self, name: str, secrets: dict[str, Any]
+    ) -> tuple[dict[str, str], dict[str, pulumi.Input[str]], S3Bucket | None, MinioStore | None]:
+        spec, ctx = self.spec.objects, self.ctx
+        if ctx.kubernetes:
+            if spec is None:
+                return {}, {}, None, None
+            bucket = S3Bucket(
+                f"{name}-objects", bucket_name=self._global_bucket(spec.bucket), opts=self._child
+            )
+            return {"S3_BUCKET": self._global_bucket(spec.bucket)}, {}, bucket, None
+        buckets = [spec.bucket] if spec else []
+        minio = MinioStore(
+            f"{name}-minio",
+            ctx=ctx,
+            buckets=[*buckets, f"{self.spec.name}-backups"],
+            password=secrets["minio-password"].current,
+            opts=self._child,
+        )
+        if spec is None:
+            return {}, {}, None, minio
+        env = {"S3_BUCKET": spec.bucket, "S3_ENDPOINT": "http://minio:9000"}
+        secret_env = {
+            "S3_ACCESS_KEY": pulumi.Output.secret(minio.access_key),
+            "S3_SECRET_KEY": secrets["minio-password"].current,
+        }
+        return env, secret_env, None, minio
+
+    def _global_bucket(self, bucket: str) -> str:
+        return f"opsplane-{self.settings.stack}-{bucket}"
+
+    def _backup_bucket_name(self) -> str:
+        base = self.settings.backup.bucket or f"opsplane-{self.settings.stack}-backups"
+        return f"{base}-{self.spec.name}"
+
+    # --- workloads ------------------------------------------------------------------------------
+
+    def _declare_workloads(
+        self,
+        name: str,
+        objects_env: dict[str, str],
+        objects_secret_env: dict[str, pulumi.Input[str]],
+    ) -> dict[str, Workload]:
+        services = list(self.spec.services)
+        if self.spec.mail_dev and not self.ctx.kubernetes:
+            services.append(self.spec.mail_dev)
+        out = {}
+        for svc in services:
+            env = {**(self._quota_env() if svc.quota_env else {})}
+            secret_env: dict[str, pulumi.Input[str]] = {}
+            if svc.uses_objects:
+                env.update(objects_env)
+                secret_env.update(objects_secret_env)
+            out[svc.name] = Workload(
+                f"{name}-{svc.name}",
+                ctx=self.ctx,
+                service=svc,
+                extra_env=env,
+                extra_secret_env=secret_env,
+                opts=self._child,
+            )
+        return out
+
+    def _quota_env(self) -> dict[str, str]:
+        """The QR runbook's quota tuning as environment (config overrides runbook defaults)."""
+        defaults, given = self.spec.quotas, self.ctx.app_settings.quotas
+        if defaults is None:
+            return {}
+
+        def pick(attr: str) -> Any:
+            value = getattr(given, attr)
+            return getattr(defaults, attr) if value is None else value
+
+        rate_limits = {**defaults.rate_limits, **given.rate_limits}
+        cache_ttl = {**defaults.cache_ttl, **given.cache_ttl}
+        env = {
+            "SQLALCHEMY_POOL_SIZE": str(pick("pool_size")),
+            "SQLALCHEMY_MAX_OVERFLOW": str(pick("max_overflow")),
+            "SQLALCHEMY_POOL_TIMEOUT": str(pick("pool_timeout")),
+            "SQLALCHEMY_POOL_RECYCLE": str(pick("pool_recycle")),
+            "REDIS_MAX_CONNECTIONS": str(pick("redis_max_connections")),
+            "WEB_CONCURRENCY": str(pick("workers")),
+            "RATE_LIMITS": json.dumps(rate_limits, sort_keys=True),
+        }
+        env.update({f"CACHE_TTL_{k.upper()}": str(v) for k, v in sorted(cache_ttl.items())})
+        return {k: v.replace("{", "{{").replace("}", "}}") for k, v in env.items()}
+
+    def rate_limit_per_minute(self) -> int:
+        hook = self.spec.webhook
+        if hook is None:
+            return 0
+        limits = {**(self.spec.quotas.rate_limits if self.spec.quotas else {}),
+                  **self.ctx.app_settings.quotas.rate_limits}  # fmt: skip
+        limit = limits.get(hook.rate_limit_route or "")
+        if not limit:
+            return hook.default_rate_per_minute
+        count, unit = limit.split("/")
+        per_minute = {"second": 60.0, "minute": 1.0, "hour": 1 / 60}[unit] * int(count)
+        return max(int(per_minute), 1)
+
+    def _declare_ingress(self, name: str) -> None:
+        domain = self.ctx.app_settings.domain or f"{self.spec.name}.example.com"
+        rules, annotations = [], {"cert-manager.io/cluster-issuer": "letsencrypt"}
+        for svc in self.spec.services:
+            if svc.ingress_host is None:
+                continue
+            host = f"{svc.ingress_host}.{domain}" if svc.ingress_host else domain
+            rules.append((host, svc.name, svc.service_port or svc.port))
+            annotations.update(svc.ingress_annotations)
+        if rules:
+            declare(
+                f"{name}-ingress",
+                m.ingress(
+                    name=self.spec.name,
+                    ns=self.spec.name,
+                    app=self.spec.name,
+                    rules=rules,
+                    annotations=annotations,
+                ),
+                self._child,
+            )
+
+    # --- alerts and jobs ------------------------------------------------------------------------
+
+    def _declare_alerts(self, name: str) -> AlertRules:
+        settings, spec = self.settings, self.spec
+        backup = settings.backup
+        pool = self.ctx.app_settings.quotas.pool_size or (
+            spec.quotas.pool_size if spec.quotas else 20
+        )
+        params = AlertParams(
+            namespace=spec.name,
+            runbook_base_url=settings.alerts.runbook_base_url,
+            pvc_regex=f"data-{spec.name}-(db|redis)-.*",
+            db_pool_size=pool,
+            backup_interval_seconds=cron_interval_seconds(backup.schedule),
+            backup_margin_seconds=backup.margin_minutes * 60,
+            backup_parts=("db", "redis", "objects") if spec.objects else ("db", "redis"),
+            drill_interval_seconds=cron_interval_seconds(backup.drill_schedule),
+            slo_target=settings.alerts.slo_target,
+            thresholds=spec.thresholds,
+            kubernetes_alerts=self.ctx.kubernetes,
+        )
+        groups = build_rule_groups(spec.name, spec.metrics, params)
+        return AlertRules(
+            f"{name}-alerts",
+            groups=groups,
+            target=settings.target,
+            namespace=spec.name if self.ctx.kubernetes else None,
+            scrape=self._scrape_targets(),
+            receivers=dict(settings.alerts.receivers),
+            rule_labels=dict(settings.alerts.rule_labels),
+            labels=m.labels(spec.name, "alerts"),
+            network=self.ctx.network,
+            opts=self._child,
+        )
+
+    def _scrape_targets(self) -> list[ScrapeTarget]:
+        return [
+            ScrapeTarget(
+                name=f"{self.spec.name}-{svc.name}",
+                port=svc.port,
+                port_name="http",
+                path=svc.metrics_path,
+                host=svc.name,
+                selector=m.selector(self.spec.name, svc.name),
+            )
+            for svc in self.spec.services
+            if svc.metrics_path
+        ]
+
+    def _declare_cluster_job(
+        self, name: str, backup_info: dict[str, Any]
+    ) -> pulumi.Output[dict[str, Any]] | None:
+        request = self.settings.cluster_job
+        if request is None or request.app != self.spec.name or not self.ctx.kubernetes:
+            return None
+        job = TaskJob(
+            f"{name}-task",
+            ctx=self.ctx,
+            request=request,
+            report_bucket=backup_info["bucket"],
+            report_key=f"{self.settings.backup.prefix}/{self.spec.name}/reports/{request.id}.json",
+            secret_name=self.backup.secret_name,
+            service_account=self.backup.service_account,
+            opts=self._child,
+        )
+        return job.result
+
+    # --- the output contract --------------------------------------------------------------------
+
+    def _ops(
+        self,
+        db: Datastore,
+        cache: Datastore,
+        secrets: dict[str, Any],
+        backup_info: dict[str, Any],
+        objects_bucket: S3Bucket | None,
+        minio: MinioStore | None,
+    ) -> dict[str, Any]:
+        spec, ctx = self.spec, self.ctx
+        pg = spec.postgres
+        db_secret = secrets["db-password"]
+        database: dict[str, Any] = {
+            "host": db.host,
+            "port": db.port,
+            "name": pg.database,
+            "user": pg.user,
+            "password": db_secret.current,
+            "serverMajor": pg.server_major,
+            "migrations": pg.migrations,
+        }
+        if getattr(db_secret, "pending", None) is not None:
+            database["pendingPassword"] = db_secret.pending
+        objects = None
+        if spec.objects:
+            objects = {
+                "bucket": objects_bucket.bucket if objects_bucket else spec.objects.bucket,
+                "endpoint": minio.endpoint if minio else None,
+            }
+        return {
+            "app": spec.name,
+            "stack": self.settings.stack,
+            "target": self.settings.target,
+            "namespace": ctx.namespace,
+            "network": ctx.network,
+            "database": database,
+            "cache": {
+                "host": cache.host,
+                "port": cache.port,
+                "password": secrets["redis-password"].current,
+            },
+            "objects": objects,
+            "backup": backup_info,
+            "webhook": self._webhook_ops(secrets),
+            "writers": list(spec.writers),
+            "replicas": {w: self.workloads[w].configured_replicas for w in spec.writers},
+            "secrets": self._secrets_ops(secrets),
+            "maintenance": self.settings.in_maintenance(spec.name),
+            "runnerImage": ctx.runner_image,
+        }
+
+    def _webhook_ops(self, secrets: dict[str, Any]) -> dict[str, Any] | None:
+        hook = self.spec.webhook
+        if hook is None:
+            return None
+        svc = self.spec.service(hook.service)
+        if self.ctx.kubernetes:
+            base = f"http://{svc.name}.{self.spec.name}.svc.cluster.local:{svc.service_port or svc.port}"
+        else:
+            base = f"http://127.0.0.1:{svc.dev_publish[0] if svc.dev_publish else svc.port}"
+        return {
+            "url": base + hook.path,
+            "path": hook.path,
+            "signing": hook.signing,
+            "header": hook.header,
+            "secret": secrets[hook.secret].current,
+            "secretName": hook.secret,
+            "rateLimitPerMinute": self.rate_limit_per_minute(),
+            "table": hook.table,
+        }
+
+    def _secrets_ops(self, secrets: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for secret in self.spec.secrets:
+            if secret.name not in secrets:
+                continue
+            state = self.settings.rotation_state(self.spec.name, secret.name)
+            users = sorted(
+                w for w, wl in self.workloads.items() if var(secret.name) in wl.secret_names
+            )
+            if secret.name == "redis-password":
+                users.append("redis")
+            out[secret.name] = {
+                "kind": secret.kind,
+                "epoch": state.epoch if secret.kind == "generated" else None,
+                "pending": state.pending,
+                "rotatedAt": state.rotated_at.isoformat() if state.rotated_at else None,
+                "workloads": users,
+                "configKey": (
+                    f"opsplane:externalSecrets.{self.spec.name}.{secret.config_key}"
+                    if secret.kind == "external"
+                    else f"opsplane:rotation.{self.spec.name}.{secret.name}"
+                ),
+            }
+        return out
+
+
+class _External:
+    """An outside secret (Stripe, Auth0, Razorpay) from `pulumi config set --secret`."""
+
+    def __init__(self, value: pulumi.Output[str]) -> None:
+        self.current = value
+        self.previous = None
+        self.pending = None

@@ -1,0 +1,84 @@
+"""What every component of one app shares: the spec, its settings, the target, and the values
+(connection details and secrets) that env templates are rendered from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from components.catalog.spec import AppSpec, ServiceSpec
+from components.config import AppSettings, Settings
+
+
+def template_fields(template: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+
+
+@dataclass
+class AppContext:
+    spec: AppSpec
+    settings: Settings
+    app_settings: AppSettings
+    namespace: str | None = None  # Kubernetes namespace (prod)
+    network: pulumi.Input[str] | None = None  # Docker network name (dev)
+    values: dict[str, pulumi.Input[Any]] = field(default_factory=dict)  # template values
+    secret_values: set[str] = field(default_factory=set)  # which values are secrets
+    runner_image: pulumi.Input[str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def target(self) -> str:
+        return self.settings.target
+
+    @property
+    def kubernetes(self) -> bool:
+        return self.settings.target == "kubernetes"
+
+    def render(self, template: str) -> pulumi.Output[str]:
+        """Fill a template; the result is secret when any value it uses is."""
+        used = template_fields(template)
+        unknown = [f for f in used if f not in self.values]
+        if unknown:
+            raise KeyError(f"{self.name}: template {template!r} uses unknown values {unknown}")
+        if not used:
+            return pulumi.Output.from_input(template.format())
+        rendered = pulumi.Output.all(**{f: self.values[f] for f in used}).apply(
+            lambda v: template.format(**v)
+        )
+        if any(f in self.secret_values for f in used):
+            return pulumi.Output.secret(rendered)
+        return rendered
+
+    def render_all(self, templates: dict[str, str]) -> dict[str, pulumi.Output[str]]:
+        return {key: self.render(t) for key, t in sorted(templates.items())}
+
+    def service_image(self, service: ServiceSpec) -> str:
+        configured = self.app_settings.services.get(service.name)
+        image = configured.image if configured else None
+        return image or service.default_image or ""
+
+    def service_settings_value(self, service: ServiceSpec, attr: str, default: int) -> int:
+        configured = self.app_settings.services.get(service.name)
+        value = getattr(configured, attr) if configured else None
+        return default if value is None else value
+
+
+def checksum(values: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    """sha256 over the secret values a workload uses: changes exactly when one of them does.
+
+    The digest is not secret (it reveals nothing) so it can sit in a pod template annotation.
+    """
+    if not values:
+        return pulumi.Output.from_input(hashlib.sha256(b"").hexdigest())
+    digest = pulumi.Output.all(**values).apply(
+        lambda v: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()
+    )
+    return pulumi.Output.unsecret(digest)

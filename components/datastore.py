@@ -1,0 +1,216 @@
+"""Datastore: the app's PostgreSQL or Redis. Kubernetes: credentials Secret, Service, StatefulSet
+with a PVC, and a NetworkPolicy admitting only the app's labelled clients. Docker: a named volume
+and a container published on 127.0.0.1 only (so automation on the host can reach it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_docker as docker
+
+from components import k8s_manifests as m
+from components.catalog.spec import Resources
+from components.context import AppContext, checksum
+from components.k8s import declare
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    """What differs between PostgreSQL and Redis; the component code is shared."""
+
+    kind: Literal["db", "redis"]
+    image: str
+    port: int
+    dev_host_port: int
+    storage: str
+    run_as_user: int
+    data_path: str
+    writable_paths: tuple[str, ...]
+    password_env: str
+    env: dict[str, str]
+    k8s_args: list[str]
+    docker_command: list[str]
+    ready_command: list[str]
+    resources: Resources
+    restart_on_password_change: bool
+
+
+def postgres_shape(ctx: AppContext) -> StoreShape:
+    pg = ctx.spec.postgres
+    return StoreShape(
+        kind="db",
+        image=ctx.app_settings.postgres_image or pg.default_image,
+        port=pg.port,
+        dev_host_port=pg.dev_host_port,
+        storage=ctx.app_settings.database_storage or pg.storage,
+        run_as_user=70,  # the postgres user of the official alpine image
+        data_path="/var/lib/postgresql/data",
+        writable_paths=("/var/run/postgresql", "/tmp"),
+        password_env="POSTGRES_PASSWORD",
+        env={
+            "POSTGRES_USER": pg.user,
+            "POSTGRES_DB": pg.database,
+            "PGDATA": "/var/lib/postgresql/data/pgdata",
+        },
+        k8s_args=[],
+        docker_command=[],
+        ready_command=["pg_isready", "-U", pg.user, "-d", pg.database],
+        resources=Resources("250m", "512Mi", "2", "2Gi"),
+        # POSTGRES_PASSWORD only seeds an empty data dir; rotation is ALTER ROLE (automation).
+        restart_on_password_change=False,
+    )
+
+
+def redis_shape(ctx: AppContext) -> StoreShape:
+    rd = ctx.spec.redis
+    return StoreShape(
+        kind="redis",
+        image=ctx.app_settings.redis_image or rd.default_image,
+        port=rd.port,
+        dev_host_port=rd.dev_host_port,
+        storage=ctx.app_settings.cache_storage or rd.storage,
+        run_as_user=999,  # the redis user of the official image
+        data_path="/data",
+        writable_paths=("/tmp",),
+        password_env="REDIS_PASSWORD",
+        env={},
+        k8s_args=["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"],
+        docker_command=[
+            "sh",
+            "-c",
+            'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes',
+        ],
+        ready_command=["sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep PONG'],
+        resources=Resources("100m", "128Mi", "500m", "512Mi"),
+        # Redis reads requirepass at start: a new password must restart it (clients roll too).
+        restart_on_password_change=True,
+    )
+
+
+class Datastore(pulumi.ComponentResource):
+    host: str
+    port: int
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        ctx: AppContext,
+        shape: StoreShape,
+        password: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("opsplane:index:Datastore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        env = shape.env
+        if ctx.kubernetes:
+            ns = ctx.namespace or ctx.name
+            self.host, self.port = f"{shape.kind}.{ns}.svc.cluster.local", shape.port
+            self._declare_kubernetes(name, ctx, shape, env, password, child)
+        else:
+            self.host, self.port = "127.0.0.1", shape.dev_host_port
+            self._declare_docker(name, ctx, shape, env, password, child)
+        self.register_outputs({"host": self.host, "port": self.port})
+
+    def _declare_kubernetes(
+        self,
+        name: str,
+        ctx: AppContext,
+        shape: StoreShape,
+        env: dict[str, str],
+        password: pulumi.Input[str],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        ns, app, kind = ctx.namespace or ctx.name, ctx.name, shape.kind
+        secret_name = f"{app}-{kind}-credentials"
+        declare(
+            f"{name}-secret",
+            m.secret(secret_name, ns, m.labels(app, kind), {shape.password_env: password}),
+            child,
+        )
+        declare(
+            f"{name}-service",
+            m.service(
+                name=kind, ns=ns, app=app, component=kind, port=shape.port, target_port=shape.port
+            ),
+            child,
+        )
+        declare(
+            f"{name}-statefulset",
+            m.statefulset(
+                name=f"{app}-{kind}",
+                ns=ns,
+                app=app,
+                component=kind,
+                image=shape.image,
+                port=shape.port,
+                run_as_user=shape.run_as_user,
+                env=m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env]),
+                args=shape.k8s_args,
+                data_path=shape.data_path,
+                storage=shape.storage,
+                readiness=m.exec_probe(shape.ready_command),
+                writable_paths=shape.writable_paths,
+                res=shape.resources,
+                checksum=checksum({"password": password})
+                if shape.restart_on_password_change
+                else None,
+            ),
+            child,
+        )
+        declare(f"{name}-netpol", m.allow_store_from_clients(ns, app, kind, shape.port), child)
+
+    def _declare_docker(
+        self,
+        name: str,
+        ctx: AppContext,
+        shape: StoreShape,
+        env: dict[str, str],
+        password: pulumi.Input[str],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        volume = docker.Volume(f"{name}-data", name=f"{ctx.name}-{shape.kind}-data", opts=child)
+        image = docker.RemoteImage(f"{name}-image", name=shape.image, keep_locally=True, opts=child)
+        envs = pulumi.Output.all(password).apply(
+            lambda p: (
+                [f"{k}={v}" for k, v in sorted(env.items())] + [f"{shape.password_env}={p[0]}"]
+            )
+        )
+        docker.Container(
+            f"{name}-container",
+            name=f"{ctx.name}-{shape.kind}",
+            image=image.image_id,
+            envs=pulumi.Output.secret(envs),
+            command=shape.docker_command or None,
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=[shape.kind])
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=shape.port, external=shape.dev_host_port, ip="127.0.0.1"
+                )
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=volume.name, container_path=shape.data_path)
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", *shape.ready_command],
+                interval="10s",
+                timeout="5s",
+                retries=5,
+                start_period="10s",
+            ),
+            restart="unless-stopped",
+            labels=[
+                docker.ContainerLabelArgs(label=k, value=v)
+                for k, v in m.labels(ctx.name, shape.kind).items()
+            ],
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    ignore_changes=[] if shape.restart_on_password_change else ["envs"]
+                ),
+            ),
+        )

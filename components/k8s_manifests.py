@@ -1,0 +1,541 @@
+"""Kubernetes object shapes for the prod target: pure functions that return manifests as dicts.
+
+Components register these through pulumi-kubernetes; the render writes them as YAML; tests
+validate them with kubernetes-validate. Values may be Pulumi Outputs (images, checksums); the
+shapes themselves never depend on a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.catalog.spec import Resources
+
+MANAGED_BY = "opsplane"
+INGRESS_NAMESPACE = "ingress-nginx"
+MONITORING_NAMESPACE = "monitoring"
+DB_CLIENT_LABEL = "opsplane.dev/db-client"
+CHECKSUM_ANNOTATION = "opsplane.dev/secrets-checksum"
+
+Manifest = dict[str, Any]
+
+
+def labels(app: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": f"{app}-{component}",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": app,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector(app: str, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"{app}-{component}"}
+
+
+def metadata(name: str, namespace: str, lbls: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": lbls, **extra}
+
+
+def namespace(name: str, app: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                **labels(app, "namespace"),
+                "pod-security.kubernetes.io/enforce": "restricted",
+            },
+        },
+    }
+
+
+def container_security(read_only_root: bool) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security(run_as_user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "runAsGroup": run_as_user,
+        "fsGroup": run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(res: Resources) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
+        "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
+    }
+
+
+def scratch_volumes(paths: tuple[str, ...]) -> tuple[list[Manifest], list[Manifest]]:
+    """emptyDir volumes (and their mounts) for the paths a read-only-root image must write."""
+    volumes = [{"name": f"scratch-{i}", "emptyDir": {}} for i in range(len(paths))]
+    mounts = [{"name": f"scratch-{i}", "mountPath": p} for i, p in enumerate(paths)]
+    return volumes, mounts
+
+
+def env_from_secret(secret_name: str, keys: list[str]) -> list[Manifest]:
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+        for key in keys
+    ]
+
+
+def plain_env(values: dict[str, Any]) -> list[Manifest]:
+    return [
+        {"name": k, "value": str(v) if isinstance(v, int | float) else v}
+        for k, v in sorted(values.items())
+    ]
+
+
+def http_probe(path: str, port: int, *, initial_delay: int, period: int = 10) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def secret(name: str, ns: str, lbls: dict[str, str], string_data: Any) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(name, ns, lbls),
+        "type": "Opaque",
+        "stringData": string_data,
+    }
+
+
+def deployment(
+    *,
+    name: str,
+    ns: str,
+    app: str,
+    component: str,
+    image: Any,
+    port: int,
+    health_path: str,
+    replicas: int,
+    res: Resources,
+    run_as_user: int,
+    read_only_root: bool,
+    writable_paths: tuple[str, ...],
+    env: dict[str, Any],
+    secret_name: str | None,
+    secret_keys: list[str],
+    checksum: Any,
+    service_account: str | None = None,
+    extra_pod_labels: dict[str, str] | None = None,
+) -> Manifest:
+    lbls = labels(app, component)
+    volumes, mounts = scratch_volumes(writable_paths)
+    container: Manifest = {
+        "name": component,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": plain_env(env) + (env_from_secret(secret_name, secret_keys) if secret_name else []),
+        "readinessProbe": http_probe(health_path, port, initial_delay=5),
+        "livenessProbe": http_probe(health_path, port, initial_delay=30, period=20),
+        "resources": resources(res),
+        "securityContext": container_security(read_only_root),
+        "volumeMounts": mounts,
+    }
+    pod_spec: Manifest = {
+        "securityContext": pod_security(run_as_user),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": service_account is not None,
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, ns, lbls),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(app, component)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**lbls, **(extra_pod_labels or {})},
+                    "annotations": {CHECKSUM_ANNOTATION: checksum},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(
+    *, name: str, ns: str, app: str, component: str, port: int, target_port: int
+) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, ns, labels(app, component)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(app, component),
+            "ports": [{"name": "http", "port": port, "targetPort": target_port, "protocol": "TCP"}],
+        },
+    }
+
+
+def hpa(*, name: str, ns: str, app: str, component: str, low: int, high: int, cpu: int) -> Manifest:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(name, ns, labels(app, component)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": max(low, 1),
+            "maxReplicas": high,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": cpu},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pdb(*, name: str, ns: str, app: str, component: str) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(name, ns, labels(app, component)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(app, component)}},
+    }
+
+
+def ingress(
+    *, name: str, ns: str, app: str, rules: list[tuple[str, str, int]], annotations: dict[str, str]
+) -> Manifest:
+    """rules: (host, service name, service port)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(name, ns, labels(app, "ingress"), annotations=annotations),
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": [h for h, _, _ in rules], "secretName": f"{name}-tls"}],
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": svc, "port": {"number": port}}},
+                            }
+                        ]
+                    },
+                }
+                for host, svc, port in rules
+            ],
+        },
+    }
+
+
+def statefulset(
+    *,
+    name: str,
+    ns: str,
+    app: str,
+    component: str,
+    image: Any,
+    port: int,
+    run_as_user: int,
+    env: list[Manifest],
+    args: list[str],
+    data_path: str,
+    storage: str,
+    readiness: Manifest,
+    writable_paths: tuple[str, ...],
+    res: Resources,
+    checksum: Any = None,
+) -> Manifest:
+    lbls = labels(app, component)
+    volumes, mounts = scratch_volumes(writable_paths)
+    container: Manifest = {
+        "name": component,
+        "image": image,
+        "ports": [{"name": component, "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "readinessProbe": readiness,
+        "livenessProbe": {**readiness, "initialDelaySeconds": 30, "periodSeconds": 20},
+        "resources": resources(res),
+        "securityContext": container_security(read_only_root=True),
+        "volumeMounts": [{"name": "data", "mountPath": data_path}, *mounts],
+    }
+    if args:
+        container["args"] = args
+    template_meta: Manifest = {"labels": lbls}
+    if checksum is not None:
+        template_meta["annotations"] = {CHECKSUM_ANNOTATION: checksum}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(name, ns, lbls),
+        "spec": {
+            "serviceName": component,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(app, component)},
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "securityContext": pod_security(run_as_user),
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": lbls},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": storage}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def exec_probe(command: list[str]) -> Manifest:
+    return {
+        "exec": {"command": command},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+
+
+# --- network policies ---------------------------------------------------------------------------
+
+
+def _policy(name: str, ns: str, app: str, spec: Manifest) -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(name, ns, labels(app, "network-policy")),
+        "spec": spec,
+    }
+
+
+def default_deny(ns: str, app: str) -> Manifest:
+    return _policy(
+        f"{app}-default-deny", ns, app, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    )
+
+
+def allow_dns_and_app_egress(ns: str, app: str) -> Manifest:
+    """Every pod may resolve names and talk to its own app's pods; nothing else by default."""
+    return _policy(
+        f"{app}-allow-dns-and-app",
+        ns,
+        app,
+        {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": app}}}]},
+            ],
+        },
+    )
+
+
+def allow_https_egress(ns: str, app: str, components: list[str]) -> Manifest:
+    """Services that call out (S3, Stripe, Auth0) and the ops-runner jobs may use HTTPS."""
+    return _policy(
+        f"{app}-allow-https-egress",
+        ns,
+        app,
+        {
+            "podSelector": {
+                "matchExpressions": [
+                    {"key": "app.kubernetes.io/component", "operator": "In", "values": components}
+                ]
+            },
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
+        },
+    )
+
+
+def allow_store_from_clients(ns: str, app: str, component: str, port: int) -> Manifest:
+    """The database/cache accepts connections only from its own app's labelled clients."""
+    return _policy(
+        f"{app}-{component}-from-clients",
+        ns,
+        app,
+        {
+            "podSelector": {"matchLabels": selector(app, component)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchLabels": {
+                                    "app.kubernetes.io/part-of": app,
+                                    DB_CLIENT_LABEL: "true",
+                                }
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }
+            ],
+        },
+    )
+
+
+def allow_service_ingress(ns: str, app: str, component: str, port: int, public: bool) -> Manifest:
+    """A service accepts its app's pods, Prometheus, and (when public) the ingress controller."""
+    sources: list[Manifest] = [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": app}}},
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
+            }
+        },
+    ]
+    if public:
+        sources.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}
+                }
+            }
+        )
+    return _policy(
+        f"{app}-{component}-ingress",
+        ns,
+        app,
+        {
+            "podSelector": {"matchLabels": selector(app, component)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}],
+        },
+    )
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def job_pod_spec(
+    *,
+    app: str,
+    component: str,
+    image: Any,
+    args: list[str],
+    secret_name: str,
+    secret_keys: list[str],
+    env: dict[str, Any],
+    service_account: str,
+) -> Manifest:
+    return {
+        "metadata": {"labels": {**labels(app, component), DB_CLIENT_LABEL: "true"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": service_account,
+            "securityContext": pod_security(10001),
+            "containers": [
+                {
+                    "name": component,
+                    "image": image,
+                    "args": args,
+                    "env": plain_env(env) + env_from_secret(secret_name, secret_keys),
+                    "resources": resources(Resources("100m", "128Mi", "1", "256Mi")),
+                    "securityContext": container_security(read_only_root=True),
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    }
+
+
+def cronjob(
+    *, name: str, ns: str, app: str, component: str, schedule: str, pod: Manifest
+) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(name, ns, labels(app, component)),
+        "spec": {
+            "schedule": schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 5,
+            "jobTemplate": {
+                "metadata": {"labels": labels(app, component)},
+                "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 6 * 3600, "template": pod},
+            },
+        },
+    }
+
+
+def job(*, name: str, ns: str, app: str, component: str, pod: Manifest) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(name, ns, labels(app, component)),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 6 * 3600,
+            "ttlSecondsAfterFinished": 86400,
+            "template": pod,
+        },
+    }
+
+
+def service_account(name: str, ns: str, app: str, role_arn: Any) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(
+            name,
+            ns,
+            labels(app, "ops-runner"),
+            annotations={"eks.amazonaws.com/role-arn": role_arn},
+        ),
+    }
