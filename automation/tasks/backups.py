@@ -310,7 +310,8 @@ def prometheus_text(metrics: list[tuple[str, dict[str, str], float]], help_: dic
             seen.add(name)
             lines += [f"# HELP {name} {help_.get(name, name)}", f"# TYPE {name} gauge"]
         rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-        lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+        sample = f"{name}{{{rendered}}}" if rendered else name
+        lines.append(f"{sample} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -337,6 +338,11 @@ def push_metrics(gateway: str, job: str, grouping: dict[str, str], body: str) ->
             f"--pushgateway {gateway}: push refused with HTTP {response.status_code}: "
             f"{response.text.strip()[:200]}"
         )
+
+
+def _number(value: float) -> str:
+    """Full precision (a Unix timestamp must not be rounded to 6 digits)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _escape(value: str) -> str:
