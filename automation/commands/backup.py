@@ -192,7 +192,9 @@ def verify_command(
     else:
         print_report(report)
     if not report.ok:
-        raise TaskFailed(f"backup s3://{bucket}/{report.key} did NOT verify (see the checks above)")
+        failed = next((c for c in report.checks if not c.ok), None)
+        reason = f"{failed.name}: {failed.detail}" if failed else "no check ran"
+        raise TaskFailed(f"backup s3://{bucket}/{report.key} did NOT verify: {reason}")
 
 
 def print_report(report: VerifyReport) -> None:

@@ -40,6 +40,14 @@ PIPE_CHUNK = 1024 * 1024
 Reporter = Callable[[str], None]
 
 
+class DamagedArchive(TaskFailed):
+    """The stored backup is not what was recorded, or not readable to its end."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class IntegrityReport:
     key: str
@@ -99,23 +107,30 @@ def check_backup_integrity(
             yield chunk
 
     stream = counted(s3io.iter_object(client, ref.bucket, ref.key))
-    if ref.format == "plain":
-        drain(gunzip_chunks(stream, ref.key))
-    else:
-        if pg_restore is None:
-            raise UserInputError("a custom-format backup needs pg_restore to check it")
-        read_custom_archive(pg_restore, stream, ref.key)
+    if ref.format == "custom" and pg_restore is None:
+        raise UserInputError("a custom-format backup needs pg_restore to check it")
+    problems: list[str] = []
+    try:
+        if ref.format == "plain":
+            drain(gunzip_chunks(stream, ref.key))
+        else:
+            read_custom_archive(pg_restore, stream, ref.key)  # type: ignore[arg-type]
+    except DamagedArchive as exc:
+        problems.append(exc.reason)
+    drain(stream)  # the checksum covers the whole object even when the archive broke early
     digest = hasher.hexdigest()
-    where = f"s3://{ref.bucket}/{ref.key}"
-    if ref.metadata.get(bf.META_SIZE) and int(ref.metadata[bf.META_SIZE]) != size:
-        raise TaskFailed(
-            f"{where}: size mismatch: recorded {ref.metadata[bf.META_SIZE]} bytes, "
-            f"stored object has {size}; the backup is damaged, use another one"
-        )
+    recorded_size = ref.metadata.get(bf.META_SIZE)
     if ref.sha256 is not None and ref.sha256 != digest:
-        raise TaskFailed(
-            f"{where}: checksum mismatch: recorded sha256 {ref.sha256[:16]}…, stored object has "
-            f"{digest[:16]}…; the backup is damaged, use another one"
+        problems.insert(
+            0, f"checksum mismatch: recorded sha256 {ref.sha256[:16]}…, stored {digest[:16]}…"
+        )
+    if recorded_size and int(recorded_size) != size:
+        problems.insert(0, f"size mismatch: recorded {recorded_size} bytes, stored {size}")
+    if problems:
+        raise DamagedArchive(
+            f"s3://{ref.bucket}/{ref.key}: {'; '.join(problems)}; the backup is damaged, "
+            "use another one",
+            reason="; ".join(problems),
         )
     return IntegrityReport(ref.key, ref.format, size, digest, ref.sha256 is not None, True)
 
@@ -142,9 +157,11 @@ def gunzip_chunks(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
             in_member = not decompressor.eof
             members += 0 if in_member else 1
     except zlib.error as exc:
-        raise TaskFailed(f"{key}: not a valid gzip stream ({exc}); the backup is damaged") from None
+        reason = f"not a valid gzip stream ({exc})"
+        raise DamagedArchive(f"{key}: {reason}; the backup is damaged", reason) from None
     if in_member or members == 0:
-        raise TaskFailed(f"{key}: gzip stream ends early (truncated object); the backup is damaged")
+        reason = "gzip stream ends early (truncated object)"
+        raise DamagedArchive(f"{key}: {reason}; the backup is damaged", reason)
 
 
 def drain(chunks: Iterable[bytes]) -> None:
@@ -154,12 +171,15 @@ def drain(chunks: Iterable[bytes]) -> None:
 
 def read_custom_archive(pg_restore: Path, chunks: Iterable[bytes], key: str) -> None:
     """Feed a custom archive to `pg_restore -f /dev/null`, which reads every block to the end."""
-    run_with_stdin(
-        [str(pg_restore), "--file=/dev/null"],
-        chunks,
-        env=None,
-        what=f"{key}: custom archive unreadable (pg_restore)",
-    )
+    try:
+        run_with_stdin(
+            [str(pg_restore), "--file=/dev/null"],
+            chunks,
+            env=None,
+            what="custom archive unreadable (pg_restore)",
+        )
+    except TaskFailed as exc:
+        raise DamagedArchive(f"{key}: {exc}", str(exc)) from None
 
 
 def run_with_stdin(
