@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.pulumi_stack import StackBusy
 from automation.stack import StackOps, app_ops
 
 MAINTENANCE_KEY = "opsplane:maintenance"
@@ -80,7 +81,10 @@ def enter(stack: StackOps, app: str, on_output: OnOutput) -> bool:
 
 def _undo_enter(stack: StackOps, app: str, on_output: OnOutput, cause: OpsError) -> None:
     try:
-        leave(stack, app, on_output)
+        if isinstance(cause, StackBusy):  # the update never started: only the config to revert
+            _write_apps(stack, [a for a in apps_in_maintenance(stack) if a != app])
+        else:
+            leave(stack, app, on_output)
     except OpsError as undo_exc:
         raise StillInMaintenance(
             f"could not enter maintenance ({cause}) nor undo it ({undo_exc}); {app!r} may be "

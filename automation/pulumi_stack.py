@@ -29,6 +29,12 @@ from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack import StackOps, UpResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class StackBusy(TaskFailed):
+    """Someone else's update holds the stack lock: this operation changed nothing on it."""
+
+
 _CONFIG_NOT_FOUND = ("not found", "configuration key")
 
 
@@ -65,7 +71,7 @@ def translate_error(exc: BaseException, stack_name: str, action: str) -> OpsErro
             f"`pulumi stack init {stack_name}` or pick one from `pulumi stack ls`"
         )
     if isinstance(exc, auto_errors.ConcurrentUpdateError):
-        return TaskFailed(
+        return StackBusy(
             f"stack {stack_name!r} is being updated by someone else; wait for it to finish, "
             f"or run `pulumi cancel --stack {stack_name}` if that update is dead"
         )

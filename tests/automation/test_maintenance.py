@@ -19,6 +19,7 @@ from automation.maintenance import (
     leave,
     maintenance,
 )
+from automation.pulumi_stack import StackBusy
 
 
 def qr_stack(**kwargs: object) -> FakeStack:
@@ -100,6 +101,15 @@ def test_failed_enter_is_undone_and_reported() -> None:
     assert apps_in_maintenance(stack) == []
     assert not deployed(stack)
     assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+
+
+def test_enter_while_stack_is_busy_reverts_config_without_another_up() -> None:
+    busy = StackBusy("stack 'dev' is being updated by someone else; wait for it to finish")
+    stack = qr_stack(fail_on_up=1, up_error=lambda _n: busy)
+    with pytest.raises(TaskFailed, match=r"nothing was changed.*being updated by someone else"):
+        enter(stack, "qr", quiet)
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config"]
+    assert apps_in_maintenance(stack) == []
 
 
 def test_failed_enter_and_failed_undo_say_how_to_recover() -> None:
