@@ -402,7 +402,9 @@ def _finish_pending(
         _timed(report, "up (create new password)", lambda: stack.up(on_output))
         database = app_ops(stack, app)["database"]
         new_password = _pending_password(stack, database)
-        _timed(report, "alter role", lambda: _apply(target, database["password"], new_password))
+        _timed(report, "alter role", lambda: _apply(stack, app, target, database, new_password))
+    except RotationIncomplete:
+        raise
     except OpsError as exc:
         raise RotationIncomplete(
             f"{exc}; {where}; the rotation is pending: finish it with "
@@ -425,9 +427,15 @@ def _pending_password(stack: StackOps, database: dict[str, Any]) -> str:
     return str(new_password)
 
 
-def _apply(target: DatabaseTarget, current: str, new_password: str) -> None:
+def _apply(
+    stack: StackOps,
+    app: str,
+    target: DatabaseTarget,
+    database: dict[str, Any],
+    new_password: str,
+) -> None:
     """ALTER ROLE through a login with the current password, or the new one if already applied."""
-    with connect_with_any(target, [current, new_password]) as conn:
+    with connect_with_any(target, [database["password"], new_password]) as conn:
         try:
             set_role_password(conn, target.role, new_password)
         except psycopg.Error as exc:
@@ -435,8 +443,11 @@ def _apply(target: DatabaseTarget, current: str, new_password: str) -> None:
     try:
         check_login(target, new_password)
     except psycopg.OperationalError as exc:
-        raise TaskFailed(
-            f"the database refused the new password after ALTER ROLE ({_first_line(exc)})"
+        raise RotationIncomplete(
+            f"ALTER ROLE {target.role} succeeded but a login with the new password was refused "
+            f"({_first_line(exc)}); the database has the NEW password, the pods still have the "
+            "OLD one and new connections will fail: check the server's pg_hba.conf, then run "
+            f"`{resume_command(stack, app, DB_PASSWORD)}`"
         ) from exc
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from automation import pulumi_stack, rotation
 from automation.cli import confirm, emit_json, handle_errors, stderr
 from automation.commands.maintenance import print_progress
-from automation.errors import UserInputError
+from automation.errors import TaskFailed, UserInputError
 from automation.stack import StackOps
 
 
@@ -96,7 +96,15 @@ def rotate(
         return
     stderr.print(plan.describe(), highlight=False)
     confirm(f"Rotate {app}/{secret} on {stack}?", yes=yes)
-    _finish(rotation.rotate(target, plan, print_progress, database_url), json)
+    try:
+        report = rotation.rotate(target, plan, print_progress, database_url)
+    except KeyboardInterrupt:
+        raise TaskFailed(
+            f"interrupted: the rotation may be half done; see `python -m automation rotate "
+            f"--stack {stack} --app {app} --list` and finish it with "
+            f"`{rotation.resume_command(target, app, secret)}`"
+        ) from None
+    _finish(report, json)
 
 
 def register(app: typer.Typer) -> None:

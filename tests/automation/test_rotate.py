@@ -379,3 +379,31 @@ def test_alter_role_refused_is_one_line_and_leaves_the_password(
     assert "still use the current password" in message and "--resume" in message
     assert "\n" not in message
     assert scram_pg.accepts(role, OLD) and not scram_pg.accepts(role, NEW)
+
+
+def test_new_password_refused_after_alter_role_says_the_database_changed(
+    scram_pg: ScramPostgres, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_args: Any) -> None:
+        raise psycopg.OperationalError("FATAL: no pg_hba.conf entry for host")
+
+    monkeypatch.setattr(rotation, "check_login", refused)
+    stack = db_stack(scram_pg, role)
+    with pytest.raises(RotationIncomplete) as info:
+        rotate(stack, plan_rotation(stack, "qr", "db-password"), quiet)
+    message = str(info.value)
+    assert "the database has the NEW password" in message and "--resume" in message
+    assert scram_pg.accepts(role, NEW)  # ALTER ROLE did happen, as the message says
+    assert stack.ops_sequence() == ["set_config", "up"]  # pods were not rolled
+
+
+def test_interrupt_during_rotation_points_at_resume(
+    cli_stack: FakeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rotation, "rotate", interrupted)
+    result = run("--app", "qr", "--secret", "redis-password", "--yes")
+    assert result.exit_code == 1
+    assert "--secret redis-password --resume" in " ".join(result.stderr.split())
