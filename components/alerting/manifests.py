@@ -111,6 +111,18 @@ def severity_of(key: str) -> str:
     raise ValueError(f"unknown severity {key!r} in alert receivers; use one of {known}")
 
 
+def receiver(name: str, destination: str) -> dict[str, Any]:
+    """An AlertmanagerConfig receiver from a config value: an `http(s)://` URL is a webhook,
+    `mailto:<address>` an e-mail; anything else is a receiver without integrations (it shows
+    in Alertmanager, delivers nothing) so a placeholder name never pages a stranger."""
+    if destination.startswith(("http://", "https://")):
+        return {"name": name, "webhookConfigs": [{"url": destination, "sendResolved": True}]}
+    if destination.startswith("mailto:"):
+        to = destination.removeprefix("mailto:")
+        return {"name": name, "emailConfigs": [{"to": to, "sendResolved": True}]}
+    return {"name": name}
+
+
 def alertmanager_config(
     name: str,
     namespace: Namespace,
@@ -118,20 +130,23 @@ def alertmanager_config(
     labels: Mapping[str, str] | None = None,
     group_by: Sequence[str] = ("alertname", "app", "job"),
 ) -> dict[str, Any]:
-    """Route each severity to a webhook receiver (`{severity or priority: url}`).
+    """Route each severity to its receiver (`{severity or priority: destination}`).
 
-    Alerts of a severity without a receiver go to a receiver with no integrations (dropped), so
-    a missing key is a visible choice in config rather than an accidental page.
+    Keys may be priorities (P1) or severities (critical); see `receiver` for destinations.
+    Severities without a receiver fall to the root route's empty receiver (dropped), so a
+    missing key is a visible choice in config rather than an accidental page. The operator adds
+    a `namespace="<namespace>"` matcher itself; every opsplane alert carries that label.
     """
-    receivers: list[dict[str, Any]] = [{"name": f"{name}-null"}]
+    null = f"{name}-null"
+    receivers: list[dict[str, Any]] = [{"name": null}]
     routes: list[dict[str, Any]] = []
-    for key, url in sorted(receivers_by_severity.items()):
-        severity = severity_of(key)
-        receiver = f"{name}-{severity}"
-        receivers.append({"name": receiver, "webhookConfigs": [{"url": url, "sendResolved": True}]})
+    for severity, destination in sorted(
+        (severity_of(key), value) for key, value in receivers_by_severity.items()
+    ):
+        receivers.append(receiver(f"{name}-{severity}", destination))
         routes.append(
             {
-                "receiver": receiver,
+                "receiver": f"{name}-{severity}",
                 "matchers": [{"name": "severity", "value": severity, "matchType": "="}],
             }
         )
@@ -143,7 +158,7 @@ def alertmanager_config(
         ),
         "spec": {
             "route": {
-                "receiver": f"{name}-null",
+                "receiver": null,
                 "groupBy": list(group_by),
                 "groupWait": "30s",
                 "groupInterval": "5m",
