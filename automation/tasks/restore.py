@@ -50,7 +50,7 @@ from automation.tasks.pgtools import (
     server_major,
     with_database,
 )
-from automation.tasks.s3io import iter_object, upload_stream
+from automation.tasks.s3io import MultipartUpload, iter_object
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
@@ -633,14 +633,12 @@ class ObjectsRestore:
 
     def apply(self) -> int:
         for part in self.parts:
-            stored = upload_stream(
-                self.target_client,
-                self.target_bucket,
-                self.target_key(part),
-                iter_object(self.client, self.bucket, part.key, READ_CHUNK),
-                metadata={},
-                tags={},
-            )
+            with MultipartUpload(
+                self.target_client, self.target_bucket, self.target_key(part)
+            ) as upload:
+                for chunk in iter_object(self.client, self.bucket, part.key, READ_CHUNK):
+                    upload.write(chunk)
+                stored = upload.complete()
             if stored.sha256 != part.sha256:
                 raise TaskFailed(f"object {part.key} changed while being restored")
         self.log(f"objects: restored {len(self.parts)} objects into {self.target_bucket}")
