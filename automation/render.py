@@ -10,6 +10,7 @@ secret (and any string containing one), is replaced by `[secret]`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -49,7 +50,10 @@ class Registered:
 class Rendered:
     stack: str
     resources: list[Registered]
-    outputs: dict[str, Any]
+    outputs: dict[str, Any]  # plain values, as automation reads them
+    redacted_outputs: dict[str, Any] = field(
+        default_factory=dict
+    )  # what `pulumi stack output` shows
     secret_values: set[str] = field(default_factory=set)
 
     def of_type(self, type_token: str) -> list[Registered]:
@@ -282,11 +286,50 @@ def run_program(
     @pulumi.runtime.test
     def _run() -> Any:
         outputs = declare(settings)
-        return pulumi.Output.from_input(outputs).apply(captured.update)
+
+        async def capture() -> None:
+            captured["plain"] = await resolve_outputs(outputs, None)
+            captured["redacted"] = await resolve_outputs(outputs, secrets)
+
+        return pulumi.Output.from_input(asyncio.ensure_future(capture()))
 
     _run()
     mocks.secret_values |= secrets
-    return Rendered(stack, mocks.resources, normalize_numbers(captured), mocks.secret_values)
+    return Rendered(
+        stack,
+        mocks.resources,
+        normalize_numbers(captured["plain"]),
+        normalize_numbers(captured["redacted"]),
+        mocks.secret_values,
+    )
+
+
+async def resolve_outputs(value: Any, found_secrets: set[str] | None) -> Any:
+    """Resolve nested Outputs; with `found_secrets`, secret ones become `[secret]` (and are
+    remembered, so the known-value scrub also catches copies of them elsewhere)."""
+    import pulumi
+
+    if isinstance(value, pulumi.Output):
+        if found_secrets is not None and await value.is_secret():
+            plain = await resolve_outputs(await value.future(), None)
+            found_secrets.update(_strings(plain))
+            return REDACTED
+        return await resolve_outputs(await value.future(), found_secrets)
+    if isinstance(value, dict):
+        return {k: await resolve_outputs(v, found_secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [await resolve_outputs(v, found_secrets) for v in value]
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -311,7 +354,7 @@ def write_render(rendered: Rendered, out: Path) -> dict[str, Any]:
             body = {"type": r.type, "name": r.name, "inputs": r.manifest()}
             text = json.dumps(body, indent=2, sort_keys=True)
             (out / "resources" / f"{_file_name(r)}.json").write_text(redact_known(text, secrets))
-    outputs_text = json.dumps(rendered.outputs, indent=2, sort_keys=True, default=str)
+    outputs_text = json.dumps(rendered.redacted_outputs, indent=2, sort_keys=True, default=str)
     (out / "outputs.json").write_text(redact_known(outputs_text, secrets))
     counts = Counter(r.type for r in rendered.resources)
     summary = {

@@ -38,7 +38,7 @@ def var(secret_name: str) -> str:
 
 
 class App(pulumi.ComponentResource):
-    ops: pulumi.Output[dict[str, Any]]
+    ops: dict[str, Any]
     cluster_job: pulumi.Output[dict[str, Any]] | None
 
     def __init__(
@@ -110,9 +110,8 @@ class App(pulumi.ComponentResource):
             }
         self.alerts = self._declare_alerts(name)
         self.cluster_job = self._declare_cluster_job(name, backup_info)
-        self.ops = pulumi.Output.from_input(
-            self._ops(db, cache, secrets, backup_info, objects_bucket, minio)
-        )
+        # A plain dict of Outputs: secrecy stays on the secret leaves, not the whole object.
+        self.ops = self._ops(db, cache, secrets, backup_info, objects_bucket, minio)
         self.register_outputs({"ops": self.ops})
 
     # --- boundary -------------------------------------------------------------------------------
@@ -347,6 +346,7 @@ class App(pulumi.ComponentResource):
             rule_labels=dict(settings.alerts.rule_labels),
             labels=m.labels(spec.name, "alerts"),
             network=self.ctx.network,
+            host_port=None if self.ctx.kubernetes else spec.dev_prometheus_port,
             opts=self._child,
         )
 

@@ -82,6 +82,7 @@ APP = AppSpec(
         default_rate_per_minute=60,
     ),
     dev_minio_port=9010,
+    dev_prometheus_port=9091,
     metrics=Metrics(
         backend_job="quickbite-backend",
         http_requests_total="http_server_requests_seconds_count",

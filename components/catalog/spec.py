@@ -142,6 +142,7 @@ class AppSpec:
     quotas: QuotaDefaults | None = None
     mail_dev: ServiceSpec | None = None  # MailHog on dev only
     dev_minio_port: int = 9000  # dev MinIO (app bucket + backups) on 127.0.0.1
+    dev_prometheus_port: int = 9090  # dev Prometheus with the app's alert rules on 127.0.0.1
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in self.services if s.name == name)

@@ -1,0 +1,44 @@
+"""`python -m automation render`: what a stack declares, offline (no cloud account, no CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from automation.cli import emit_json, handle_errors, stderr
+from automation.render import run_program, write_render
+
+
+@handle_errors
+def render(
+    stack: Annotated[str, typer.Option("--stack", help="Stack to render: dev or prod.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the render into.")],
+    placeholder_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--placeholder-secrets",
+            help="Stand in marked placeholders for outside secrets the config lacks.",
+        ),
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the program under Pulumi's mock runtime; write Kubernetes YAML, Docker/AWS JSON and a
+    summary. Secret values are always redacted."""
+    rendered = run_program(stack, placeholder_secrets=placeholder_secrets)
+    summary = write_render(rendered, out)
+    if json:
+        emit_json(summary)
+        return
+    stderr.print(
+        f"{stack}: {summary['resources']} resources, {summary['kubernetes_objects']} Kubernetes "
+        f"objects → {out}",
+        highlight=False,
+    )
+    if summary["placeholder_secrets"]:
+        stderr.print("placeholders for: " + ", ".join(summary["placeholder_secrets"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render)
