@@ -17,6 +17,7 @@ from automation.cluster_job import (
 )
 from automation.errors import TaskFailed, UserInputError
 from automation.fake_stack import FakeStack, ProgramModel, sample_ops
+from tests.services import S3
 
 ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"  # the program's ClusterJobRequest.id
 
@@ -113,3 +114,71 @@ def test_unknown_task_and_app_are_bad_input() -> None:
     with pytest.raises(UserInputError, match="--app 'nope'"):
         run_in_cluster(stack, "nope", "restore", [], quiet)
     assert stack.calls == []
+
+
+# --- the program's report pointer, read from real S3 (moto server) -------------------------------
+def s3_job_stack(s3: S3, document: dict[str, Any], **kwargs: Any) -> tuple[FakeStack, str]:
+    """A stack whose Job, like `automation.jobrun`, uploads its report and exports a pointer."""
+    bucket = s3.create_bucket("backups")
+    ops = sample_ops("qr", "prod", backup={"bucket": bucket, "prefix": "opsplane"})
+
+    def runner(request: dict[str, Any]) -> dict[str, Any]:
+        key = f"opsplane/qr/reports/{request['id']}.json"
+        s3.client().put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+        return {"status": "succeeded", "report": {"bucket": bucket, "key": key}, "error": None}
+
+    stack = FakeStack(
+        name="prod", outputs={"ops": {"qr": ops}}, on_up=ProgramModel(runner), **kwargs
+    )
+    return stack, bucket
+
+
+def test_report_pointer_is_read_from_s3(s3: S3) -> None:
+    document = {
+        "exitCode": 0,
+        "status": "succeeded",
+        "report": {"restored": "qr_db"},
+        "error": None,
+    }
+    stack, _ = s3_job_stack(s3, document)
+    assert run_in_cluster(stack, "qr", "restore", [], quiet) == {"restored": "qr_db"}
+
+
+def test_task_failure_in_the_s3_report_is_raised_with_its_error(s3: S3) -> None:
+    document = {"exitCode": 1, "status": "failed", "report": {}, "error": "error: bad checksum"}
+    stack, _ = s3_job_stack(s3, document)
+    with pytest.raises(TaskFailed, match="error: bad checksum"):
+        run_in_cluster(stack, "qr", "restore", [], quiet)
+    assert CLUSTER_JOB_KEY not in stack.config
+
+
+def test_failed_up_reports_the_tasks_own_error_from_the_conventional_key(s3: S3) -> None:
+    document = {"exitCode": 1, "status": "failed", "report": {}, "error": "error: disk full"}
+    stack, bucket = s3_job_stack(s3, document)
+    stack.fail_on_up = {1}
+    real_up = stack.up
+
+    def up_that_runs_the_job_then_fails(on_output: Any) -> Any:
+        if stack.up_count == 0:  # the Job ran and uploaded its report, then the update failed
+            request = json.loads(stack.config[CLUSTER_JOB_KEY])
+            key = f"opsplane/qr/reports/{request['id']}.json"
+            s3.client().put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+        return real_up(on_output)
+
+    stack.up = up_that_runs_the_job_then_fails  # type: ignore[method-assign]
+    with pytest.raises(TaskFailed, match="error: disk full"):
+        run_in_cluster(stack, "qr", "backup", [], quiet)
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+
+
+def test_missing_s3_report_is_a_clear_failure(s3: S3) -> None:
+    stack, bucket = s3_job_stack(s3, {})
+
+    def vanished(_bucket: str, key: str) -> bytes:
+        from automation.tasks.s3io import get_bytes, s3_client
+
+        return get_bytes(s3_client(), bucket, key + ".missing")
+
+    with pytest.raises(TaskFailed, match="cannot read the cluster Job's report"):
+        run_in_cluster(stack, "qr", "restore", [], quiet, read_report=vanished)
+    assert CLUSTER_JOB_KEY not in stack.config
