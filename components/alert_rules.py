@@ -145,6 +145,14 @@ class AlertRules(pulumi.ComponentResource):
             if host_port
             else None,
             labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                # the image is busybox-based: wget is there, curl is not
+                tests=["CMD", "wget", "-qO-", f"http://127.0.0.1:{PROMETHEUS_PORT}/-/healthy"],
+                interval="15s",
+                timeout="3s",
+                retries=3,
+                start_period="10s",
+            ),
             restart="unless-stopped",
             opts=child,
         )

@@ -301,6 +301,8 @@ def test_dev_prometheus_container(mocks: RecordingMocks) -> Any:
         assert container.inputs["networksAdvanced"] == [{"name": "quickbite"}]
         assert {"internal": 9090, "external": 9091, "ip": "127.0.0.1"} in container.inputs["ports"]
         assert f"--config.file={am.CONFIG_FILE}" in container.inputs["command"]
+        assert "/-/healthy" in " ".join(container.inputs["healthcheck"]["tests"])
+        assert container.inputs["restart"] == "unless-stopped"
         files = uploads(container)
         rules = yaml.safe_load(files[am.RULES_FILE])
         assert sorted(r["alert"] for g in rules["groups"] for r in g["rules"]) == ALERTS
