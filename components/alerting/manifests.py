@@ -59,8 +59,10 @@ def service_monitor(
     job: str | None = None,
     honor_labels: bool = False,
     labels: Mapping[str, str] | None = None,
+    service_namespace: str | None = None,
 ) -> dict[str, Any]:
-    """A ServiceMonitor for one Service port. The `job` label is set to `job` (default: `name`)
+    """A ServiceMonitor (in `namespace`) for one port of a Service in `service_namespace`
+    (default: the same namespace). The `job` label is set to `job` (default: `name`)
     so alert selectors do not depend on the Service's name."""
     endpoint: dict[str, Any] = {
         "port": port_name,
@@ -78,7 +80,7 @@ def service_monitor(
         ),
         "spec": {
             "selector": {"matchLabels": dict(selector_labels)},
-            "namespaceSelector": {"matchNames": [namespace]},
+            "namespaceSelector": {"matchNames": [service_namespace or namespace]},
             "endpoints": [endpoint],
         },
     }
@@ -98,6 +100,7 @@ def service_monitor_for(
         job=target.name,
         honor_labels=target.honor_labels,
         labels=labels,
+        service_namespace=target.namespace,
     )
 
 

@@ -106,6 +106,7 @@ class ScrapeTarget:
     selector: dict[str, str] = field(default_factory=dict)
     interval: str = "30s"
     honor_labels: bool = False  # True for a Pushgateway, so pushed `job`/`app` labels survive
+    namespace: str | None = None  # Kubernetes: the Service's namespace when not the app's
 
 
 # Ready values for both systems. The lead moves these into components/catalog/{qr,quickbite}.py.
