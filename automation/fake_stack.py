@@ -211,27 +211,35 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
     """An `ops` object for one app shaped like docs/ops-contract.md (values are placeholders)."""
     qr = app == "qr"
     writers = ["api", "web", "admin"] if qr else ["backend"]
-    secrets: dict[str, dict[str, Any]] = {
-        "db-password": {"kind": "generated", "epoch": 0, "workloads": writers[:1]},
-        "redis-password": {"kind": "generated", "epoch": 0, "workloads": [writers[0], "redis"]},
-    }
+    generated = {"db-password": writers[:1], "redis-password": [writers[0], "redis"]}
+    external: dict[str, tuple[str, list[str]]] = {}
     if qr:
-        for name, key in (
-            ("stripe-secret-key", "stripeSecretKey"),
-            ("stripe-webhook-secret", "stripeWebhookSecret"),
-            ("auth0-client-secret", "auth0ClientSecret"),
-        ):
-            secrets[name] = {"kind": "external", "epoch": 0, "workloads": ["api"], "configKey": key}
+        external = {
+            "stripe-secret-key": ("stripeSecretKey", ["api"]),
+            "stripe-webhook-secret": ("stripeWebhookSecret", ["api"]),
+            "auth0-client-secret": ("auth0ClientSecret", ["api"]),
+        }
     else:
-        secrets["jwt-secret"] = {"kind": "generated", "epoch": 0, "workloads": ["backend"]}
-        secrets["payment-webhook-secret"] = {
-            "kind": "external",
+        generated["jwt-secret"] = ["backend"]
+        external = {"payment-webhook-secret": ("paymentWebhookSecret", ["backend"])}
+    secrets: dict[str, dict[str, Any]] = {
+        name: {
+            "kind": "generated",
             "epoch": 0,
-            "workloads": ["backend"],
-            "configKey": "paymentWebhookSecret",
+            "workloads": users,
+            "configKey": f"opsplane:rotation.{app}.{name}",
+        }
+        for name, users in generated.items()
+    }
+    for name, (key, users) in external.items():
+        secrets[name] = {
+            "kind": "external",
+            "epoch": None,
+            "workloads": users,
+            "configKey": f"opsplane:externalSecrets.{app}.{key}",
         }
     for spec in secrets.values():
-        spec["k8sSecret"] = f"{app}-secrets"
+        spec.update(k8sSecret=f"{app}-secrets", pending=False, rotatedAt=None)
     db_name, db_user = ("qr_db", "qr_user") if qr else ("quickbite", "quickbite")
     ops: dict[str, Any] = {
         "app": app,

@@ -108,7 +108,7 @@ class SecretInfo:
 
     name: str
     kind: str
-    epoch: int
+    epoch: int | None  # None for external secrets: they have no epoch
     workloads: list[str]
     rotated_at: str | None = None
     pending: bool = False
@@ -132,11 +132,13 @@ def list_secrets(stack: StackOps, app: str) -> list[SecretInfo]:
     infos = []
     for name, spec in sorted((app_ops(stack, app).get("secrets") or {}).items()):
         state = state_of(stack, app, name) if name in rotation else None
+        kind = str(spec.get("kind", "generated"))
+        epoch = state.epoch if state else int(spec.get("epoch") or 0)
         infos.append(
             SecretInfo(
                 name=name,
-                kind=str(spec.get("kind", "generated")),
-                epoch=state.epoch if state else int(spec.get("epoch") or 0),
+                kind=kind,
+                epoch=epoch if kind == "generated" else None,
                 workloads=list(spec.get("workloads") or []),
                 rotated_at=(state.rotated_at if state else None) or spec.get("rotatedAt"),
                 pending=state.pending if state else False,
@@ -208,12 +210,13 @@ def plan_rotation(stack: StackOps, app: str, secret: str) -> RotationPlan:
             f"with `{resume_command(stack, app, secret)}`"
         )
     role = str(app_ops(stack, app)["database"]["user"]) if secret == DB_PASSWORD else None
+    epoch = info.epoch or 0
     return RotationPlan(
         stack=stack.name,
         app=app,
         secret=secret,
-        from_epoch=info.epoch,
-        to_epoch=info.epoch + 1,
+        from_epoch=epoch,
+        to_epoch=epoch + 1,
         workloads=info.workloads,
         database_role=role,
     )
@@ -477,7 +480,8 @@ def resume(
     info = secret_info(stack, app, secret)
     if info.kind == "external":
         raise UserInputError(external_instructions(stack, app, info))
-    plan = RotationPlan(stack.name, app, secret, info.epoch, info.epoch, info.workloads)
+    epoch = info.epoch or 0
+    plan = RotationPlan(stack.name, app, secret, epoch, epoch, info.workloads)
     report = RotationReport(plan)
     ops = app_ops(stack, app)
     if secret == DB_PASSWORD and info.pending:
@@ -485,12 +489,12 @@ def resume(
         _finish_pending(stack, app, target, on_output, report, resuming=True)
         return report
     deployed_epoch = int((ops.get("secrets") or {}).get(secret, {}).get("epoch") or 0)
-    unfinished = deployed_epoch != info.epoch or "pendingPassword" in ops.get("database", {})
+    unfinished = deployed_epoch != epoch or "pendingPassword" in ops.get("database", {})
     if not unfinished and not info.pending:
         report.status = "nothing to resume"
         return report
     if info.pending:
-        done = RotationState(epoch=info.epoch, rotated_at=utc_now(), pending=False)
+        done = RotationState(epoch=epoch, rotated_at=utc_now(), pending=False)
         write_state(stack, app, secret, done)
     try:
         _timed(report, "up (finish)", lambda: stack.up(on_output))

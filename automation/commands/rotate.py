@@ -28,7 +28,8 @@ def _show_list(stack: StackOps, app: str, as_json: bool) -> None:
     for column in ("secret", "kind", "epoch", "last rotated", "workloads"):
         table.add_column(column)
     for info in infos:
-        epoch = f"{info.epoch} (pending)" if info.pending else str(info.epoch)
+        epoch = "-" if info.epoch is None else str(info.epoch)
+        epoch += " (pending)" if info.pending else ""
         rotated = info.rotated_at or ("never" if info.kind == "generated" else "outside opsplane")
         table.add_row(info.name, info.kind, epoch, rotated, ", ".join(info.workloads))
     Console().print(table)

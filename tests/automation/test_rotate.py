@@ -337,6 +337,7 @@ def test_cli_list_shows_every_secret_with_kind_epoch_and_users(cli_stack: FakeSt
     assert secrets["jwt-secret"]["epoch"] == 1 and secrets["jwt-secret"]["rotatedAt"]
     assert secrets["jwt-secret"]["workloads"] == ["backend"]
     assert secrets["payment-webhook-secret"]["kind"] == "external"
+    assert secrets["payment-webhook-secret"]["epoch"] is None
     assert secrets["db-password"]["rotatedAt"] is None
     table = run("--app", "quickbite", "--list")
     assert table.exit_code == 0 and "jwt-secret" in table.stdout and "never" in table.stdout
@@ -407,3 +408,13 @@ def test_interrupt_during_rotation_points_at_resume(
     result = run("--app", "qr", "--secret", "redis-password", "--yes")
     assert result.exit_code == 1
     assert "--secret redis-password --resume" in " ".join(result.stderr.split())
+
+
+def test_external_instructions_accept_a_bare_config_key() -> None:
+    ops = sample_ops("qr")
+    ops["secrets"]["stripe-secret-key"]["configKey"] = "stripeSecretKey"
+    stack = FakeStack(name="prod", outputs={"ops": {"qr": ops}})
+    with pytest.raises(UserInputError) as info:
+        plan_rotation(stack, "qr", "stripe-secret-key")
+    assert "'opsplane:externalSecrets.qr.stripeSecretKey' <new value>" in str(info.value)
+    assert "--stack prod" in str(info.value)
