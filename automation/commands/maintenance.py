@@ -32,7 +32,7 @@ maintenance_app = typer.Typer(
 
 def print_progress(line: str) -> None:
     """Stream one line of `pulumi up` (or our own progress) to stderr."""
-    stderr.print(line, markup=False, highlight=False, style="dim")
+    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
 
 def status_of(stack: StackOps, app: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def _report(document: dict[str, Any], as_json: bool, sentence: str) -> None:
     if as_json:
         emit_json(document)
     else:
-        stderr.print(sentence, highlight=False)
+        stderr.print(sentence, highlight=False, soft_wrap=True)
 
 
 @handle_errors
@@ -121,7 +121,7 @@ def maintenance_status(stack: StackOpt, app: AppOpt, json: JsonOpt = False) -> N
     replicas = ", ".join(f"{k}={v}" for k, v in status["replicas"].items()) or "none"
     state = "in maintenance" if status["deployed"] else "serving"
     pending = "" if status["configured"] == status["deployed"] else " (config differs: run `up`)"
-    typer.echo(f"{app} on {stack}: {state}{pending}; writers {replicas}")
+    typer.echo(f"{app} on {stack}: {state}{pending}; writers (configured replicas): {replicas}")
 
 
 def register(app: typer.Typer) -> None:

@@ -41,14 +41,19 @@ def _finish(report: rotation.RotationReport, as_json: bool) -> None:
         return
     plan = report.plan
     if report.status == "nothing to resume":
-        stderr.print(f"{plan.app}/{plan.secret} on {plan.stack}: nothing to resume (epoch "
-                     f"{plan.to_epoch} is rolled out)", highlight=False)  # fmt: skip
+        stderr.print(
+            f"{plan.app}/{plan.secret} on {plan.stack}: nothing to resume "
+            f"(epoch {plan.to_epoch} is rolled out)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     total = sum(step["seconds"] for step in report.steps)
     stderr.print(
         f"rotated {plan.app}/{plan.secret} on {plan.stack} to epoch {plan.to_epoch} "
         f"({total:.1f}s); rolled {', '.join(plan.workloads) or 'nothing'}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -93,9 +98,13 @@ def rotate(
         if json:
             emit_json({**plan.as_dict(), "status": "dry run"})
         else:
-            stderr.print(f"would {plan.describe()} (dry run: nothing changed)", highlight=False)
+            stderr.print(
+                f"would {plan.describe()} (dry run: nothing changed)",
+                highlight=False,
+                soft_wrap=True,
+            )
         return
-    stderr.print(plan.describe(), highlight=False)
+    stderr.print(plan.describe(), highlight=False, soft_wrap=True)
     confirm(f"Rotate {app}/{secret} on {stack}?", yes=yes)
     try:
         report = rotation.rotate(target, plan, print_progress, database_url)
