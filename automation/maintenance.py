@@ -127,21 +127,26 @@ def maintenance(stack: StackOps, app: str, on_output: OnOutput) -> Iterator[bool
         yield entered
     except BaseException as body_exc:
         if entered:
-            _leave_after_failure(stack, app, on_output, body_exc)
+            _leave_or_explain(stack, app, on_output, body_exc)
         raise
     if entered:
-        leave(stack, app, on_output)
+        _leave_or_explain(stack, app, on_output, None)
 
 
-def _leave_after_failure(
-    stack: StackOps, app: str, on_output: OnOutput, body_exc: BaseException
+def _leave_or_explain(
+    stack: StackOps, app: str, on_output: OnOutput, body_exc: BaseException | None
 ) -> None:
+    """`leave`, turning any failure into `StillInMaintenance` with the command to finish."""
+    first = f" (the task itself failed first: {body_exc})" if body_exc is not None else ""
     try:
         leave(stack, app, on_output)
-    except StillInMaintenance as leave_exc:
-        raise StillInMaintenance(f"{leave_exc} (the task itself failed first: {body_exc})") from (
-            body_exc
-        )
+    except StillInMaintenance as exc:
+        raise StillInMaintenance(f"{exc}{first}") from body_exc or exc
+    except OpsError as exc:
+        raise StillInMaintenance(
+            f"could not leave maintenance: {exc}; {app!r} is still in maintenance on stack "
+            f"{stack.name!r}: run `{off_command(stack, app)}`{first}"
+        ) from body_exc or exc
 
 
 def _up(stack: StackOps, on_output: OnOutput, what: str) -> None:

@@ -94,6 +94,14 @@ def test_leave_failure_after_a_task_failure_mentions_both() -> None:
     assert "maintenance off --stack dev --app qr" in str(info.value)
 
 
+def test_leave_failing_before_up_still_names_the_command() -> None:
+    stack = qr_stack()
+    expected = pytest.raises(StillInMaintenance, match="maintenance off --stack dev --app qr")
+    with expected, maintenance(stack, "qr", quiet):
+        stack.config[MAINTENANCE_KEY] = "not json"  # e.g. a hand edit during the task
+    assert deployed(stack)
+
+
 def test_failed_enter_is_undone_and_reported() -> None:
     stack = qr_stack(fail_on_up=1)
     with pytest.raises(TaskFailed, match="could not enter maintenance, nothing was changed"):
