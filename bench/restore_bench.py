@@ -1,0 +1,215 @@
+"""Restore throughput: the runbook's `gunzip -c | psql` against `automation restore`.
+
+One run, same generated database, same dump:
+1. generate a QR-shaped database whose plain SQL dump is >= --min-mb (default 200 MB);
+2. back it up twice with the backup task (plain .sql.gz and custom), to a moto S3 server;
+3. runbook: `createdb` + `gunzip -c backup.sql.gz | psql` from a local copy of the same .sql.gz;
+4. `python -m automation restore` plain (verify + create + stream + check + swap), then custom
+   with `--jobs 2`, each into a live database that it swaps out.
+Throughput is uncompressed SQL bytes per second of wall time; peak RSS is the largest process of
+each side's tree (wait4 rusage: the command and the tools it waited for).
+
+    .venv/bin/python bench/restore_bench.py            # about 5 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+import pgserver
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from automation.tasks.backup import BackupOptions, run_backup  # noqa: E402
+from automation.tasks.pgtools import libpq_env  # noqa: E402
+from tests.schemas import QR_DDL  # noqa: E402
+from tests.services import free_port  # noqa: E402
+
+BYTES_PER_ROW = 560  # plain-dump bytes per generated account (with its items and events)
+
+
+def generate(url: str, accounts: int) -> None:
+    """QR schema: accounts, 2x qr_items (jsonb), 3x qr_events, accounts/100 webhook logs."""
+    with psycopg.connect(url) as conn:
+        conn.execute(QR_DDL)
+        conn.execute("INSERT INTO alembic_version VALUES ('7f3a9c1d2e4b')")
+        conn.execute(
+            """INSERT INTO accounts (id, email, plan)
+               SELECT md5(i::text)::uuid, 'user' || i || '@example.com',
+                      (ARRAY['free','pro','team'])[1 + i %% 3]
+               FROM generate_series(1, %s) AS i""",
+            (accounts,),
+        )
+        conn.execute(
+            """INSERT INTO qr_items (owner_id, target_url, payload)
+               SELECT md5((1 + i %% %s)::text)::uuid, 'https://example.com/qr/' || md5(i::text),
+                      jsonb_build_object('size', 256, 'color', '#000000', 'n', i,
+                                         'label', 'item ' || i)
+               FROM generate_series(1, %s) AS i""",
+            (accounts, accounts * 2),
+        )
+        conn.execute(
+            """INSERT INTO qr_events (item_id, type)
+               SELECT 1 + i %% %s, (ARRAY['scan','create','export'])[1 + i %% 3]
+               FROM generate_series(1, %s) AS i""",
+            (accounts * 2, accounts * 3),
+        )
+        conn.execute(
+            """INSERT INTO webhook_logs (event_id, event_type, status, payload)
+               SELECT 'evt_' || i, 'invoice.paid', 'processed', repeat('x', 200)
+               FROM generate_series(1, %s) AS i""",
+            (max(accounts // 100, 1),),
+        )
+
+
+def run_alone(
+    args: list[str], env: dict[str, str], shell: bool = False
+) -> tuple[float, float, str]:
+    """Run in a fresh helper process so RUSAGE_CHILDREN covers this command only."""
+    helper = (
+        "import json,sys,subprocess,time,resource\n"
+        "a=json.loads(sys.argv[1]);t=time.monotonic()\n"
+        "p=subprocess.run(a['args'] if not a['shell'] else a['args'][0],shell=a['shell'],"
+        "capture_output=True)\n"
+        "s=time.monotonic()-t\n"
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024\n"
+        "sys.stderr.write(p.stderr.decode()[-3000:]) if p.returncode else None\n"
+        "print(json.dumps({'s':s,'rss':r,'rc':p.returncode,'out':p.stdout.decode()}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", helper, json.dumps({"args": args, "shell": shell})],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise SystemExit(f"helper failed: {result.stderr[-2000:]}")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    if data["rc"] != 0:
+        raise SystemExit(f"{str(args)[:120]} failed ({data['rc']}): {result.stderr[-2000:]}")
+    return data["s"], data["rss"], data["out"]
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("accounts", "qr_items", "qr_events", "webhook_logs")
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-mb", type=int, default=200, help="minimum plain dump size (MB)")
+    parser.add_argument("--jobs", type=int, default=2)
+    opts = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="opsplane-restore-bench-"))
+    server = pgserver.get_server(str(work / "pg"), cleanup_mode="delete")
+    socket_dir = server.get_uri().split("host=")[1]
+    bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+    def url(db: str) -> str:
+        return f"postgresql://postgres@/{db}?host={socket_dir}"
+
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    env = dict(os.environ)
+    env |= {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update({k: env[k] for k in env if k.startswith("AWS_")})
+    try:
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        with psycopg.connect(url("postgres"), autocommit=True) as conn:
+            for db in ("source", "runbook", "live_plain", "live_custom"):
+                conn.execute(f"CREATE DATABASE {db}")
+        accounts = opts.min_mb * 1024 * 1024 // BYTES_PER_ROW
+        print(f"generating {accounts:,} accounts (+2x items, 3x events) ...", file=sys.stderr)
+        generate(url("source"), accounts)
+        expected = counts(url("source"))
+        for live in ("live_plain", "live_custom"):
+            with psycopg.connect(url(live)) as conn:
+                conn.execute("CREATE TABLE old_state (x int)")
+
+        print("backing up (plain and custom) ...", file=sys.stderr)
+        plain = run_backup(BackupOptions(bucket="bench", database_url=url("source"), app="plain"))
+        custom = run_backup(
+            BackupOptions(bucket="bench", database_url=url("source"), app="custom", format="custom")
+        )
+        plain_key = plain.manifest_key.replace("manifest.json", "db.sql.gz")
+        local = work / "backup.sql.gz"
+        s3.download_file("bench", plain_key, str(local))
+        sql_bytes = int(
+            subprocess.run(
+                f"gunzip -c {local} | wc -c", shell=True, capture_output=True, check=True
+            ).stdout
+        )
+        print(
+            f"dump: {sql_bytes / 1e6:,.0f} MB SQL, {local.stat().st_size / 1e6:,.0f} MB gzip",
+            file=sys.stderr,
+        )
+
+        psql = bin_dir / "psql"
+        runbook_cmd = f"gunzip -c {local} | {psql} -q -d runbook >/dev/null"
+        print("runbook: gunzip -c | psql ...", file=sys.stderr)
+        t_runbook, rss_runbook, _ = run_alone([runbook_cmd], libpq_env(url("runbook"), env), True)
+        assert counts(url("runbook")) == expected
+
+        results = {"runbook (gunzip -c | psql)": (t_runbook, rss_runbook)}
+        for label, live, key, extra in (
+            ("automation restore, plain", "live_plain", plain_key, []),
+            (
+                f"automation restore, custom --jobs {opts.jobs}",
+                "live_custom",
+                custom.manifest_key,
+                ["--jobs", str(opts.jobs)],
+            ),
+        ):
+            print(f"{label} ...", file=sys.stderr)
+            args = [sys.executable, "-m", "automation", "restore", "--database-url", url(live)]
+            args += ["--bucket", "bench", "--key", key, "--yes", "--json", *extra]
+            seconds, rss, out = run_alone(args, env)
+            report = json.loads(out)["database"]
+            assert counts(url(live)) == expected, f"{label}: wrong row counts"
+            steps = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in report["steps"])
+            print(f"  steps: {steps}", file=sys.stderr)
+            results[label] = (seconds, rss)
+
+        print(f"\nplain SQL: {sql_bytes / 1e6:,.0f} MB; gzip: {local.stat().st_size / 1e6:,.0f} MB")
+        print(f"{'side':<38} {'seconds':>8} {'MB/s':>7} {'vs runbook':>10} {'peak RSS MB':>12}")
+        for label, (seconds, rss) in results.items():
+            ratio = t_runbook / seconds
+            print(
+                f"{label:<38} {seconds:>8.1f} {sql_bytes / 1e6 / seconds:>7.1f} "
+                f"{ratio:>9.2f}x {rss:>12.0f}"
+            )
+    finally:
+        moto.stop()
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
