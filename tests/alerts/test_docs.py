@@ -1,0 +1,78 @@
+"""docs/alerts.md and the runbook fragment cover every alert and match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from components.alerting.model import (
+    QR_METRICS,
+    QR_THRESHOLDS,
+    QUICKBITE_METRICS,
+    QUICKBITE_THRESHOLDS,
+    AlertRule,
+)
+from components.alerting.rules import AlertParams, build_rule_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS_DOC = ROOT / "docs" / "alerts.md"
+FRAGMENT = ROOT / "docs" / "_fragments" / "runbook-alerts.md"
+
+
+def documented_rules() -> list[tuple[str, AlertRule]]:
+    """Both systems with the prod defaults docs/alerts.md states."""
+    out = []
+    for app, metrics, thresholds, parts in (
+        ("qr", QR_METRICS, QR_THRESHOLDS, ("db", "redis", "objects")),
+        ("quickbite", QUICKBITE_METRICS, QUICKBITE_THRESHOLDS, ("db", "redis")),
+    ):
+        params = AlertParams(
+            namespace=app,
+            runbook_base_url="https://example.test/runbook.md",
+            pvc_regex=f"data-{app}-(db|redis)-.*",
+            backup_margin_seconds=3600,
+            backup_parts=parts,
+            thresholds=thresholds,
+        )
+        out += [(app, r) for g in build_rule_groups(app, metrics, params) for r in g.rules]
+    return out
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's heading anchor: lowercase, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+RULES = documented_rules()
+NAMES = sorted({r.name for _, r in RULES})
+
+
+def headings(path: Path, level: str) -> list[str]:
+    return re.findall(rf"^{level} (.+)$", path.read_text(), flags=re.M)
+
+
+def test_every_alert_has_a_runbook_section_its_url_resolves_to() -> None:
+    slugs = {github_slug(h) for h in headings(FRAGMENT, "###")}
+    for _, rule in RULES:
+        assert rule.runbook_url.split("#", 1)[1] in slugs, rule.name
+    assert sorted(h.removeprefix("Alert: ") for h in headings(FRAGMENT, "###")) == NAMES
+
+
+def test_fragment_links_resolve() -> None:
+    text = FRAGMENT.read_text()
+    slugs = {github_slug(h) for h in headings(FRAGMENT, "###")}
+    for link in re.findall(r"\]\(#([^)]+)\)", text):
+        assert link in slugs, link
+
+
+def test_alerts_doc_lists_every_alert() -> None:
+    assert sorted(headings(ALERTS_DOC, "###")) == NAMES
+    table_names = re.findall(r"^\| \[(\w+)\]\(#", ALERTS_DOC.read_text(), flags=re.M)
+    assert sorted(table_names) == NAMES
+
+
+@pytest.mark.parametrize(("app", "rule"), RULES, ids=[f"{a}-{r.name}" for a, r in RULES])
+def test_alerts_doc_promql_matches_the_code(app: str, rule: AlertRule) -> None:
+    assert f"```promql\n{rule.expr}\n```" in ALERTS_DOC.read_text()
