@@ -107,31 +107,3 @@ class ScrapeTarget:
     interval: str = "30s"
     honor_labels: bool = False  # True for a Pushgateway, so pushed `job`/`app` labels survive
     namespace: str | None = None  # Kubernetes: the Service's namespace when not the app's
-
-
-# Ready values for both systems. The lead moves these into components/catalog/{qr,quickbite}.py.
-QR_METRICS = Metrics(
-    backend_job="qr-api",
-    http_requests_total="http_requests_total",
-    http_status_label="status",
-    http_duration_bucket="http_request_duration_seconds_bucket",
-    database_job="qr-postgres-exporter",
-    cache_job="qr-redis-exporter",
-    db_pool_active="database_connections_active",
-)
-QR_THRESHOLDS = Thresholds(latency_quantile=0.95)  # QR runbook: p95 > 2s
-
-QUICKBITE_METRICS = Metrics(
-    backend_job="quickbite-backend",
-    http_requests_total="http_server_requests_seconds_count",
-    http_status_label="status",
-    http_duration_bucket="http_server_requests_seconds_bucket",
-    database_job="quickbite-postgres-exporter",
-    cache_job="quickbite-redis-exporter",
-    payments_total="quickbite_payments_total",
-    payment_outcome_label="outcome",
-    payment_failure_regex="failure|failed",
-    webhook_errors_total="quickbite_webhook_errors_total",
-    websocket_sessions="quickbite_websocket_sessions_active",
-)
-QUICKBITE_THRESHOLDS = Thresholds()  # QuickBite runbook: p99 > 2s

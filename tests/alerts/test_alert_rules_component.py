@@ -16,8 +16,13 @@ from pulumi.runtime import settings as runtime_settings
 
 from components.alert_rules import PROMETHEUS_IMAGE, AlertRules
 from components.alerting import manifests as am
-from components.alerting.model import QUICKBITE_METRICS, QUICKBITE_THRESHOLDS, ScrapeTarget
+from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
+from components.catalog import CATALOG
+
+QR_METRICS, QR_THRESHOLDS = CATALOG["qr"].metrics, CATALOG["qr"].thresholds
+QUICKBITE_METRICS = CATALOG["quickbite"].metrics
+QUICKBITE_THRESHOLDS = CATALOG["quickbite"].thresholds
 
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from components.alerting.model import (
-    QR_METRICS,
-    QR_THRESHOLDS,
-    QUICKBITE_METRICS,
-    QUICKBITE_THRESHOLDS,
-    AlertRule,
-)
+from components.alerting.model import AlertRule
 from components.alerting.rules import AlertParams, build_rule_groups
+from components.catalog import CATALOG
+
+QR_METRICS, QR_THRESHOLDS = CATALOG["qr"].metrics, CATALOG["qr"].thresholds
+QUICKBITE_METRICS = CATALOG["quickbite"].metrics
+QUICKBITE_THRESHOLDS = CATALOG["quickbite"].thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DOC = ROOT / "docs" / "alerts.md"

@@ -18,15 +18,13 @@ import pytest
 import yaml
 
 from components.alerting.manifests import rule_file_yaml, to_yaml
-from components.alerting.model import (
-    QR_METRICS,
-    QR_THRESHOLDS,
-    QUICKBITE_METRICS,
-    QUICKBITE_THRESHOLDS,
-    Metrics,
-    Thresholds,
-)
+from components.alerting.model import Metrics, Thresholds
 from components.alerting.rules import AlertParams, build_rule_groups
+from components.catalog import CATALOG
+
+QR_METRICS, QR_THRESHOLDS = CATALOG["qr"].metrics, CATALOG["qr"].thresholds
+QUICKBITE_METRICS = CATALOG["quickbite"].metrics
+QUICKBITE_THRESHOLDS = CATALOG["quickbite"].thresholds
 
 PROMTOOL = shutil.which("promtool")
 

@@ -11,13 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components.alerting import manifests as am
-from components.alerting.model import (
-    QR_METRICS,
-    QR_THRESHOLDS,
-    QUICKBITE_METRICS,
-    QUICKBITE_THRESHOLDS,
-    ScrapeTarget,
-)
+from components.alerting.model import ScrapeTarget
 from components.alerting.rules import (
     AlertParams,
     build_rule_groups,
@@ -25,6 +19,11 @@ from components.alerting.rules import (
     rule_to_dict,
     to_rule_file,
 )
+from components.catalog import CATALOG
+
+QR_METRICS, QR_THRESHOLDS = CATALOG["qr"].metrics, CATALOG["qr"].thresholds
+QUICKBITE_METRICS = CATALOG["quickbite"].metrics
+QUICKBITE_THRESHOLDS = CATALOG["quickbite"].thresholds
 
 BASE = "https://example.test/docs/runbook.md"
 KUBERNETES_ONLY = {"DiskUsageHigh", "OOMKilled", "CrashLooping", "CronJobFailing"}
