@@ -18,16 +18,15 @@ from psycopg.conninfo import make_conninfo
 
 from automation.cli import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import TaskFailed, UserInputError
+from automation.stack import StackOps, app_ops
 from automation.tasks.replay import run as rr
-from automation.tasks.replay.delivery import DeliveryConfig
+from automation.tasks.replay.delivery import DEFAULT_CONCURRENCY, DeliveryConfig
 from automation.tasks.replay.ratelimit import Rate, parse_rate
+from automation.tasks.replay.run import JOB_DATABASE_URL_ENV, JOB_SECRET_ENV
 from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
 from automation.tasks.replay.sources import Columns, Filters, parse_time
 
 DEFAULT_RATE = "30/minute"  # the QR runbook's `/billing/*` limit
-# what the in-cluster Job reads: the stack declares these from the app's Kubernetes Secrets
-JOB_SECRET_ENV = "OPSPLANE_WEBHOOK_SECRET"
-JOB_DATABASE_URL_ENV = "OPSPLANE_DATABASE_URL"
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,10 @@ def _opt(help_text: str, *names: str, **kw: Any) -> Any:
 Str = str | None
 
 
-def _stack_ops(stack: str, app: str) -> dict[str, Any]:
+def _open_stack(stack: str) -> StackOps:
     from automation import pulumi_stack
-    from automation.stack import app_ops
 
-    return app_ops(pulumi_stack.open_stack(stack), app)
+    return pulumi_stack.open_stack(stack)
 
 
 def _database_url(db: dict[str, Any]) -> str:
@@ -332,26 +330,25 @@ def filter_args(filters: Filters, explicit_status: Str) -> list[str]:
     return args
 
 
-def run_as_job(stack: str, app: str, args: list[str], as_json: bool, yes: bool) -> None:
+def run_as_job(stack: StackOps, app: str, args: list[str], as_json: bool, yes: bool) -> None:
     """`--where cluster`: the same replay as a Job the stack declares during `up`."""
-    from automation import cluster_job, pulumi_stack
+    from automation import cluster_job
 
-    confirm(f"Run webhook replay for {app} as a Job on stack {stack}?", yes=yes)
-    target = pulumi_stack.open_stack(stack)
+    confirm(f"Run webhook replay for {app} as a Job on stack {stack.name}?", yes=yes)
     result = cluster_job.run_in_cluster(
-        target,
+        stack,
         app,
         task="replay",
         args=args,
         on_output=lambda line: stderr.print(line, markup=False, highlight=False, style="dim"),
     )
-    report = result.get("report", result) if isinstance(result, dict) else {"result": result}
+    # run_in_cluster returns the task's own --json report, or raises with the Job's error line
     if as_json:
-        emit_json(report)
-    elif isinstance(report, dict) and "selected" in report:
-        print_summary(report)
-    if isinstance(report, dict) and report.get("ok") is False:
-        raise TaskFailed(failure_message(report))
+        emit_json(result)
+    elif "selected" in result:
+        print_summary(result)
+    if result.get("ok") is False:
+        raise TaskFailed(failure_message(result))
 
 
 def register(app: typer.Typer) -> None:
@@ -404,7 +401,9 @@ def replay(
     rate_limit: Annotated[
         Str, _opt("N/minute (default: the app's limit, else 30/minute).", "--rate-limit")
     ] = None,
-    concurrency: Annotated[int, _opt("Parallel deliveries.", "--concurrency")] = 8,
+    concurrency: Annotated[
+        int, _opt("Parallel deliveries.", "--concurrency")
+    ] = DEFAULT_CONCURRENCY,
     timeout: Annotated[float, _opt("Seconds to wait for each answer.", "--timeout")] = 10.0,
     max_attempts: Annotated[int, _opt("Attempts per event (5xx/timeouts).", "--max-attempts")] = 5,
     backoff: Annotated[float, _opt("First retry delay cap, seconds; doubles.", "--backoff")] = 0.5,
@@ -451,7 +450,8 @@ def replay(
             raise UserInputError(
                 f"{', '.join(explicit)}: not with --stack/--app (the stack's ops output gives them)"
             )
-        ops = _stack_ops(stack, app)
+        stack_ops = _open_stack(stack)
+        ops = app_ops(stack_ops, app)
         target = target_from_stack(
             ops, app, header=header, rate=rate_limit, from_file=from_file, columns=columns
         )
@@ -475,7 +475,7 @@ def replay(
                 "--from-file with --where cluster: the Job cannot read local files"
             )
         args = job_args(target, filter_args(filters, status), delivery, force, limit)
-        run_as_job(str(stack), str(app), [*args, *(["--dry-run"] if dry_run else [])], json, yes)
+        run_as_job(stack_ops, str(app), [*args, *(["--dry-run"] if dry_run else [])], json, yes)
         return
     execute(
         target,

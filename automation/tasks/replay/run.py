@@ -32,6 +32,10 @@ from automation.tasks.replay.sources import (
     select,
 )
 
+# what the in-cluster Job reads: the stack declares these from the app's Kubernetes Secrets
+JOB_SECRET_ENV = "OPSPLANE_WEBHOOK_SECRET"
+JOB_DATABASE_URL_ENV = "OPSPLANE_DATABASE_URL"
+
 
 @dataclass(frozen=True)
 class Source:
