@@ -82,7 +82,8 @@ def variants() -> list[Variant]:
         prod = AlertParams(
             namespace=app,
             runbook_base_url=RUNBOOK,
-            pvc_regex=f"data-{app}-postgres-.*",
+            pvc_regex=f"data-{app}-(db|redis)-.*",  # as the program passes them
+            backup_parts=("db", "redis", "objects") if app == "qr" else ("db", "redis"),
             thresholds=thresholds,
             extra_labels={"stack": "prod"},
         )
@@ -95,10 +96,11 @@ def variants() -> list[Variant]:
             drill_interval_seconds=86_400,
             drill_margin_seconds=3_600,
             slo_target=0.99,
+            kubernetes_alerts=False,  # no kubelet or kube-state-metrics on a Docker host
             extra_labels={"stack": "dev"},
         )
-        out.append(Variant(app, "prod", metrics, prod, f"data-{app}-postgres-0"))
-        out.append(Variant(app, "dev", metrics, dev, f"data-{app}-postgres-0"))
+        out.append(Variant(app, "prod", metrics, prod, f"data-{app}-db-0"))
+        out.append(Variant(app, "dev", metrics, dev, f"data-{app}-db-0"))
     return out
 
 
@@ -322,6 +324,8 @@ def websocket_drop(v: Variant) -> list[Case]:
 
 
 def disk_usage(v: Variant) -> list[Case]:
+    if not v.params.kubernetes_alerts:
+        return []
     ns, pvc, limit = v.params.namespace, v.pvc_example, v.params.thresholds.disk_usage_ratio
 
     def volume(claim: str, used: float) -> list[tuple[str, str]]:
@@ -345,6 +349,8 @@ def disk_usage(v: Variant) -> list[Case]:
 
 
 def oom_killed(v: Variant) -> list[Case]:
+    if not v.params.kubernetes_alerts:
+        return []
     ns = v.params.namespace
     who = {"namespace": ns, "pod": f"{v.app}-backend-0", "container": "app"}
     ksm = {**who, "job": "kube-state-metrics"}
@@ -363,6 +369,8 @@ def oom_killed(v: Variant) -> list[Case]:
 
 
 def crash_looping(v: Variant) -> list[Case]:
+    if not v.params.kubernetes_alerts:
+        return []
     who = {"namespace": v.params.namespace, "pod": f"{v.app}-backend-0", "container": "app"}
     s = sel("kube_pod_container_status_waiting_reason", **who, reason="CrashLoopBackOff")
     return [
@@ -372,6 +380,8 @@ def crash_looping(v: Variant) -> list[Case]:
 
 
 def cronjob_failing(v: Variant) -> list[Case]:
+    if not v.params.kubernetes_alerts:
+        return []
     ns, window = v.params.namespace, v.params.backup_interval_seconds
     who = {"namespace": ns, "job_name": f"{v.app}-db-backup-29000000"}
     failed, started = sel("kube_job_status_failed", **who), sel("kube_job_status_start_time", **who)
@@ -411,26 +421,42 @@ def _age_cases(alert: str, metric: str, labels: dict[str, str], limit: int) -> l
 
 
 def backup_missing(v: Variant) -> list[Case]:
+    """The db part ages past schedule + margin while every other required part stays fresh."""
     p = v.params
     limit = p.backup_interval_seconds + p.backup_margin_seconds
     metric = "opsplane_backup_last_success_timestamp_seconds"
-    fresh_redis = (sel(metric, app=v.app, part="redis"), "1700x40")
+    others = [(sel(metric, app=v.app, part=x), "1700x40") for x in p.backup_parts if x != "db"]
+    db = {"app": v.app, "part": "db"}
+    aged = [
+        replace(c, series=c.series + others) for c in _age_cases("BackupMissing", metric, db, limit)
+    ]
     return [
-        *_age_cases("BackupMissing", metric, {"app": v.app, "part": "db"}, limit),
-        Case(
-            "BackupMissing",
-            "never backed up the db",
-            [fresh_redis],
-            "10m",
-            [{"app": v.app, "part": "db"}],
-        ),
+        *aged,
+        Case("BackupMissing", "never backed up the db", others, "10m", [db]),
         Case(
             "BackupMissing",
             "other app's backup is irrelevant",
             [
                 (sel(metric, app="other", part="db"), "-1e9x40"),
                 (sel(metric, app=v.app, part="db"), "1700x40"),
+                *others,
             ],
+            "30m",
+        ),
+        *[
+            Case(
+                "BackupMissing",
+                f"never backed up {part}",
+                [(sel(metric, app=v.app, part=x), "1700x40") for x in p.backup_parts if x != part],
+                "10m",
+                [{"app": v.app, "part": part}],
+            )
+            for part in p.backup_parts[1:]
+        ],
+        Case(
+            "BackupMissing",
+            "every required part has a recent backup",
+            [(sel(metric, app=v.app, part=x), "1700x40") for x in p.backup_parts],
             "30m",
         ),
     ]
