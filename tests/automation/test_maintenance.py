@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from automation import pulumi_stack
 from automation.cli import app as cli_app
-from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.errors import TaskFailed, UserInputError
 from automation.fake_stack import FakeStack, ProgramModel, sample_ops
 from automation.maintenance import (
     MAINTENANCE_KEY,
@@ -200,7 +200,3 @@ def test_cli_leave_failure_exit_1_with_command(cli_stack: FakeStack) -> None:
 def test_cli_unknown_app_exit_2(cli_stack: FakeStack) -> None:
     code, _, err = run("maintenance", "status", "--stack", "dev", "--app", "nope")
     assert code == 2 and "has no such app" in err
-
-
-def test_ops_errors_are_opserrors() -> None:
-    assert issubclass(StillInMaintenance, OpsError)
