@@ -19,8 +19,8 @@ MONITORING_V1 = "monitoring.coreos.com/v1"
 MONITORING_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
 # kube-prometheus-stack's default ruleSelector/serviceMonitorSelector match the Helm release label.
 DEFAULT_SELECTOR_LABELS: dict[str, str] = {"release": "kube-prometheus-stack"}
-RULES_DIR = "/etc/prometheus/rules"
-RULES_FILE = f"{RULES_DIR}/opsplane.yml"
+# /etc/prometheus exists in the image: uploads need no directory of their own
+RULES_FILE = "/etc/prometheus/opsplane-rules.yml"
 CONFIG_FILE = "/etc/prometheus/prometheus.yml"
 
 # `namespace` may be a plain string or a Pulumi Output[str]; these functions only place it.
