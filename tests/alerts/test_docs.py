@@ -75,3 +75,33 @@ def test_alerts_doc_lists_every_alert() -> None:
 @pytest.mark.parametrize(("app", "rule"), RULES, ids=[f"{a}-{r.name}" for a, r in RULES])
 def test_alerts_doc_promql_matches_the_code(app: str, rule: AlertRule) -> None:
     assert f"```promql\n{rule.expr}\n```" in ALERTS_DOC.read_text()
+
+
+GROUPS = {"maintenance", "backups"}  # commands with subcommands
+
+
+def documented_commands() -> dict[tuple[str, ...], set[str]]:
+    """`python -m automation ...` snippets of both docs: command path → flags used with it."""
+    found: dict[tuple[str, ...], set[str]] = {}
+    for path in (ALERTS_DOC, FRAGMENT):
+        for snippet in re.findall(r"`python -m automation ([^`]+)`", path.read_text()):
+            tokens = snippet.split()
+            command = tuple(tokens[:2]) if tokens[0] in GROUPS else (tokens[0],)
+            flags = {t.split("=")[0] for t in tokens if t.startswith("--")}
+            found.setdefault(command, set()).update(flags)
+    return found
+
+
+def test_documented_commands_and_flags_exist() -> None:
+    from typer.testing import CliRunner
+
+    from automation.cli import app
+
+    commands = documented_commands()
+    assert {("restore",), ("replay",), ("backup",), ("verify-backup",)} <= set(commands)
+    runner = CliRunner()
+    for command, flags in commands.items():
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+        assert result.exit_code == 0, (command, result.output)
+        for flag in flags:
+            assert re.search(rf"{re.escape(flag)}\b", result.output), (command, flag)
