@@ -351,18 +351,31 @@ class App(pulumi.ComponentResource):
         )
 
     def _scrape_targets(self) -> list[ScrapeTarget]:
-        return [
+        app = self.spec.name
+        services = [
             ScrapeTarget(
-                name=f"{self.spec.name}-{svc.name}",
+                name=f"{app}-{svc.name}",
                 port=svc.port,
                 port_name="http",
                 path=svc.metrics_path,
                 host=svc.name,
-                selector=m.selector(self.spec.name, svc.name),
+                selector=m.selector(app, svc.name),
             )
             for svc in self.spec.services
             if svc.metrics_path
         ]
+        exporters = [
+            ScrapeTarget(
+                name=shape.exporter_job(app),
+                port=shape.exporter_port,
+                port_name="metrics",
+                path="/metrics",
+                host=shape.exporter_job(app),
+                selector={"opsplane.dev/metrics": shape.exporter_job(app)},
+            )
+            for shape in (postgres_shape(self.ctx), redis_shape(self.ctx))
+        ]
+        return services + exporters
 
     def _declare_cluster_job(
         self, name: str, backup_info: dict[str, Any]

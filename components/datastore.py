@@ -35,6 +35,14 @@ class StoreShape:
     ready_command: list[str]
     resources: Resources
     restart_on_password_change: bool
+    exporter_image: str
+    exporter_port: int
+    exporter_env: dict[str, str]  # plain; the password comes from the store's Secret
+    exporter_password_env: str
+
+    def exporter_job(self, app: str) -> str:
+        """The Prometheus job the alert rules expect (`<app>-postgres-exporter`, ...)."""
+        return f"{app}-{'postgres' if self.kind == 'db' else 'redis'}-exporter"
 
 
 def postgres_shape(ctx: AppContext) -> StoreShape:
@@ -60,6 +68,13 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
         resources=Resources("250m", "512Mi", "2", "2Gi"),
         # POSTGRES_PASSWORD only seeds an empty data dir; rotation is ALTER ROLE (automation).
         restart_on_password_change=False,
+        exporter_image="quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+        exporter_port=9187,
+        exporter_env={
+            "DATA_SOURCE_URI": f"{{host}}:{pg.port}/{pg.database}?sslmode=disable",
+            "DATA_SOURCE_USER": pg.user,
+        },
+        exporter_password_env="DATA_SOURCE_PASS",
     )
 
 
@@ -86,6 +101,10 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         resources=Resources("100m", "128Mi", "500m", "512Mi"),
         # Redis reads requirepass at start: a new password must restart it (clients roll too).
         restart_on_password_change=True,
+        exporter_image="oliver006/redis_exporter:v1.62.0",
+        exporter_port=9121,
+        exporter_env={"REDIS_ADDR": f"redis://{{host}}:{rd.port}"},
+        exporter_password_env="REDIS_PASSWORD",
     )
 
 
@@ -157,10 +176,38 @@ class Datastore(pulumi.ComponentResource):
                 checksum=checksum({"password": password})
                 if shape.restart_on_password_change
                 else None,
+                sidecars=[self._exporter_container(shape, secret_name)],
             ),
             child,
         )
         declare(f"{name}-netpol", m.allow_store_from_clients(ns, app, kind, shape.port), child)
+        job = shape.exporter_job(app)
+        declare(
+            f"{name}-exporter-service",
+            m.metrics_service(name=job, ns=ns, app=app, component=kind, port=shape.exporter_port),
+            child,
+        )
+        declare(
+            f"{name}-exporter-netpol",
+            m.allow_monitoring(ns, app, kind, shape.exporter_port),
+            child,
+        )
+
+    @staticmethod
+    def _exporter_container(shape: StoreShape, secret_name: str) -> dict:
+        env = {k: v.format(host="localhost") for k, v in shape.exporter_env.items()}
+        return m.sidecar(
+            name="exporter",
+            image=shape.exporter_image,
+            port=shape.exporter_port,
+            env=m.plain_env(env)
+            + [
+                {
+                    "name": shape.exporter_password_env,
+                    "valueFrom": {"secretKeyRef": {"name": secret_name, "key": shape.password_env}},
+                }
+            ],
+        )
 
     def _declare_docker(
         self,
@@ -213,4 +260,29 @@ class Datastore(pulumi.ComponentResource):
                     ignore_changes=[] if shape.restart_on_password_change else ["envs"]
                 ),
             ),
+        )
+        exporter_image = docker.RemoteImage(
+            f"{name}-exporter-image", name=shape.exporter_image, keep_locally=True, opts=child
+        )
+        plain = {k: v.format(host=shape.kind) for k, v in shape.exporter_env.items()}
+        exporter_env = pulumi.Output.all(password).apply(
+            lambda p: (
+                [f"{k}={v}" for k, v in sorted(plain.items())]
+                + [f"{shape.exporter_password_env}={p[0]}"]
+            )
+        )
+        docker.Container(
+            f"{name}-exporter",
+            name=shape.exporter_job(ctx.name),
+            image=exporter_image.image_id,
+            envs=pulumi.Output.secret(exporter_env),
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.network)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "wget", "-qO-", f"http://127.0.0.1:{shape.exporter_port}/metrics"],
+                interval="30s",
+                timeout="5s",
+                retries=3,
+            ),
+            restart="unless-stopped",
+            opts=child,
         )

@@ -278,6 +278,7 @@ def statefulset(
     writable_paths: tuple[str, ...],
     res: Resources,
     checksum: Any = None,
+    sidecars: list[Manifest] | None = None,
 ) -> Manifest:
     lbls = labels(app, component)
     volumes, mounts = scratch_volumes(writable_paths)
@@ -310,7 +311,7 @@ def statefulset(
                 "spec": {
                     "securityContext": pod_security(run_as_user),
                     "automountServiceAccountToken": False,
-                    "containers": [container],
+                    "containers": [container, *(sidecars or [])],
                     "volumes": volumes,
                 },
             },
@@ -323,6 +324,33 @@ def statefulset(
                     },
                 }
             ],
+        },
+    }
+
+
+def sidecar(*, name: str, image: str, port: int, env: list[Manifest]) -> Manifest:
+    """A metrics exporter beside a data store (runs as nobody, read-only root)."""
+    return {
+        "name": name,
+        "image": image,
+        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources(Resources("10m", "32Mi", "100m", "64Mi")),
+        "securityContext": {**container_security(read_only_root=True), "runAsUser": 65534},
+        "readinessProbe": http_probe("/metrics", port, initial_delay=5, period=30),
+    }
+
+
+def metrics_service(*, name: str, ns: str, app: str, component: str, port: int) -> Manifest:
+    """A Service for an exporter; its name is the Prometheus job the alert rules use."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(name, ns, {**labels(app, component), "opsplane.dev/metrics": name}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(app, component),
+            "ports": [{"name": "metrics", "port": port, "targetPort": port, "protocol": "TCP"}],
         },
     }
 
@@ -416,6 +444,31 @@ def allow_store_from_clients(ns: str, app: str, component: str, port: int) -> Ma
                                     "app.kubernetes.io/part-of": app,
                                     DB_CLIENT_LABEL: "true",
                                 }
+                            }
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }
+            ],
+        },
+    )
+
+
+def allow_monitoring(ns: str, app: str, component: str, port: int) -> Manifest:
+    """Prometheus (monitoring namespace) may scrape a store's exporter port, nothing more."""
+    return _policy(
+        f"{app}-{component}-metrics",
+        ns,
+        app,
+        {
+            "podSelector": {"matchLabels": selector(app, component)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
                             }
                         }
                     ],
