@@ -55,6 +55,9 @@ from automation.tasks.s3io import MultipartUpload, iter_object
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
 INFLATE_LIMIT = 4 * 1024 * 1024  # max bytes inflated at once: bounds memory on repetitive dumps
+# Index and constraint builds of the load sort in memory instead of on disk (server memory, per
+# loading session: pg_restore --jobs N uses up to N times this while it builds indexes).
+LOAD_SETTINGS = "-c maintenance_work_mem=256MB"
 
 Log = Callable[[str], None]
 Advance = Callable[[float], None]
@@ -265,6 +268,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def load_env(target_url: str) -> dict[str, str]:
+    """libpq settings for psql/pg_restore loading the new database, with LOAD_SETTINGS added."""
+    env = libpq_env(target_url)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {LOAD_SETTINGS}".strip()
+    return env
+
+
 def stream_plain(
     client: Any,
     source: BackupRef,
@@ -282,7 +292,7 @@ def stream_plain(
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=errors,
-            env=libpq_env(target_url),
+            env=load_env(target_url),
             preexec_fn=_die_with_parent,
         )
     stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
@@ -336,7 +346,7 @@ def run_pg_restore(path: Path, target_url: str, pg_restore: Path, jobs: int) -> 
             database_name(target_url),
             str(path),
         ],
-        env=libpq_env(target_url),
+        env=load_env(target_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
