@@ -19,9 +19,7 @@ from components.alerting import manifests as am
 from components.alerting.model import RuleGroup, ScrapeTarget
 from components.alerting.rules import alert_names
 
-PROMETHEUS_IMAGE = (
-    "prom/prometheus:v2.53.2"  # pinned, LTS line; the rules need nothing newer than 2.42
-)
+PROMETHEUS_IMAGE = "prom/prometheus:v2.53.2"  # pinned LTS; rules need only 2.42
 PROMETHEUS_PORT = 9090
 
 
