@@ -87,8 +87,11 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
 
 
 def _register_commands() -> None:
+    """Every public module in automation/commands must expose `register(app)`; `_name` modules
+    are helpers shared by commands."""
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
 
 
 _register_commands()

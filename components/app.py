@@ -242,15 +242,18 @@ class App(pulumi.ComponentResource):
         for svc in services:
             env = {**(self._quota_env() if svc.quota_env else {})}
             secret_env: dict[str, pulumi.Input[str]] = {}
+            uses: tuple[str, ...] = ()
             if svc.uses_objects:
                 env.update(objects_env)
                 secret_env.update(objects_secret_env)
+                uses = (var("minio-password"),) if objects_secret_env else ()
             out[svc.name] = Workload(
                 f"{name}-{svc.name}",
                 ctx=self.ctx,
                 service=svc,
                 extra_env=env,
                 extra_secret_env=secret_env,
+                extra_secret_names=uses,
                 opts=self._child,
             )
         return out

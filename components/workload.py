@@ -25,6 +25,7 @@ class Workload(pulumi.ComponentResource):
         service: ServiceSpec,
         extra_env: dict[str, str] | None = None,
         extra_secret_env: dict[str, pulumi.Input[str]] | None = None,
+        extra_secret_names: tuple[str, ...] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("opsplane:index:Workload", name, None, opts)
