@@ -25,9 +25,11 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import queue
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -166,6 +168,45 @@ def gunzip_stream(chunks: Iterable[bytes], limit: int = INFLATE_LIMIT) -> Iterat
         raise ValueError("truncated gzip (the stream ends before the end of the archive)")
 
 
+def prefetch(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
+    """Read `chunks` in a background thread, up to `depth` ahead, so the S3 download overlaps
+    the caller's gunzip/sha256 (both release the GIL). Memory: at most `depth` chunks."""
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer went away
+
+    def reader() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(("chunk", chunk)):
+                    return
+            offer(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            offer(("error", exc))
+
+    thread = threading.Thread(target=reader, name="s3-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 class Checksummed:
     """Wraps a chunk stream: sha256 and byte count of everything that passed through."""
 
@@ -192,7 +233,7 @@ _CONNECT_MARKERS = (b"\n\\connect ", b"\n\\c ", b"\n\\connect\n")
 
 def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
     """Read the whole `.sql.gz`; return its inflated size or raise TaskFailed with the reason."""
-    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
     inflated = 0
     tail = b"\n"
     try:
@@ -220,7 +261,7 @@ def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
 def download_custom(client: Any, source: BackupRef, directory: Path, bar: BarFactory) -> Path:
     """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed."""
     path = directory / "db.dump"
-    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
     with path.open("wb") as out, bar("download custom archive", source.size or None) as advance:
         for chunk in stream:
             out.write(chunk)
@@ -261,11 +302,22 @@ def _tool_error(stderr: str) -> str:
 # --- load -----------------------------------------------------------------------------------------
 
 
+def _resolve_prctl() -> Callable[[int, int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None  # not Linux: children simply outlive us (the new database is never live)
+
+
+_PRCTL = _resolve_prctl()  # looked up here, not in the forked child (no dlopen after fork)
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """Child side of Popen: get SIGKILL if the restore process dies, so psql never commits a
-    half-streamed dump because its stdin reached EOF (Linux; elsewhere a harmless no-op)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    half-streamed dump because its stdin reached EOF."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def load_env(target_url: str) -> dict[str, str]:
@@ -295,7 +347,7 @@ def stream_plain(
             env=load_env(target_url),
             preexec_fn=_die_with_parent,
         )
-    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
     fed = 0
     try:
         _feed(proc.stdin, gunzip_stream(stream), inflated_total, bar)

@@ -292,3 +292,16 @@ def test_gunzip_stream_handles_multi_member_and_small_chunks():
         b"".join(r.gunzip_stream([data[:-3]]))
     with pytest.raises(ValueError, match="empty"):
         b"".join(r.gunzip_stream([]))
+
+
+def test_prefetch_keeps_order_and_passes_errors_to_the_reader():
+    assert list(r.prefetch(iter([b"a", b"b", b"c"]), depth=1)) == [b"a", b"b", b"c"]
+
+    def failing():
+        yield b"first"
+        raise RuntimeError("S3 went away")
+
+    stream = r.prefetch(failing())
+    assert next(stream) == b"first"
+    with pytest.raises(RuntimeError, match="S3 went away"):
+        next(stream)
