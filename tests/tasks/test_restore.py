@@ -14,7 +14,7 @@ from automation.tasks import restore as r
 from automation.tasks.pgtools import database_name
 from automation.tasks.s3io import s3_client
 from tests.schemas import QR_HEAD, QUICKBITE_HEAD
-from tests.tasks.restore_helpers import (
+from tests.tasks.test_restore_support import (
     create_qr,
     create_quickbite,
     custom_dump,

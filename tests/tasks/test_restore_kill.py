@@ -19,7 +19,7 @@ import pytest
 
 from automation.tasks.pgtools import database_name
 from automation.tasks.restore import KILL_ENV
-from tests.tasks.restore_helpers import (
+from tests.tasks.test_restore_support import (
     create_qr,
     databases,
     managed_backup,

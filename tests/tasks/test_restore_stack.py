@@ -26,7 +26,7 @@ from automation.maintenance import MAINTENANCE_KEY
 from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import database_name
 from tests.services import free_port
-from tests.tasks.restore_helpers import create_qr, databases, scramble, table_checksums
+from tests.tasks.test_restore_support import create_qr, databases, scramble, table_checksums
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the restore tests: table checksums, backups made both ways, S3 setup."""
+"""Support code for the restore tests (no tests here): table checksums, backups made both ways."""
 
 from __future__ import annotations
 
