@@ -457,7 +457,8 @@ class App(pulumi.ComponentResource):
             return None
         svc = self.spec.service(hook.service)
         if self.ctx.kubernetes:
-            base = f"http://{svc.name}.{self.spec.name}.svc.cluster.local:{svc.service_port or svc.port}"
+            host = f"{svc.name}.{self.spec.name}.svc.cluster.local"
+            base = f"http://{host}:{svc.service_port or svc.port}"
         else:
             base = f"http://127.0.0.1:{svc.dev_publish[0] if svc.dev_publish else svc.port}"
         return {

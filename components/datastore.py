@@ -200,12 +200,12 @@ class Datastore(pulumi.ComponentResource):
             name="exporter",
             image=shape.exporter_image,
             port=shape.exporter_port,
-            env=m.plain_env(env)
-            + [
+            env=[
+                *m.plain_env(env),
                 {
                     "name": shape.exporter_password_env,
                     "valueFrom": {"secretKeyRef": {"name": secret_name, "key": shape.password_env}},
-                }
+                },
             ],
         )
 

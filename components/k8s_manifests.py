@@ -426,79 +426,13 @@ def allow_https_egress(ns: str, app: str, components: list[str]) -> Manifest:
     )
 
 
-def allow_store_from_clients(ns: str, app: str, component: str, port: int) -> Manifest:
-    """The database/cache accepts connections only from its own app's labelled clients."""
+def _ingress_only(
+    name: str, ns: str, app: str, component: str, sources: list[Manifest], port: int
+) -> Manifest:
+    """Pods of `component` accept `sources` on `port` and nothing else (default deny covers the
+    rest)."""
     return _policy(
-        f"{app}-{component}-from-clients",
-        ns,
-        app,
-        {
-            "podSelector": {"matchLabels": selector(app, component)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {
-                            "podSelector": {
-                                "matchLabels": {
-                                    "app.kubernetes.io/part-of": app,
-                                    DB_CLIENT_LABEL: "true",
-                                }
-                            }
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": port}],
-                }
-            ],
-        },
-    )
-
-
-def allow_monitoring(ns: str, app: str, component: str, port: int) -> Manifest:
-    """Prometheus (monitoring namespace) may scrape a store's exporter port, nothing more."""
-    return _policy(
-        f"{app}-{component}-metrics",
-        ns,
-        app,
-        {
-            "podSelector": {"matchLabels": selector(app, component)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
-                            }
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": port}],
-                }
-            ],
-        },
-    )
-
-
-def allow_service_ingress(ns: str, app: str, component: str, port: int, public: bool) -> Manifest:
-    """A service accepts its app's pods, Prometheus, and (when public) the ingress controller."""
-    sources: list[Manifest] = [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": app}}},
-        {
-            "namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}
-            }
-        },
-    ]
-    if public:
-        sources.append(
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}
-                }
-            }
-        )
-    return _policy(
-        f"{app}-{component}-ingress",
+        name,
         ns,
         app,
         {
@@ -507,6 +441,38 @@ def allow_service_ingress(ns: str, app: str, component: str, port: int, public: 
             "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}],
         },
     )
+
+
+def _namespace_source(name: str) -> Manifest:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def allow_store_from_clients(ns: str, app: str, component: str, port: int) -> Manifest:
+    """The database/cache accepts connections only from its own app's labelled clients."""
+    clients = {"app.kubernetes.io/part-of": app, DB_CLIENT_LABEL: "true"}
+    return _ingress_only(
+        f"{app}-{component}-from-clients", ns, app, component,
+        [{"podSelector": {"matchLabels": clients}}], port,
+    )  # fmt: skip
+
+
+def allow_monitoring(ns: str, app: str, component: str, port: int) -> Manifest:
+    """Prometheus (monitoring namespace) may scrape a store's exporter port, nothing more."""
+    return _ingress_only(
+        f"{app}-{component}-metrics", ns, app, component,
+        [_namespace_source(MONITORING_NAMESPACE)], port,
+    )  # fmt: skip
+
+
+def allow_service_ingress(ns: str, app: str, component: str, port: int, public: bool) -> Manifest:
+    """A service accepts its app's pods, Prometheus, and (when public) the ingress controller."""
+    sources: list[Manifest] = [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": app}}},
+        _namespace_source(MONITORING_NAMESPACE),
+    ]
+    if public:
+        sources.append(_namespace_source(INGRESS_NAMESPACE))
+    return _ingress_only(f"{app}-{component}-ingress", ns, app, component, sources, port)
 
 
 # --- jobs ---------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def test_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
 def test_previews_comment_on_pull_requests_and_prod_is_manual() -> None:
     pr = yaml.safe_load(WORKFLOWS[1].read_text())
     assert pr["permissions"]["pull-requests"] == "write"
-    (preview,) = [s for s in pr["jobs"]["preview"]["steps"] if "pulumi/actions" in s.get("uses", "")]
+    steps = pr["jobs"]["preview"]["steps"]
+    (preview,) = [s for s in steps if "pulumi/actions" in s.get("uses", "")]
     assert preview["with"]["command"] == "preview"
     assert preview["with"]["comment-on-pr"] is True
     assert "secrets.PULUMI_BACKEND_URL" in preview["with"]["cloud-url"]

@@ -1,4 +1,4 @@
-"""The `ops` output contract (docs/ops-contract.md) on both stacks, and secrets never in plain text."""
+"""The `ops` output contract (docs/ops-contract.md) on both stacks; secrets never in plain text."""
 
 from __future__ import annotations
 
