@@ -21,10 +21,11 @@ from automation.errors import TaskFailed, UserInputError
 from automation.stack import StackOps, app_ops
 from automation.tasks.replay import run as rr
 from automation.tasks.replay.delivery import DEFAULT_CONCURRENCY, DeliveryConfig
+from automation.tasks.replay.ledger import Outcome
 from automation.tasks.replay.ratelimit import Rate, parse_rate
 from automation.tasks.replay.run import JOB_DATABASE_URL_ENV, JOB_SECRET_ENV
 from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
-from automation.tasks.replay.sources import Columns, Filters, parse_time
+from automation.tasks.replay.sources import Columns, Event, Filters, parse_time
 
 DEFAULT_RATE = "30/minute"  # the QR runbook's `/billing/*` limit
 
@@ -252,35 +253,41 @@ def execute(
         "source": target.source.describe(),
         "dry_run": dry_run,
     }
+    plan, location = read_only_plan(target.source, events, run_id, force=force, limit=limit)
     if dry_run:
-        ledger = rr.open_ledger(target.source, run_id, writable=False)
-        try:
-            plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
-        finally:
-            ledger.close()
         report = {
-            **rr.summarize(plan, [], ledger=ledger.location, **context),
+            **rr.summarize(plan, [], ledger=location, **context),
             "events": rr.dry_run_listing(plan),
         }
         emit_json(report) if as_json else print_plan(plan, target)
         return report
-    ledger = rr.open_ledger(target.source, run_id, writable=True)
-    try:
-        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
-        if plan.to_send:
-            confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
+    outcomes: list[Outcome] = []
+    if plan.to_send:
+        confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
         config = DeliveryConfig(url=target.url, signer=signer, **delivery)
-        outcomes = []
-        if plan.to_send:
+        ledger = rr.open_ledger(target.source, run_id, writable=True)
+        try:  # plan again under the ledger's lock: another run may have finished meanwhile
+            plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
             with progress("replaying", total=len(plan.to_send)) as advance:
                 outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
-    finally:
-        ledger.close()
-    report = rr.summarize(plan, outcomes, ledger=ledger.location, **context)
+        finally:
+            ledger.close()
+    report = rr.summarize(plan, outcomes, ledger=location, **context)
     emit_json(report) if as_json else print_summary(report)
     if not report["ok"]:
         raise TaskFailed(failure_message(report))
     return report
+
+
+def read_only_plan(
+    source: rr.Source, events: list[Event], run_id: str, *, force: bool, limit: int | None
+) -> tuple[rr.Plan, str]:
+    """The plan from the ledger as it is, without creating or locking anything."""
+    ledger = rr.open_ledger(source, run_id, writable=False)
+    try:
+        return rr.make_plan(events, ledger.states(), force=force, limit=limit), ledger.location
+    finally:
+        ledger.close()
 
 
 def job_args(

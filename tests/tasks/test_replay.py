@@ -539,6 +539,18 @@ def test_without_yes_nothing_is_sent(tmp_path: Path, stripe_receiver: Receiver) 
     result = run_cli(*args)
     assert result.exit_code == 2 and "--yes" in error_line(result)
     assert stripe_receiver.arrivals == []
+    assert not file_ledger_path(path).exists()  # declined: not even a ledger was created
+
+
+def test_a_second_run_on_the_same_database_is_refused(
+    postgres: Postgres, stripe_receiver: Receiver
+) -> None:
+    url = app_db(postgres, stripe=True, count=3)
+    with psycopg.connect(url) as other_run:
+        other_run.execute("SELECT pg_advisory_lock(hashtext('opsplane_webhook_replay'))")
+        result = run_cli(*stripe_args(stripe_receiver, "--from-db", url))
+    assert result.exit_code == 1 and "another replay" in error_line(result)
+    assert stripe_receiver.arrivals == []
 
 
 def test_a_second_concurrent_run_is_refused(tmp_path: Path, stripe_receiver: Receiver) -> None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import psycopg
 
@@ -105,44 +106,63 @@ _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('opsplane_webhook_replay'))"
 
 
 class DbLedger:
-    """The ledger table in the app database; one autocommit connection per worker thread."""
+    """The ledger table in the app database, written over a small pool of autocommit connections
+    (at most POOL_SIZE, whatever the concurrency: the app database's connections are precious)."""
+
+    POOL_SIZE = 4
 
     def __init__(self, url: str, run_id: str, *, writable: bool) -> None:
         self.url, self.run_id, self.writable = url, run_id, writable
         self.location = f"table {LEDGER_TABLE}"
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
         self._conns: list[psycopg.Connection] = []
         self._conns_lock = threading.Lock()
-        self._lock_conn: psycopg.Connection | None = None
         if writable:
             self._take_lock_and_create()
 
     def _connect(self) -> psycopg.Connection:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             raise TaskFailed(
                 f"ledger: cannot connect to the app database ({_first(exc)})"
             ) from None
-        with self._conns_lock:
-            self._conns.append(conn)
+        self._conns.append(conn)
         return conn
 
-    def _conn(self) -> psycopg.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _borrow(self) -> psycopg.Connection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._conns_lock:
+            if len(self._conns) < self.POOL_SIZE + 1:  # + the connection holding the lock
+                return self._connect()
+        return self._idle.get()
+
+    def _execute(self, query: str, params: Any, what: str) -> list[tuple]:
+        conn = self._borrow()
+        try:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+        except psycopg.Error as exc:
+            raise TaskFailed(
+                f"ledger: cannot record {what} ({_first(exc)}); events in flight stay 'sending' "
+                "and the next run resends them as in doubt"
+            ) from None
+        finally:
+            self._idle.put(conn)
 
     def _take_lock_and_create(self) -> None:
-        self._lock_conn = self._connect()
-        if not self._lock_conn.execute(_LOCK_SQL).fetchone()[0]:
+        with self._conns_lock:
+            lock_conn = self._connect()
+        if not lock_conn.execute(_LOCK_SQL).fetchone()[0]:
             raise TaskFailed(
                 "another replay is running against this database (its ledger is locked); "
                 "wait for it to finish, then rerun"
             )
         try:
-            self._lock_conn.execute(_CREATE)
+            lock_conn.execute(_CREATE)
         except psycopg.Error as exc:
             raise TaskFailed(
                 f"ledger: cannot create {LEDGER_TABLE} ({_first(exc)}); "
@@ -150,29 +170,25 @@ class DbLedger:
             ) from None
 
     def states(self) -> dict[str, str]:
-        conn = self._conn()
-        exists = conn.execute("SELECT to_regclass(%s)", (LEDGER_TABLE,)).fetchone()[0]
+        exists = self._execute("SELECT to_regclass(%s)", (LEDGER_TABLE,), "the ledger")[0][0]
         if exists is None:
             return {}
-        rows = conn.execute(f"SELECT event_id, state FROM {LEDGER_TABLE}").fetchall()
-        return dict(rows)
+        return dict(self._execute(f"SELECT event_id, state FROM {LEDGER_TABLE}", None, "states"))
 
     def begin(self, event_id: str) -> None:
-        self._conn().execute(_BEGIN, (event_id, self.run_id))
+        self._execute(_BEGIN, (event_id, self.run_id), f"sending {event_id}")
 
     def finish(self, outcome: Outcome) -> None:
-        self._conn().execute(
-            _FINISH,
-            {
-                "id": outcome.event_id,
-                "state": DELIVERED if outcome.delivered else FAILED,
-                "ok": outcome.delivered,
-                "code": outcome.status_code,
-                "attempts": outcome.attempts,
-                "error": outcome.error,
-                "run": self.run_id,
-            },
-        )
+        params = {
+            "id": outcome.event_id,
+            "state": DELIVERED if outcome.delivered else FAILED,
+            "ok": outcome.delivered,
+            "code": outcome.status_code,
+            "attempts": outcome.attempts,
+            "error": outcome.error,
+            "run": self.run_id,
+        }
+        self._execute(_FINISH, params, f"the outcome of {outcome.event_id}")
 
     def close(self) -> None:
         with self._conns_lock:
@@ -249,17 +265,23 @@ class FileLedger:
         """Write one record and return once an fsync covers it (fsyncs are shared: group commit)."""
         assert self._handle is not None, "ledger opened read-only"
         line = json.dumps(record, sort_keys=True) + "\n"
-        with self._lock:
-            self._handle.write(line)
-            self._handle.flush()
-            self._written += 1
-            mine = self._written
-        with self._sync_lock:
-            if self._synced >= mine:
-                return  # another worker's fsync, started after our flush, covered us
-            target = self._written  # every record up to here is flushed to the OS
-            os.fsync(self._handle.fileno())
-            self._synced = target
+        try:
+            with self._lock:
+                self._handle.write(line)
+                self._handle.flush()
+                self._written += 1
+                mine = self._written
+            with self._sync_lock:
+                if self._synced >= mine:
+                    return  # another worker's fsync, started after our flush, covered us
+                target = self._written  # every record up to here is flushed to the OS
+                os.fsync(self._handle.fileno())
+                self._synced = target
+        except OSError as exc:
+            raise TaskFailed(
+                f"ledger {self.path}: cannot write ({exc.strerror}); events in flight stay "
+                "'sending' and the next run resends them as in doubt"
+            ) from None
 
     def begin(self, event_id: str) -> None:
         self._append({"event_id": event_id, "state": SENDING, "at": _now(), "run_id": self.run_id})
