@@ -9,8 +9,10 @@ import pulumi
 
 from components.app import App
 from components.catalog import CATALOG
+from components.k8s_manifests import labels as k8s_labels
 from components.config import ConfigError, Settings, load_from_pulumi
 from components.runner_image import RunnerImage
+from components.shared_monitoring import SharedMonitoring
 
 
 def declare(settings: Settings) -> dict[str, Any]:
@@ -24,6 +26,9 @@ def declare(settings: Settings) -> dict[str, Any]:
         name: App(name, spec=CATALOG[name], settings=settings, runner_image=runner.ref)
         for name in sorted(settings.apps)
     }
+    if settings.target == "kubernetes":
+        labels = {**k8s_labels("opsplane", "monitoring"), **settings.alerts.rule_labels}
+        SharedMonitoring("monitoring", labels=labels)
     outputs: dict[str, Any] = {"ops": {name: app.ops for name, app in apps.items()}}
     jobs = [app.cluster_job for app in apps.values() if app.cluster_job is not None]
     if jobs:

@@ -31,6 +31,37 @@ def test_every_object_validates_strictly(prod: Rendered) -> None:
     assert crds == ["AlertmanagerConfig", "PrometheusRule", "ServiceMonitor"]
 
 
+def test_prometheus_scrapes_services_exporters_and_the_pushgateway(prod: Rendered) -> None:
+    monitors = {o["metadata"]["name"]: o["spec"] for o in prod.k8s("ServiceMonitor")}
+    assert set(monitors) == {
+        "qr-api", "qr-postgres-exporter", "qr-redis-exporter",
+        "quickbite-backend", "quickbite-postgres-exporter", "quickbite-redis-exporter",
+        "prometheus-pushgateway",
+    }  # fmt: skip
+    push = monitors["prometheus-pushgateway"]
+    assert push["endpoints"][0]["honorLabels"] is True
+    assert push["namespaceSelector"] == {"matchNames": ["monitoring"]}
+    (exporter_service,) = prod.k8s("Service", "qr-postgres-exporter", "qr")
+    assert monitors["qr-postgres-exporter"]["selector"]["matchLabels"].items() <= (
+        exporter_service["metadata"]["labels"].items()
+    )
+    (db,) = prod.k8s("StatefulSet", "qr-db")
+    sidecar = db["spec"]["template"]["spec"]["containers"][1]
+    assert sidecar["ports"][0]["containerPort"] == 9187
+    (password,) = [e for e in sidecar["env"] if e["name"] == "DATA_SOURCE_PASS"]
+    assert password["valueFrom"]["secretKeyRef"] == {
+        "name": "qr-db-credentials",
+        "key": "POSTGRES_PASSWORD",
+    }
+
+
+def test_alerts_route_to_the_configured_receivers(prod: Rendered) -> None:
+    (routing,) = prod.k8s("AlertmanagerConfig", namespace="quickbite")
+    receivers = {r["name"]: r for r in routing["spec"]["receivers"]}
+    webhooks = [c["url"] for r in receivers.values() for c in r.get("webhookConfigs", [])]
+    assert "https://alerts.example.com/opsplane/page" in webhooks
+
+
 def test_every_object_carries_the_standard_labels(prod: Rendered) -> None:
     for obj in prod.kubernetes_objects():
         assert set(obj["metadata"]["labels"]) >= LABEL_KEYS, obj["metadata"]["name"]
