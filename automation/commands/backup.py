@@ -18,7 +18,7 @@ from automation import backup_format as bf
 from automation.cli import emit_json, handle_errors, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks import pgtools, s3io
-from automation.tasks.backup import BackupOptions, run_backup
+from automation.tasks.backup import DEFAULT_GZIP_LEVEL, BackupOptions, run_backup
 from automation.tasks.backups import list_backups, pin
 from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
 
@@ -77,7 +77,9 @@ def backup(
     objects_bucket: Annotated[
         str | None, typer.Option("--objects-bucket", help="The app's bucket to mirror.")
     ] = None,
-    gzip_level: Annotated[int, typer.Option("--gzip-level", help="1 fastest .. 9 smallest.")] = 6,
+    gzip_level: Annotated[
+        int, typer.Option("--gzip-level", help="1 fastest .. 9 smallest (plain dumps, Redis).")
+    ] = DEFAULT_GZIP_LEVEL,
     lifecycle: Annotated[
         bool,
         typer.Option(

@@ -563,3 +563,30 @@ def test_a_second_concurrent_run_is_refused(tmp_path: Path, stripe_receiver: Rec
     assert result.exit_code == 1 and "another replay" in error_line(result)
     assert stripe_receiver.arrivals == []
     assert file_ledger_path(path).exists()
+
+
+def test_ctrl_c_lets_in_flight_events_finish_and_be_recorded(tmp_path: Path) -> None:
+    from automation.tasks.replay.delivery import DeliveryConfig, deliver_all
+    from automation.tasks.replay.ratelimit import Rate, RateLimiter
+    from automation.tasks.replay.signing import make_signer
+    from automation.tasks.replay.sources import Filters, read_file_events, select
+
+    path, _ = export_file(tmp_path, 40)
+    events = list(select(read_file_events(path), Filters(status=None)))
+    seen: list[str] = []
+
+    def interrupt_after_five(outcome: Any) -> None:
+        seen.append(outcome.event_id)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    with Receiver(verify=stripe_verifier(SECRET), latency=0.05) as receiver:
+        ledger = FileLedger(path, "ctrl-c", writable=True)
+        config = DeliveryConfig(receiver.url, make_signer("stripe", SECRET), concurrency=4)
+        with pytest.raises(KeyboardInterrupt):
+            deliver_all(events, config, RateLimiter(Rate(None)), ledger, interrupt_after_five)
+        ledger.close()
+        states = FileLedger(path, "inspect", writable=False).states()
+    assert "sending" not in states.values()  # every started event was finished and recorded
+    assert {k for k, v in states.items() if v == "delivered"} == receiver.acked_ids()
+    assert 5 <= len(receiver.acked_ids()) < 40  # stopped early: no new events were started

@@ -104,7 +104,7 @@ class Worker:
             if not self.limiter.acquire(self.stop):
                 if attempts == 0:
                     return None
-                return self._finish(event, attempts, status, error or "interrupted")
+                return self._finish(event, attempts, None, f"interrupted: after {error}")
             if attempts == 0:
                 self.ledger.begin(event.id)
             attempts += 1
@@ -134,7 +134,7 @@ class Worker:
             if failures >= self.config.max_attempts:
                 return self._finish(event, attempts, status, error)
             if self.stop.wait(backoff_delay(self.config, failures)):
-                return self._finish(event, attempts, status, f"interrupted after {error}")
+                return self._finish(event, attempts, None, f"interrupted: after {error}")
 
     def _finish(
         self,
