@@ -371,7 +371,8 @@ def run_cluster_form(
     from automation.maintenance import maintenance
 
     backup = ops.get("backup") or {}
-    args = ["--bucket", str(backup.get("bucket")), "--prefix", str(backup.get("prefix") or "")]
+    prefix = str(backup.get("prefix") or bf.DEFAULT_PREFIX)
+    args = ["--bucket", str(backup.get("bucket")), "--prefix", prefix]
     args += ["--app", form.app, "--jobs", str(form.jobs), "--yes", "--json"]
     args += ["--key", form.key] if form.key else ["--latest"]
     if dry_run:

@@ -336,7 +336,7 @@ def stream_plain(
     bar: BarFactory,
     log_dir: Path,
 ) -> int:
-    """S3 -> gunzip -> psql stdin in one transaction; returns bytes of SQL fed to psql."""
+    """S3 -> gunzip -> psql stdin in one transaction; returns the compressed bytes read."""
     errors_path = log_dir / "psql.stderr"
     with errors_path.open("wb") as errors:
         proc = subprocess.Popen(
