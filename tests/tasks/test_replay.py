@@ -590,3 +590,16 @@ def test_ctrl_c_lets_in_flight_events_finish_and_be_recorded(tmp_path: Path) -> 
     assert "sending" not in states.values()  # every started event was finished and recorded
     assert {k for k, v in states.items() if v == "delivered"} == receiver.acked_ids()
     assert 5 <= len(receiver.acked_ids()) < 40  # stopped early: no new events were started
+
+
+def test_human_output_lists_then_summarizes(postgres: Postgres, stripe_receiver: Receiver) -> None:
+    url = app_db(postgres, stripe=True, count=6)
+    args = [a for a in stripe_args(stripe_receiver, "--from-db", url) if a != "--json"]
+    listing = run_cli(*args, "--dry-run")
+    assert listing.exit_code == 0 and listing.stdout == ""
+    assert "would send 2 event(s)" in listing.stderr
+    assert "evt_000003" in listing.stderr and "evt_000006" in listing.stderr
+    done = run_cli(*args)
+    assert done.exit_code == 0
+    assert "selected 2: delivered 2, skipped (already delivered) 0, failed none" in done.stderr
+    assert f"ledger: table {LEDGER_TABLE}" in done.stderr
