@@ -94,6 +94,12 @@ def target_from_stack(
     table = (
         columns.table if columns.table != Columns.table else webhook.get("table") or "webhook_logs"
     )
+    if not webhook.get("secret"):
+        raise UserInputError(
+            f"--app {app!r}: stack has no value for the webhook secret "
+            f"{webhook.get('secretName') or ''!r}; set it with `pulumi config set --secret`, "
+            "run `pulumi up`, and rerun"
+        )
     source = (
         rr.Source(file=from_file)
         if from_file

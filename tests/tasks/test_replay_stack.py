@@ -111,6 +111,7 @@ def test_stack_form_rate_limit_defaults_to_30_per_minute_without_one(
         (["--app", "shop"], "--app 'shop'"),
         (["--app", "qr", "--webhook-url", "http://x/"], "--webhook-url: not with --stack/--app"),
         (["--app", "quickbite"], "declares no webhook"),
+        (["--app", "shop2"], "no value for the webhook secret 'shop-webhook-secret'"),
     ],
 )
 def test_stack_form_bad_input(
@@ -120,7 +121,11 @@ def test_stack_form_bad_input(
     args: list[str],
     match: str,
 ) -> None:
-    ops = {"qr": qr_ops(postgres, "x", receiver), "quickbite": sample_ops("quickbite", "dev")}
+    ops = {
+        "qr": qr_ops(postgres, "x", receiver),
+        "quickbite": sample_ops("quickbite", "dev"),
+        "shop2": qr_ops(postgres, "x", receiver, secret=None, secretName="shop-webhook-secret"),
+    }
     use_stack(monkeypatch, FakeStack("dev", outputs={"ops": ops}))
     result = run_cli("--stack", "dev", *args, "--yes")
     assert result.exit_code == 2
