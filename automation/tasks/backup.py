@@ -12,6 +12,7 @@ manifest (a run without one is never "latest") and raises one clear line.
 
 from __future__ import annotations
 
+import queue
 import re
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import sql
@@ -33,6 +34,7 @@ from automation.tasks.backups import prometheus_text, push_metrics
 from components.backup_lifecycle import apply_lifecycle, lifecycle_rules
 
 READ_CHUNK = 1024 * 1024
+READ_AHEAD = 8  # chunks
 # zlib level 1: on QR-shaped data ~8% larger than `gzip -6` but about twice as fast, so the
 # dump, not the compressor, sets the pace (bench/backup_bench.py; docs/backups.md)
 DEFAULT_GZIP_LEVEL = 1
@@ -154,8 +156,7 @@ def process_chunks(args: list[str], env: dict[str, str], what: str) -> Iterator[
     reader.start()
     try:
         assert proc.stdout is not None
-        while chunk := proc.stdout.read(READ_CHUNK):
-            yield chunk
+        yield from read_ahead(proc.stdout)
         code = proc.wait()
         reader.join(timeout=5)
         if code != 0:
@@ -165,6 +166,42 @@ def process_chunks(args: list[str], env: dict[str, str], what: str) -> Iterator[
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def read_ahead(stream: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """Chunks of `stream`, read by a thread up to `depth` chunks ahead of the consumer.
+
+    Without it the pipeline is serial: while this process compresses a chunk, pg_dump blocks on
+    the full 64 KiB pipe. With it, pg_dump and compression overlap (bounded: depth x 1 MiB).
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set():
+                item: bytes | BaseException | None = stream.read(READ_CHUNK) or None
+                while not stop.is_set():
+                    try:
+                        chunks.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if item is None:
+                    return
+        except (OSError, ValueError) as exc:
+            chunks.put(exc)
+
+    thread = threading.Thread(target=pump, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise TaskFailed(f"reading the dump failed: {item}")
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _drain(stream: Any, tail: deque[str]) -> None:
