@@ -468,6 +468,12 @@ def replay(
         target = target_from_stack(
             ops, app, header=header, rate=rate_limit, from_file=from_file, columns=columns
         )
+        if where == "local" and ops.get("target") == "kubernetes":
+            stderr.print(
+                f"note: {app} on {stack} runs in Kubernetes; its webhook and database addresses "
+                "are in-cluster: if they are unreachable from here, rerun with --where cluster",
+                highlight=False,
+            )
     elif where == "cluster":
         raise UserInputError("--where cluster needs the stack form: --stack STACK --app APP")
     else:
