@@ -415,5 +415,33 @@ def test_runbook_style_dump_is_listed_as_made_by_hand(
     s3.client().put_object(Bucket=bucket, Key="backups/backup_20251027.sql.gz", Body=dump)
     [entry] = json.loads(run_cli("backups", "list", "--bucket", bucket, "--json").stdout)
     assert entry["managed"] is False
+    table = run_cli("backups", "list", "--bucket", bucket)
+    assert "plain (by hand)" in table.stdout and "backup_20251027.sql.gz" in table.stdout
     assert entry["key"] == "backups/backup_20251027.sql.gz"
     assert entry["size"] == len(dump)
+
+
+def test_metadata_on_objects_over_the_copy_limit_uses_part_copies(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects above CopyObject's 5 GB limit get their metadata through UploadPartCopy; the
+    limits are scaled down here so an 11 MiB object takes that path."""
+    monkeypatch.setattr(s3io, "MAX_SINGLE_COPY", 1024)
+    monkeypatch.setattr(s3io, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    bucket = s3.create_bucket("bigcopy")
+    client = s3.client()
+    data = os.urandom(11 * 1024 * 1024)
+    client.put_object(Bucket=bucket, Key="k", Body=data)
+    s3io.replace_metadata(
+        client,
+        bucket,
+        "k",
+        {"sha256": "abc", "size": str(len(data))},
+        len(data),
+        "application/gzip",
+    )
+    head = client.head_object(Bucket=bucket, Key="k")
+    assert head["Metadata"] == {"sha256": "abc", "size": str(len(data))}
+    assert head["ETag"].strip('"').endswith("-3")  # three copied parts: 5 + 5 + 1 MiB
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+    assert open_uploads(s3, bucket) == []
