@@ -92,6 +92,7 @@ class App(pulumi.ComponentResource):
                     "postgresql://{db_user}:{db_password}@{db_host}:{db_port}/{db_name}"
                 ),
                 redis_url=self._url("redis://:{redis_password}@{redis_host}:{redis_port}/0"),
+                webhook_secret=secrets[spec.webhook.secret].current if spec.webhook else None,
                 objects_bucket=objects_bucket,
                 opts=self._child,
             )
@@ -393,6 +394,7 @@ class App(pulumi.ComponentResource):
             report_bucket=backup_info["bucket"],
             report_key=f"{self.settings.backup.prefix}/{self.spec.name}/reports/{request.id}.json",
             secret_name=self.backup.secret_name,
+            secret_keys=self.backup.secret_keys,
             service_account=self.backup.service_account,
             opts=self._child,
         )

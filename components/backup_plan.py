@@ -23,7 +23,7 @@ from components.context import AppContext
 from components.k8s import declare
 from components.object_store import S3Bucket
 
-OPS_SECRET_KEYS = ("OPSPLANE_DATABASE_URL", "OPSPLANE_REDIS_URL")
+WEBHOOK_SECRET_KEY = "OPSPLANE_WEBHOOK_SECRET"  # automation.tasks.replay.run.JOB_SECRET_ENV
 
 
 def to_pulumi_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,6 +116,7 @@ class BackupPlan(pulumi.ComponentResource):
         bucket_name: str,
         database_url: pulumi.Input[str],
         redis_url: pulumi.Input[str],
+        webhook_secret: pulumi.Input[str] | None,
         objects_bucket: S3Bucket | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -155,14 +156,13 @@ class BackupPlan(pulumi.ComponentResource):
         )
         declare(f"{name}-service-account", m.service_account(account, ns, app, role.arn), child)
         secret_name = f"{app}-ops-env"
+        runner_env = {"OPSPLANE_DATABASE_URL": database_url, "OPSPLANE_REDIS_URL": redis_url}
+        if webhook_secret is not None:
+            runner_env[WEBHOOK_SECRET_KEY] = webhook_secret
+        self.secret_keys = sorted(runner_env)
         declare(
             f"{name}-secret",
-            m.secret(
-                secret_name,
-                ns,
-                m.labels(app, "ops-runner"),
-                {"OPSPLANE_DATABASE_URL": database_url, "OPSPLANE_REDIS_URL": redis_url},
-            ),
+            m.secret(secret_name, ns, m.labels(app, "ops-runner"), runner_env),
             child,
         )
         common = ["--bucket", bucket_name, "--prefix", settings.prefix, "--app", app]

@@ -30,6 +30,7 @@ class TaskJob(pulumi.ComponentResource):
         report_bucket: pulumi.Input[str],
         report_key: str,
         secret_name: str,
+        secret_keys: list[str],
         service_account: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -45,7 +46,7 @@ class TaskJob(pulumi.ComponentResource):
             image=ctx.runner_image,
             args=args,
             secret_name=secret_name,
-            secret_keys=["OPSPLANE_DATABASE_URL", "OPSPLANE_REDIS_URL"],
+            secret_keys=secret_keys,
             env={"AWS_REGION": ctx.settings.aws_region},
             service_account=service_account,
         )

@@ -95,6 +95,11 @@ def test_cluster_job_is_declared_while_config_asks_for_it(render_stack, prod: Re
         "--", "restore", "--latest", "--yes",
     ]  # fmt: skip
     assert job["spec"]["backoffLimit"] == 0
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    assert set(secret_env) == {
+        "OPSPLANE_DATABASE_URL", "OPSPLANE_REDIS_URL", "OPSPLANE_WEBHOOK_SECRET",
+    }  # fmt: skip
+    assert {ref["name"] for ref in secret_env.values()} == {"quickbite-ops-env"}
     result = rendered.outputs["clusterJob"]
     assert result["id"] == "restore-1" and result["status"] == "succeeded"
     assert result["report"] == {
@@ -102,3 +107,12 @@ def test_cluster_job_is_declared_while_config_asks_for_it(render_stack, prod: Re
         "key": "backups/quickbite/reports/restore-1.json",
     }
     assert "clusterJob" not in prod.outputs and not prod.k8s("Job")
+
+
+def test_job_environment_names_match_what_the_tasks_read() -> None:
+    """The program names the Secret keys; the replay/backup tasks read the same variables."""
+    from automation.tasks.replay.run import JOB_DATABASE_URL_ENV, JOB_SECRET_ENV
+    from components.backup_plan import WEBHOOK_SECRET_KEY
+
+    assert JOB_SECRET_ENV == WEBHOOK_SECRET_KEY
+    assert JOB_DATABASE_URL_ENV == "OPSPLANE_DATABASE_URL"
