@@ -389,24 +389,25 @@ def _feed(
 
 def run_pg_restore(path: Path, target_url: str, pg_restore: Path, jobs: int) -> None:
     """Parallel restore of a custom archive into the (empty) new database."""
-    result = subprocess.run(
-        [
-            str(pg_restore),
-            "--exit-on-error",
-            f"--jobs={jobs}",
-            "--dbname",
-            database_name(target_url),
-            str(path),
-        ],
+    args = [str(pg_restore), "--exit-on-error", f"--jobs={jobs}"]
+    args += ["--dbname", database_name(target_url), str(path)]
+    proc = subprocess.Popen(
+        args,
         env=load_env(target_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        check=False,
         preexec_fn=_die_with_parent,
     )
-    if result.returncode != 0:
-        reason = _tool_error(result.stderr) or f"exit {result.returncode}"
+    kill_point("pg_restore")
+    try:
+        _, errors = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        reason = _tool_error(errors) or f"exit {proc.returncode}"
         raise TaskFailed(f"pg_restore failed: {reason}")
 
 

@@ -67,6 +67,7 @@ def allow_connections(postgres, name: str) -> bool:
 # step -> whether the live name holds the restored database after the kill
 KILL_POINTS = {
     "streaming": False,  # psql is half-way through the dump, in the new database
+    "pg_restore": False,  # custom format: pg_restore --jobs 2 is loading the new database
     "before_swap": False,  # the new database is loaded and checked
     "swap_begin": False,  # live blocked, its sessions ended, renames not yet run
     "after_first_rename": False,  # live -> pre_restore done, not committed
@@ -80,7 +81,7 @@ def test_sigkill_leaves_old_or_restored_database_never_a_mix(postgres, s3, kill_
     live = database_name(url)
     create_qr(url, rows=200)
     bucket = s3.create_bucket()
-    managed_backup(url, bucket, "qr")
+    managed_backup(url, bucket, "qr", fmt="custom" if kill_at == "pg_restore" else "plain")
     restored = table_checksums(url)
     scramble(url)
     old = table_checksums(url)
