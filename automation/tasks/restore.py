@@ -221,10 +221,13 @@ class Checksummed:
             self.size += len(chunk)
             yield chunk
 
-    def mismatch(self, expected: str | None) -> str | None:
+    def mismatch(self, expected: str | None, recorded_size: str | None = None) -> str | None:
+        """What differs from the recorded sha256 (and size, when recorded), or None."""
         got = self.sha.hexdigest()
         if expected and got != expected.lower():
             return f"checksum mismatch: stored sha256 {expected[:12]}..., content {got[:12]}..."
+        if recorded_size and recorded_size.isdigit() and int(recorded_size) != self.size:
+            return f"size mismatch: recorded {recorded_size} bytes, read {self.size}"
         return None
 
 
@@ -252,7 +255,7 @@ def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
                 done = stream.size
     except ValueError as exc:
         raise refused(source, str(exc)) from None
-    problem = stream.mismatch(source.sha256)
+    problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
     if problem:
         raise refused(source, problem)
     return inflated
@@ -266,7 +269,7 @@ def download_custom(client: Any, source: BackupRef, directory: Path, bar: BarFac
         for chunk in stream:
             out.write(chunk)
             advance(len(chunk))
-    problem = stream.mismatch(source.sha256)
+    problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
     if problem:
         raise refused(source, problem)
     return path
@@ -352,7 +355,7 @@ def stream_plain(
     try:
         _feed(proc.stdin, gunzip_stream(stream), inflated_total, bar)
         fed = stream.size
-        problem = stream.mismatch(source.sha256)
+        problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
         if problem:
             raise TaskFailed(f"backup changed while restoring: {problem}")
     except BrokenPipeError:
