@@ -15,6 +15,10 @@ Steps (each timed in the report):
 5. swap (see `pgswap.swap`): live -> `<db>_pre_restore_<ts>`, new -> live, in one transaction.
 A failure before the swap drops the new database and leaves the live one untouched.
 
+Verification checks what `verify.check_backup_integrity` checks (sha256, size, the archive read
+to its end), done here so that a custom archive is downloaded once and the file verified is the
+file `pg_restore` loads, and so that a `\\connect` in a plain dump is refused.
+
 `OPSPLANE_TEST_KILL_AT=<step>` makes the process SIGKILL itself at that step. It exists for the
 crash tests only (tests/tasks/test_restore_kill.py); nothing sets it in production.
 """

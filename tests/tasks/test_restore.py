@@ -305,3 +305,23 @@ def test_prefetch_keeps_order_and_passes_errors_to_the_reader():
     assert next(stream) == b"first"
     with pytest.raises(RuntimeError, match="S3 went away"):
         next(stream)
+
+
+def test_a_dump_that_connects_elsewhere_is_refused(postgres, s3):
+    """`pg_dump --create` output would `\\connect` to the live database and write there."""
+    url = postgres.create_database("qr")
+    create_qr(url, rows=50)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    dump = (
+        b"CREATE TABLE t (x int);\n\\connect "
+        + database_name(url).encode()
+        + b"\nDROP TABLE accounts;\n"
+    )
+    s3.client().put_object(Bucket=bucket, Key="create.sql.gz", Body=gzip.compress(dump))
+
+    message = refused_cleanly(
+        postgres, url, before, lambda: restore(url, bucket, key="create.sql.gz")
+    )
+
+    assert "\\connect" in message
