@@ -223,9 +223,12 @@ def backup_database(
     with pgtools.connect(url) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        snapshot = str(snapshot_row[0]) if snapshot_row else None
-        facts = collect_facts(conn, pgtools.database_name(url))
+        with pgtools.db_errors(
+            f"reading {pgtools.describe(url)}", "check the role can read every table"
+        ):
+            snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            snapshot = str(snapshot_row[0]) if snapshot_row else None
+            facts = collect_facts(conn, pgtools.database_name(url))
         report(f"db: dumping {pgtools.describe(url)} ({len(facts.tables)} tables) to {key}")
         chunks = pg_dump_chunks(pg_dump, url, opts.format, snapshot)
         if opts.format == "plain":
@@ -311,6 +314,7 @@ def run_backup(opts: BackupOptions, report: Reporter = lambda _: None) -> Backup
 
 def store_parts(client: Any, opts: BackupOptions, result: BackupResult, report: Reporter) -> None:
     """Store each requested part, appending it to `result` as soon as it is stored."""
+    # imported here: both modules use this module's streaming helpers
     from automation.tasks.objects_backup import mirror_bucket
     from automation.tasks.redis_backup import backup_redis
 

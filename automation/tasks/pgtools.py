@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -106,6 +107,15 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
             f"cannot connect to PostgreSQL at {describe(url)}: {first_line(exc)} "
             "(check --database-url and that the server is up)"
         ) from None
+
+
+@contextmanager
+def db_errors(what: str, fix: str = "") -> Iterator[None]:
+    """Turn a PostgreSQL error inside the block into one line: what was being done, and why."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise TaskFailed(f"{what}: {first_line(exc)}" + (f" ({fix})" if fix else "")) from None
 
 
 def server_major(url: str) -> int:

@@ -28,7 +28,7 @@ from typing import IO, Any
 from psycopg import sql
 
 from automation import backup_format as bf
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks import pgtools, s3io
 from automation.tasks.backup import collect_facts
 from automation.tasks.backups import BackupRef, find_backup, prometheus_text, push_metrics
@@ -230,12 +230,20 @@ def _collect_errors(stream: Any, errors: list[str]) -> None:
 
 
 def create_database(admin_url: str, name: str) -> None:
-    with pgtools.connect(admin_url, autocommit=True) as conn:
+    fix = "the --database-url role needs CREATEDB"
+    with (
+        pgtools.connect(admin_url, autocommit=True) as conn,
+        pgtools.db_errors(f"cannot create the throwaway database {name}", fix),
+    ):
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    with pgtools.connect(admin_url, autocommit=True) as conn:
+    fix = f'drop it by hand: DROP DATABASE "{name}"'
+    with (
+        pgtools.connect(admin_url, autocommit=True) as conn,
+        pgtools.db_errors(f"could not drop the throwaway database {name}", fix),
+    ):
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
@@ -332,8 +340,12 @@ def verify_backup(
     report_progress(f"verifying s3://{bucket}/{ref.key} ({ref.format}, {ref.size:,} bytes)")
     try:
         judge(client, ref, database_url, tools, report, report_progress)
-    finally:
-        record_result(client, ref, report)
+    except OpsError:
+        # the drill could not finish (e.g. no CREATEDB): no verdict, unless a check already failed
+        if any(not c.ok for c in report.checks):
+            record_result(client, ref, report)
+        raise
+    record_result(client, ref, report)
     return report
 
 
@@ -374,7 +386,7 @@ def judge(
             return
         report.restore_seconds = round(time.monotonic() - started, 3)
         report.add("restore", True, f"restored in {report.restore_seconds:.2f}s")
-        with pgtools.connect(target) as conn:
+        with pgtools.connect(target) as conn, pgtools.db_errors(f"reading {name}"):
             restored = collect_facts(conn, name)
         compare_with_recorded(report, ref, restored)
     finally:
@@ -384,10 +396,9 @@ def judge(
 
 
 def record_result(client: Any, ref: BackupRef, report: VerifyReport) -> None:
-    """Tag the backup with the outcome, only when the drill reached a verdict."""
+    """Tag the backup with the drill's verdict (`report.ok` is set by `judge`)."""
     if not report.checks:
         return
-    report.ok = all(c.ok for c in report.checks)
     s3io.merge_tags(
         client,
         ref.bucket,

@@ -445,3 +445,19 @@ def test_metadata_on_objects_over_the_copy_limit_uses_part_copies(
     assert head["ETag"].strip('"').endswith("-3")  # three copied parts: 5 + 5 + 1 MiB
     assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == data
     assert open_uploads(s3, bucket) == []
+
+
+def test_role_that_cannot_read_a_table_is_one_clear_line(
+    qr_source: SourceDb, s3: S3, postgres: Postgres
+) -> None:
+    with psycopg.connect(qr_source.url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS backup_noselect")
+        conn.execute("CREATE ROLE backup_noselect LOGIN")
+        conn.execute("GRANT SELECT ON accounts, qr_items, alembic_version TO backup_noselect")
+    url = qr_source.url.replace("postgresql://postgres@", "postgresql://backup_noselect@")
+    bucket = s3.create_bucket("noselect")
+    result = run_cli("backup", "--database-url", url, "--bucket", bucket)
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "reading " in line and "permission denied for table qr_events" in line
+    assert bucket_keys(s3, bucket) == []

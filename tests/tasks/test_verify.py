@@ -9,6 +9,7 @@ import gzip
 import json
 import subprocess
 
+import psycopg
 import pytest
 
 from automation.tasks import s3io
@@ -256,3 +257,26 @@ def test_unreachable_database_fails_and_pushes_failure(source: SourceDb, s3: S3)
     assert "pw-not-shown" not in result.stderr + result.stdout
     [(_, body)] = pushes
     assert 'opsplane_backup_verify_success{app="qr"} 0' in body
+
+
+def test_role_without_createdb_is_one_clear_line(
+    source: SourceDb, s3: S3, postgres: Postgres
+) -> None:
+    bucket = s3.create_bucket("nocreate")
+    make_backup(source, bucket)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS drill_nocreatedb")
+        conn.execute("CREATE ROLE drill_nocreatedb LOGIN NOCREATEDB")
+    url = source.url.replace("postgresql://postgres@", "postgresql://drill_nocreatedb@")
+    result = run_cli("verify-backup", "--database-url", url, "--bucket", bucket, "--latest")
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "cannot create the throwaway database qr_" in line
+    assert "permission denied to create database" in line
+    assert "needs CREATEDB" in line
+    assert verified_tag(s3, bucket, make_key(s3, bucket)) is None  # no verdict on the backup
+
+
+def make_key(s3: S3, bucket: str) -> str:
+    keys = s3.client().list_objects_v2(Bucket=bucket)["Contents"]
+    return next(k["Key"] for k in keys if k["Key"].endswith(".sql.gz"))
