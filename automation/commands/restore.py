@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from automation import backup_format as bf
 from automation.cli import confirm, emit_json, handle_errors, progress, stderr
-from automation.errors import UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack import StackOps, app_ops
 from automation.tasks import pgtools
 from automation.tasks import restore as task
@@ -310,35 +310,54 @@ def restore_components(
     db_job = task.DatabaseRestore(
         url, client, source, jobs=form.jobs, dry_run=dry_run, log=say, bar=bar
     )
+    redis: task.RedisRestore | None = None
+    objects: task.ObjectsRestore | None = None
     with db_job:
-        redis = objects = None
-        if form.wants("db"):
-            db_job.verify()
-        if form.wants("redis"):
-            assert form.redis_data_dir is not None
-            redis = task.RedisRestore(
-                client, source.bucket, source.manifest, form.redis_data_dir, say
-            )
-            redis.verify()
-        if form.wants("objects"):
-            objects = objects_restore(ops, client, source, form.app)
-            objects.verify()
         try:
+            if form.wants("db"):
+                db_job.verify()
+            if form.wants("redis"):
+                assert form.redis_data_dir is not None
+                redis = task.RedisRestore(
+                    client, source.bucket, source.manifest, form.redis_data_dir, say
+                )
+                redis.verify()
+            if form.wants("objects"):
+                objects = objects_restore(ops, client, source, form.app)
+                objects.verify()
             if dry_run:
                 say("dry run: the backup is good; nothing was changed")
                 document["database"] = db_job.report.to_dict() if form.wants("db") else None
                 return document
             with maintenance(stack, form.app, say):
-                if form.wants("db"):
-                    document["database"] = db_job.apply().to_dict()
-                if redis is not None:
-                    document["redis"] = redis.apply()
-                if objects is not None:
-                    document["objects"] = objects.apply()
+                apply_parts(document, db_job if form.wants("db") else None, redis, objects)
         finally:
             if redis is not None:
                 redis.discard()
     return document
+
+
+def apply_parts(
+    document: dict[str, Any],
+    db_job: task.DatabaseRestore | None,
+    redis: task.RedisRestore | None,
+    objects: task.ObjectsRestore | None,
+) -> None:
+    """Database first, then Redis, then objects; a later part failing says what was done."""
+    done: list[str] = []
+    try:
+        if db_job is not None:
+            document["database"] = db_job.apply().to_dict()
+            done.append(f"database (previous kept as {document['database']['pre_restore']})")
+        if redis is not None:
+            document["redis"] = redis.apply()
+            done.append("redis")
+        if objects is not None:
+            document["objects"] = objects.apply()
+    except OpsError as exc:
+        if not done:
+            raise
+        raise TaskFailed(f"{exc} (already restored: {', '.join(done)})") from exc
 
 
 def objects_restore(
