@@ -343,3 +343,26 @@ def test_where_cluster_runs_the_restore_as_a_job_inside_maintenance(postgres, se
         MAINTENANCE_KEY, CLUSTER_JOB_KEY, CLUSTER_JOB_KEY, MAINTENANCE_KEY
     ]  # fmt: skip
     assert stack.outputs()["ops"]["qr"]["maintenance"] is False
+
+
+def test_a_damaged_object_in_the_backup_is_refused_before_maintenance(setup, s3):
+    url, bucket, objects_bucket, stack = setup
+    client = s3.client()
+    backed_up_key = next(
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
+        if "/objects/exports/1.png" in o["Key"]
+    )  # fmt: skip
+    client.put_object(Bucket=bucket, Key=backed_up_key, Body=b"bit rot")
+    client.put_object(Bucket=objects_bucket, Key="exports/1.png", Body=b"current")
+    scramble(url)
+    before = table_checksums(url)
+
+    code, _, err = run_cli("--component", "objects", "--yes")
+
+    assert code == 1
+    assert "exports/1.png refused" in err and "checksum mismatch" in err
+    assert stack.calls == []
+    assert client.get_object(Bucket=objects_bucket, Key="exports/1.png")["Body"].read() == (
+        b"current"
+    )
+    assert table_checksums(url) == before
