@@ -11,7 +11,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +156,7 @@ class MultipartUpload:
         self._pending: list[bytes] = []  # written since the last part; joined once per part
         self._pending_size = 0
         self._parts: list[Future[dict[str, Any]]] = []
+        self._in_flight: list[Future[dict[str, Any]]] = []
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._closed = False
         with s3_errors(client, bucket, key):
@@ -192,16 +193,20 @@ class MultipartUpload:
     def _send(self, chunk: bytes) -> None:
         self._wait_for_slot()
         number = len(self._parts) + 1
-        self._parts.append(self._pool.submit(self._upload_part, number, chunk))
+        future = self._pool.submit(self._upload_part, number, chunk)
+        self._parts.append(future)
+        self._in_flight.append(future)
 
     def _wait_for_slot(self) -> None:
-        pending = [f for f in self._parts if not f.done()]
-        while len(pending) >= self.max_in_flight:
-            pending[0].result()  # raises the part's error here, in the writer's thread
-            pending = [f for f in self._parts if not f.done()]
-        for done in self._parts:
-            if done.done() and done.exception() is not None:
-                done.result()
+        """Block until fewer than `max_in_flight` parts are uploading; a failed part's error is
+        raised here, in the writer's thread."""
+        while True:
+            for future in [f for f in self._in_flight if f.done()]:
+                self._in_flight.remove(future)
+                future.result()
+            if len(self._in_flight) < self.max_in_flight:
+                return
+            wait(self._in_flight, return_when=FIRST_COMPLETED)
 
     def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
         with s3_errors(self.client, self.bucket, self.key):

@@ -461,3 +461,57 @@ def test_role_that_cannot_read_a_table_is_one_clear_line(
     line = one_line_error(result)
     assert "reading " in line and "permission denied for table qr_events" in line
     assert bucket_keys(s3, bucket) == []
+
+
+class CountingClient:
+    """A real S3 client that counts concurrent `upload_part` calls and can fail one part."""
+
+    def __init__(self, client: object, fail_part: int | None = None) -> None:
+        import threading
+
+        self._client, self._fail_part = client, fail_part
+        self._lock = threading.Lock()
+        self.now = self.peak = 0
+
+    def upload_part(self, **kwargs: object) -> dict:
+        from botocore.exceptions import ClientError
+
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            if kwargs["PartNumber"] == self._fail_part:
+                raise ClientError({"Error": {"Code": "AccessDenied"}}, "UploadPart")
+            time.sleep(0.05)  # widen the window in which parts overlap
+            return self._client.upload_part(**kwargs)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_multipart_writer_bounds_parts_in_flight_and_aborts_on_error(s3: S3) -> None:
+    bucket = s3.create_bucket("mpu")
+    part = 5 * 1024 * 1024
+    data = os.urandom(part)
+    client = CountingClient(s3io.s3_client())
+    with s3io.MultipartUpload(client, bucket, "ok", part_size=part, max_in_flight=2) as upload:
+        for _ in range(6):
+            upload.write(data)
+        stored = upload.complete()
+    assert stored.size == 6 * part
+    assert stored.sha256 == hashlib.sha256(data * 6).hexdigest()
+    assert 1 <= client.peak <= 2
+
+    failing = CountingClient(s3io.s3_client(), fail_part=2)
+    with (
+        pytest.raises(s3io.TaskFailed, match=r"access denied to s3://mpu-\w+/broken"),
+        s3io.MultipartUpload(failing, bucket, "broken", part_size=part) as upload,
+    ):
+        for _ in range(6):
+            upload.write(data)
+        upload.complete()
+    assert "broken" not in bucket_keys(s3, bucket)
+    assert open_uploads(s3, bucket) == []
