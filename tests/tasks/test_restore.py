@@ -325,3 +325,26 @@ def test_a_dump_that_connects_elsewhere_is_refused(postgres, s3):
     )
 
     assert "\\connect" in message
+
+
+def test_cleanup_skips_a_leftover_that_is_in_use(postgres):
+    """A `_restore_` database with a session may be a restore running now: never forced."""
+    import psycopg
+
+    url = postgres.create_database("qr")
+    live = database_name(url)
+    busy, idle = f"{live}_restore_20250101_000000", f"{live}_restore_20250101_000001"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{busy}"')
+        conn.execute(f'CREATE DATABASE "{idle}"')
+    holder = psycopg.connect(other_db_url(url, busy))
+    try:
+        code, out, err = run_cli("--database-url", url, "--cleanup", "--yes", "--json")
+    finally:
+        holder.close()
+
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dropped"] == [idle]
+    assert list(report["skipped"]) == [busy]
+    assert databases(postgres, live) == [live, busy]

@@ -4,6 +4,7 @@ with a fake `up` that runs the requested Job's command for real."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -366,3 +367,27 @@ def test_a_damaged_object_in_the_backup_is_refused_before_maintenance(setup, s3)
         b"current"
     )
     assert table_checksums(url) == before
+
+
+def test_a_damaged_redis_part_is_refused_and_the_data_dir_untouched(setup, s3, redis_dir):
+    _, bucket, _, stack = setup
+    client = s3.client()
+    run_prefix = next(
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
+        if o["Key"].endswith("manifest.json")
+    ).rsplit("/", 1)[0]  # fmt: skip
+    manifest_key = f"{run_prefix}/manifest.json"
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    rdb_key = f"{run_prefix}/redis.rdb.gz"
+    client.put_object(Bucket=bucket, Key=rdb_key, Body=gzip.compress(b"REDIS0011 partial")[:-6])
+    manifest["parts"].append({"key": rdb_key, "format": "rdb", "sha256": "0" * 64, "size": 1})
+    client.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    (redis_dir / "dump.rdb").write_bytes(b"REDIS0011 current")
+
+    code, _, err = run_cli("--component", "redis", "--redis-data-dir", str(redis_dir), "--yes")
+
+    assert code == 1
+    assert "Redis part" in err and "refused" in err
+    assert stack.calls == []
+    assert sorted(p.name for p in redis_dir.iterdir()) == ["dump.rdb"]
+    assert (redis_dir / "dump.rdb").read_bytes() == b"REDIS0011 current"
