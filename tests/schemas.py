@@ -20,7 +20,8 @@ CREATE TABLE accounts (
     created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE qr_items (
     id bigserial PRIMARY KEY, owner_id uuid NOT NULL REFERENCES accounts(id),
-    target_url text NOT NULL, payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+    target_url text NOT NULL, payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX idx_qr_items_owner_created ON qr_items(owner_id, created_at DESC);
 CREATE TABLE qr_events (
     id bigserial PRIMARY KEY, item_id bigint NOT NULL REFERENCES qr_items(id), type text NOT NULL,
@@ -59,20 +60,20 @@ def create_qr_schema(url: str, rows: int = 1000) -> None:
         conn.execute(
             """INSERT INTO accounts (id, email, plan)
                SELECT md5(i::text)::uuid, 'user' || i || '@example.com',
-                      (ARRAY['free','pro','team'])[1 + i % 3]
+                      (ARRAY['free','pro','team'])[1 + i %% 3]
                FROM generate_series(1, %s) AS i""",
             (rows,),
         )
         conn.execute(
             """INSERT INTO qr_items (owner_id, target_url, payload)
-               SELECT md5((1 + i % %s)::text)::uuid, 'https://example.com/' || i,
+               SELECT md5((1 + i %% %s)::text)::uuid, 'https://example.com/' || i,
                       jsonb_build_object('size', 256, 'color', '#000000', 'n', i)
                FROM generate_series(1, %s) AS i""",
             (rows, rows * 2),
         )
         conn.execute(
             """INSERT INTO qr_events (item_id, type)
-               SELECT 1 + i % %s, (ARRAY['scan','create','export'])[1 + i % 3]
+               SELECT 1 + i %% %s, (ARRAY['scan','create','export'])[1 + i %% 3]
                FROM generate_series(1, %s) AS i""",
             (rows * 2, rows * 3),
         )
@@ -99,12 +100,12 @@ def create_quickbite_schema(url: str, rows: int = 1000) -> None:
         )
         conn.execute(
             """INSERT INTO orders (user_id, total_cents, status)
-               SELECT 1 + i % %s, 100 + i % 5000, 'PAID' FROM generate_series(1, %s) AS i""",
+               SELECT 1 + i %% %s, 100 + i %% 5000, 'PAID' FROM generate_series(1, %s) AS i""",
             (rows, rows * 2),
         )
         conn.execute(
             """INSERT INTO payments (order_id, provider_ref, amount_cents, status)
-               SELECT i, 'pay_' || i, 100 + i % 5000, 'CAPTURED'
+               SELECT i, 'pay_' || i, 100 + i %% 5000, 'CAPTURED'
                FROM generate_series(1, %s) AS i""",
             (rows * 2,),
         )

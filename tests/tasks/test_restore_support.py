@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import re
 import subprocess
-from types import SimpleNamespace
 
 import psycopg
 from psycopg import sql
@@ -14,46 +12,13 @@ from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import libpq_env
 from tests import schemas
 
-_BARE_PERCENT = re.compile(r"(?<!%)%(?![s%])")
-
-
-class _EscapingConnection:
-    """tests/schemas.py writes `i % 3` next to `%s` parameters, which psycopg rejects. Until the
-    shared file doubles those (`%%`), its queries pass through here with the bare `%` escaped."""
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, query, params=None):
-        if params is not None and isinstance(query, str):
-            query = _BARE_PERCENT.sub("%%", query)
-        return self._conn.execute(query, params)
-
-    def __enter__(self):
-        self._conn.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._conn.__exit__(*exc)
-
-
-def _with_escaping(function, url: str, rows: int) -> None:
-    original = schemas.psycopg
-    schemas.psycopg = SimpleNamespace(  # type: ignore[assignment]
-        connect=lambda u: _EscapingConnection(psycopg.connect(u)), Connection=psycopg.Connection
-    )
-    try:
-        function(url, rows=rows)
-    finally:
-        schemas.psycopg = original
-
 
 def create_qr(url: str, rows: int = 300) -> None:
-    _with_escaping(schemas.create_qr_schema, url, rows)
+    schemas.create_qr_schema(url, rows=rows)
 
 
 def create_quickbite(url: str, rows: int = 300) -> None:
-    _with_escaping(schemas.create_quickbite_schema, url, rows)
+    schemas.create_quickbite_schema(url, rows=rows)
 
 
 def table_checksums(url: str) -> dict[str, str]:
