@@ -286,7 +286,7 @@ def run_backup(opts: BackupOptions, report: Reporter = lambda _: None) -> Backup
     app = validate(opts)
     started = time.monotonic()
     client = s3io.s3_client()
-    s3io.check_bucket(client, opts.bucket)
+    s3io.check_bucket(client, opts.bucket, opts.prefix.strip("/") + "/")
     if opts.apply_lifecycle:
         rules = lifecycle_rules(opts.retention_days, prefix=opts.prefix)
         with s3io.s3_errors(client, opts.bucket):

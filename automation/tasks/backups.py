@@ -83,7 +83,7 @@ def find_backup(
     key: str | None = None,
 ) -> BackupRef:
     """The dump named by `key`, or the newest complete run's dump (for `app`) when key is None."""
-    s3io.check_bucket(client, bucket)
+    s3io.check_bucket(client, bucket, key.lstrip("/") if key else _app_prefix(prefix, app))
     if key is not None:
         return ref_for_key(client, bucket, key)
     return latest_backup(client, bucket, prefix, app)
@@ -205,7 +205,7 @@ def list_backups(
     client: Any, bucket: str, prefix: str = bf.DEFAULT_PREFIX, app: str | None = None
 ) -> list[RunSummary]:
     """Every run under the prefix (newest first), plus hand-made dumps found under it."""
-    s3io.check_bucket(client, bucket)
+    s3io.check_bucket(client, bucket, _app_prefix(prefix, app))
     runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     loose: list[dict[str, Any]] = []
     for obj in s3io.list_keys(client, bucket, _app_prefix(prefix, app)):
@@ -278,8 +278,8 @@ def _looks_like_dump(key: str) -> bool:
 def pin(client: Any, bucket: str, key: str, *, pinned: bool = True) -> list[str]:
     """Retag every object of the run `key` belongs to (or the one hand-made object) so that the
     lifecycle rule, which expires only `retention=standard`, keeps (or again expires) it."""
-    s3io.check_bucket(client, bucket)
     key = key.lstrip("/")
+    s3io.check_bucket(client, bucket, key)
     parsed = bf.parse_run_key(key if not key.endswith("/") else key + bf.MANIFEST)
     if parsed:
         prefix, app, run_id, _ = parsed

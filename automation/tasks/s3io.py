@@ -113,10 +113,14 @@ def s3_errors(client: Any, bucket: str, key: str | None = None) -> Iterator[None
         raise explain(exc, client, bucket, key) from None
 
 
-def check_bucket(client: Any, bucket: str) -> None:
-    """Fail early and clearly when the bucket is missing, forbidden or the endpoint is down."""
+def check_bucket(client: Any, bucket: str, prefix: str = "") -> None:
+    """Fail early and clearly when the bucket is missing, forbidden or the endpoint is down.
+
+    Lists one key under `prefix` rather than HeadBucket: a backup role scoped to its prefix
+    (an `s3:prefix` condition on ListBucket) may list there but may not HeadBucket.
+    """
     with s3_errors(client, bucket):
-        client.head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
 
 
 @dataclass
