@@ -94,6 +94,9 @@ class App(pulumi.ComponentResource):
                 redis_url=self._url("redis://:{redis_password}@{redis_host}:{redis_port}/0"),
                 webhook_secret=secrets[spec.webhook.secret].current if spec.webhook else None,
                 objects_bucket=objects_bucket,
+                objects_bucket_name=self._global_bucket(spec.objects.bucket)
+                if spec.objects
+                else None,
                 opts=self._child,
             )
             backup_info: dict[str, Any] = {

@@ -118,6 +118,7 @@ class BackupPlan(pulumi.ComponentResource):
         redis_url: pulumi.Input[str],
         webhook_secret: pulumi.Input[str] | None,
         objects_bucket: S3Bucket | None,
+        objects_bucket_name: str | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("opsplane:index:BackupPlan", name, None, opts)
@@ -167,11 +168,14 @@ class BackupPlan(pulumi.ComponentResource):
         )
         common = ["--bucket", bucket_name, "--prefix", settings.prefix, "--app", app]
         push = ["--pushgateway", ctx.settings.alerts.pushgateway_url]
+        objects = ["--objects-bucket", objects_bucket_name] if objects_bucket_name else []
+        # The nightly run takes every part under one manifest: one restore point across the
+        # stores (`restore --component all`). The Redis/objects jobs add snapshots in between.
         jobs: dict[str, tuple[str, list[str], list[str]]] = {
             "backup-db": (
                 settings.schedule,
-                ["backup", *common, "--format", settings.format, *push],
-                ["OPSPLANE_DATABASE_URL"],
+                ["backup", *common, "--format", settings.format, *objects, *push],
+                ["OPSPLANE_DATABASE_URL", "OPSPLANE_REDIS_URL"],
             ),
             "backup-redis": (
                 settings.redis_schedule,
@@ -184,10 +188,10 @@ class BackupPlan(pulumi.ComponentResource):
                 ["OPSPLANE_DATABASE_URL"],
             ),
         }
-        if ctx.spec.objects:
+        if objects:
             jobs["backup-objects"] = (
                 settings.objects_schedule,
-                ["backup", *common, "--objects-bucket", ctx.spec.objects.bucket, *push],
+                ["backup", *common, *objects, *push],
                 [],
             )
         for component, (schedule, args, keys) in sorted(jobs.items()):

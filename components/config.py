@@ -132,8 +132,8 @@ class AppSettings(Model):
 
 class BackupSettings(Model):
     schedule: Cron = "0 2 * * *"
-    redis_schedule: Cron = "15 2 * * *"
-    objects_schedule: Cron = "30 2 * * *"
+    redis_schedule: Cron = "15 */6 * * *"
+    objects_schedule: Cron = "45 */12 * * *"
     drill_schedule: Cron = "0 4 * * 0"
     retention_days: Positive = 30
     noncurrent_days: Positive = 7

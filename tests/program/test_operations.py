@@ -17,8 +17,8 @@ def pod(cronjob: dict) -> dict:
     ("name", "schedule", "first_args"),
     [
         ("qr-backup-db", "0 2 * * *", ["backup", "--bucket", "opsplane-prod-backups-qr"]),
-        ("qr-backup-redis", "15 2 * * *", ["backup", "--bucket", "opsplane-prod-backups-qr"]),
-        ("qr-backup-objects", "30 2 * * *", ["backup", "--bucket", "opsplane-prod-backups-qr"]),
+        ("qr-backup-redis", "15 */6 * * *", ["backup", "--bucket", "opsplane-prod-backups-qr"]),
+        ("qr-backup-objects", "45 */12 * * *", ["backup", "--bucket", "opsplane-prod-backups-qr"]),
         (
             "qr-restore-drill",
             "0 4 * * 0",
@@ -47,6 +47,19 @@ def test_backup_cronjobs(prod: Rendered, name: str, schedule: str, first_args: l
 
 def test_quickbite_has_no_object_backup(prod: Rendered) -> None:
     assert not prod.k8s("CronJob", "quickbite-backup-objects")
+
+
+def test_nightly_run_is_one_restore_point_across_the_stores(prod: Rendered) -> None:
+    """`restore --component all` needs database, Redis and objects under one manifest."""
+    (nightly,) = prod.k8s("CronJob", "qr-backup-db")
+    (c,) = pod(nightly)["containers"]
+    assert c["args"][c["args"].index("--objects-bucket") + 1] == "opsplane-prod-qr-exports"
+    refs = {e["name"] for e in c["env"] if "valueFrom" in e}
+    assert refs == {"OPSPLANE_DATABASE_URL", "OPSPLANE_REDIS_URL"}
+    (redis_only,) = prod.k8s("CronJob", "qr-backup-redis")
+    (r,) = pod(redis_only)["containers"]
+    assert {e["name"] for e in r["env"] if "valueFrom" in e} == {"OPSPLANE_REDIS_URL"}
+    assert "--objects-bucket" not in r["args"]
 
 
 def test_service_account_uses_irsa(prod: Rendered) -> None:
