@@ -97,12 +97,22 @@ class Model(BaseModel):
 # --- settings -----------------------------------------------------------------------------------
 
 
+class ResourceSettings(Model):
+    """Vertical scaling (QuickBite runbook "Scaling"): overrides of the catalog's figures."""
+
+    cpu_request: Quantity | None = None
+    memory_request: Quantity | None = None
+    cpu_limit: Quantity | None = None
+    memory_limit: Quantity | None = None
+
+
 class ServiceSettings(Model):
     image: Image | None = None
     replicas: NonNegative | None = None
     min_replicas: NonNegative | None = None
     max_replicas: Positive | None = None
     cpu_target_percent: Annotated[int, Field(ge=1, le=100)] = 70
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
 
 
 class QuotaSettings(Model):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
 
-from components.catalog.spec import AppSpec, ServiceSpec
+from components.catalog.spec import AppSpec, Resources, ServiceSpec
 from components.config import AppSettings, Settings
 
 
@@ -64,6 +64,12 @@ class AppContext:
         configured = self.app_settings.services.get(service.name)
         image = configured.image if configured else None
         return image or service.default_image or ""
+
+    def service_resources(self, service: ServiceSpec) -> Resources:
+        """The catalog's requests/limits with any configured override applied."""
+        configured = self.app_settings.services.get(service.name)
+        overrides = configured.resources.model_dump(exclude_none=True) if configured else {}
+        return replace(service.resources, **overrides)
 
     def service_settings_value(self, service: ServiceSpec, attr: str, default: int) -> int:
         configured = self.app_settings.services.get(service.name)

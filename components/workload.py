@@ -80,7 +80,7 @@ class Workload(pulumi.ComponentResource):
                 port=svc.port,
                 health_path=svc.health_path,
                 replicas=self.replicas,
-                res=svc.resources,
+                res=ctx.service_resources(svc),
                 run_as_user=svc.run_as_user,
                 read_only_root=svc.read_only_root,
                 writable_paths=svc.writable_paths,

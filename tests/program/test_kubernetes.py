@@ -102,6 +102,20 @@ def test_quickbite_backend_resources_are_the_runbooks(prod: Rendered) -> None:
     }
 
 
+def test_vertical_scaling_is_config(render_stack) -> None:
+    """QuickBite runbook "Scaling → Vertical": requests/limits from config, not a manifest edit."""
+    rendered = render_stack(
+        "prod",
+        {"opsplane:apps": {"quickbite": {"services": {"backend": {
+            "resources": {"memoryRequest": "2Gi", "memoryLimit": "4Gi"}}}}}},
+    )  # fmt: skip
+    (deploy,) = rendered.k8s("Deployment", "quickbite-backend")
+    assert container(deploy)["resources"] == {
+        "requests": {"cpu": "500m", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+
+
 def test_services_expose_the_runbook_ports(prod: Rendered) -> None:
     (frontend,) = prod.k8s("Service", "frontend", "quickbite")
     assert frontend["spec"]["ports"][0]["port"] == 80
