@@ -76,7 +76,7 @@ class App(pulumi.ComponentResource):
             password=secrets["redis-password"].current,
             opts=self._child,
         )
-        self._add_connection_values(db, cache)
+        self._add_connection_values()
         objects_env, objects_secret_env, objects_bucket, minio = self._declare_objects(
             name, secrets
         )
@@ -88,10 +88,10 @@ class App(pulumi.ComponentResource):
                 f"{name}-backup",
                 ctx=ctx,
                 bucket_name=backup_bucket,
-                database_url=self._url(
+                database_url=ctx.render(
                     "postgresql://{db_user}:{db_password}@{db_host}:{db_port}/{db_name}"
                 ),
-                redis_url=self._url("redis://:{redis_password}@{redis_host}:{redis_port}/0"),
+                redis_url=ctx.render("redis://:{redis_password}@{redis_host}:{redis_port}/0"),
                 webhook_secret=secrets[spec.webhook.secret].current if spec.webhook else None,
                 objects_bucket=objects_bucket,
                 objects_bucket_name=self._global_bucket(spec.objects.bucket)
@@ -132,6 +132,11 @@ class App(pulumi.ComponentResource):
             declare(
                 f"{name}-allow-egress",
                 m.allow_https_egress(app, app, callers + OPS_RUNNER_COMPONENTS),
+                self._child,
+            )
+            declare(
+                f"{name}-allow-pushgateway",
+                m.allow_pushgateway_egress(app, app, OPS_RUNNER_COMPONENTS),
                 self._child,
             )
         else:
@@ -182,7 +187,7 @@ class App(pulumi.ComponentResource):
 
     # --- stores ---------------------------------------------------------------------------------
 
-    def _add_connection_values(self, db: Datastore, cache: Datastore) -> None:
+    def _add_connection_values(self) -> None:
         pg = self.spec.postgres
         self.ctx.values.update(
             db_host="db",  # the Service (prod) or network alias (dev) inside the app boundary
@@ -192,9 +197,6 @@ class App(pulumi.ComponentResource):
             redis_host="redis",
             redis_port=self.spec.redis.port,
         )
-
-    def _url(self, template: str) -> pulumi.Output[str]:
-        return self.ctx.render(template)
 
     def _declare_objects(
         self, name: str, secrets: dict[str, Any]

@@ -402,9 +402,11 @@ def load_from_pulumi() -> Settings:
     region = runtime_config.get_config("aws:region")
     if region and "awsRegion" not in raw:
         raw["awsRegion"] = region
+    # `pulumi up` hands config over in PULUMI_CONFIG; mocks and tests set it in-process.
+    present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env() or {})
     unknown = sorted(
         k.split(":", 1)[1]
-        for k in runtime_config.CONFIG.get()
+        for k in present
         if k.startswith(f"{NAMESPACE}:") and k.split(":", 1)[1] not in known_config_keys()
     )
     if unknown:

@@ -14,6 +14,7 @@ from components.catalog.spec import Resources
 MANAGED_BY = "opsplane"
 INGRESS_NAMESPACE = "ingress-nginx"
 MONITORING_NAMESPACE = "monitoring"
+PUSHGATEWAY_PORT = 9091
 DB_CLIENT_LABEL = "opsplane.dev/db-client"
 CHECKSUM_ANNOTATION = "opsplane.dev/secrets-checksum"
 
@@ -445,6 +446,30 @@ def _ingress_only(
 
 def _namespace_source(name: str) -> Manifest:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def allow_pushgateway_egress(ns: str, app: str, components: list[str]) -> Manifest:
+    """Backup and drill jobs push their result metrics to the monitoring namespace's Pushgateway
+    (the backup alerts read them); default deny would otherwise drop the push."""
+    return _policy(
+        f"{app}-allow-pushgateway",
+        ns,
+        app,
+        {
+            "podSelector": {
+                "matchExpressions": [
+                    {"key": "app.kubernetes.io/component", "operator": "In", "values": components}
+                ]
+            },
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [_namespace_source(MONITORING_NAMESPACE)],
+                    "ports": [{"protocol": "TCP", "port": PUSHGATEWAY_PORT}],
+                }
+            ],
+        },
+    )
 
 
 def allow_store_from_clients(ns: str, app: str, component: str, port: int) -> Manifest:

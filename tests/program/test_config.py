@@ -131,6 +131,29 @@ def test_render_of_bad_config_is_a_user_error_not_a_traceback() -> None:
         run_program("dev", config)
 
 
+def test_unknown_top_level_key_from_the_pulumi_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `pulumi up` config arrives in PULUMI_CONFIG; a misspelt key is still caught."""
+    import json
+
+    from pulumi.runtime import config as runtime_config
+
+    from components.config import load_from_pulumi
+
+    runtime_config.set_all_config({}, [])
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "dev")
+    engine_config = {
+        "opsplane:target": "docker",
+        "opsplane:apps": json.dumps(DEV_APPS),
+        "opsplane:maintanance": "[]",
+    }
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(engine_config))
+    with pytest.raises(ConfigError, match=r"^opsplane:maintanance: unknown key; allowed: "):
+        load_from_pulumi()
+    del engine_config["opsplane:maintanance"]
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(engine_config))
+    assert set(load_from_pulumi().apps) == {"qr", "quickbite"}
+
+
 def test_pulumi_preview_fails_with_run_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """`__main__` turns bad config into pulumi.RunError: Pulumi prints the line, no traceback."""
     import components.program as program

@@ -183,6 +183,24 @@ def test_network_policies_deny_by_default_and_fence_the_stores(prod: Rendered, a
         assert "namespaceSelector" not in source  # nothing outside the namespace
 
 
+def test_ops_jobs_may_reach_the_pushgateway_and_https_only(prod: Rendered) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in prod.k8s("NetworkPolicy", namespace="qr")}
+    push = policies["qr-allow-pushgateway"]
+    (selector,) = push["podSelector"]["matchExpressions"]
+    assert {"backup-db", "backup-redis", "backup-objects", "restore-drill", "task"} <= set(
+        selector["values"]
+    )
+    (rule,) = push["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9091}]
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # the pushed address is in that namespace on that port
+    (drill,) = prod.k8s("CronJob", "qr-restore-drill")
+    args = drill["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--pushgateway") + 1].endswith(".monitoring.svc:9091")
+
+
 def test_only_database_clients_carry_the_client_label(prod: Rendered) -> None:
     labelled = {
         d["metadata"]["name"]
