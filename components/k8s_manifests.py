@@ -409,6 +409,14 @@ def allow_dns_and_app_egress(ns: str, app: str) -> Manifest:
     )
 
 
+def _components(components: list[str]) -> Manifest:
+    return {
+        "matchExpressions": [
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": components}
+        ]
+    }
+
+
 def allow_https_egress(ns: str, app: str, components: list[str]) -> Manifest:
     """Services that call out (S3, Stripe, Auth0) and the ops-runner jobs may use HTTPS."""
     return _policy(
@@ -416,11 +424,7 @@ def allow_https_egress(ns: str, app: str, components: list[str]) -> Manifest:
         ns,
         app,
         {
-            "podSelector": {
-                "matchExpressions": [
-                    {"key": "app.kubernetes.io/component", "operator": "In", "values": components}
-                ]
-            },
+            "podSelector": _components(components),
             "policyTypes": ["Egress"],
             "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}],
         },
@@ -456,11 +460,7 @@ def allow_pushgateway_egress(ns: str, app: str, components: list[str]) -> Manife
         ns,
         app,
         {
-            "podSelector": {
-                "matchExpressions": [
-                    {"key": "app.kubernetes.io/component", "operator": "In", "values": components}
-                ]
-            },
+            "podSelector": _components(components),
             "policyTypes": ["Egress"],
             "egress": [
                 {

@@ -33,11 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, appendonly: str = "no") -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(data_dir), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no"],
+             str(data_dir), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", appendonly],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         for _ in range(100):
@@ -289,6 +289,57 @@ def test_component_all_restores_db_redis_and_objects_from_one_run(
     try:
         assert restored.cli("GET", "session:1") == "alice"
         assert restored.cli("GET", "quota:acct") == "42"
+    finally:
+        restored.stop()
+
+
+def test_redis_restore_takes_effect_with_appendonly_as_deployed(
+    postgres, s3, monkeypatch, redis_dir
+):
+    """opsplane runs Redis with `--appendonly yes`; such a Redis ignores dump.rdb once it has an
+    AOF, so the restore must hand it an AOF whose base is the restored RDB."""
+    url = postgres.create_database("qr")
+    create_qr(url, rows=50)
+    bucket = s3.create_bucket()
+    source_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-src-"))
+    source = RedisServer(source_dir)
+    try:
+        source.cli("SET", "session:1", "alice")
+        run_backup(
+            BackupOptions(
+                bucket=bucket, database_url=url, app="qr",
+                redis_url=f"redis://127.0.0.1:{source.port}",
+            )
+        )  # fmt: skip
+    finally:
+        source.stop()
+        shutil.rmtree(source_dir, ignore_errors=True)
+    live = RedisServer(redis_dir, appendonly="yes")  # the deployed Redis, with state since then
+    try:
+        live.cli("SET", "session:1", "mallory")
+        live.cli("SET", "written:after", "backup")
+    finally:
+        live.stop()
+    assert (redis_dir / "appendonlydir").is_dir()
+    ops = qr_ops(postgres, url, bucket, None, s3.endpoint)
+    stack = FakeStack(outputs={"ops": {"qr": ops}})
+    monkeypatch.setattr(pulumi_stack, "open_stack", lambda name, *a, **k: stack)
+
+    code, _, err = run_cli("--component", "redis", "--redis-data-dir", str(redis_dir), "--yes")
+
+    assert code == 0, err
+    assert len(list(redis_dir.glob("appendonlydir.pre_restore_*"))) == 1  # the old AOF is kept
+    for _ in range(2):  # and it survives a restart (Redis appends to the new AOF)
+        restored = RedisServer(redis_dir, appendonly="yes")
+        try:
+            assert restored.cli("GET", "session:1") == "alice"
+            assert restored.cli("GET", "written:after") == ""
+            restored.cli("SET", "after:restore", "1")
+        finally:
+            restored.stop()
+    restored = RedisServer(redis_dir, appendonly="yes")
+    try:
+        assert restored.cli("GET", "after:restore") == "1"
     finally:
         restored.stop()
 
