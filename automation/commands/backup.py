@@ -47,7 +47,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on s
 
 
 def say(line: str) -> None:
-    stderr.print(line, highlight=False, soft_wrap=True)
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @handle_errors
