@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from automation import backup_format as bf
@@ -47,7 +48,13 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on s
 
 
 def say(line: str) -> None:
+    """Progress and messages, printed literally (they carry S3 keys, which may hold brackets)."""
     stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def say_styled(line: str) -> None:
+    """A line with rich markup; every piece of data in it must go through `escape`."""
+    stderr.print(line, highlight=False, soft_wrap=True)
 
 
 @handle_errors
@@ -203,9 +210,9 @@ def print_report(report: VerifyReport) -> None:
     say(f"backup  s3://{report.bucket}/{report.key} ({report.format})")
     for check in report.checks:
         mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
-        say(f"  {mark} {check.name}: {check.detail}")
+        say_styled(f"  {mark} {escape(check.name)}: {escape(str(check.detail))}")
     for item in report.not_checked:
-        say(f"  [yellow]not checked[/] {item}")
+        say_styled(f"  [yellow]not checked[/] {escape(item)}")
     if report.restore_seconds is not None:
         say(f"restore time {report.restore_seconds:.2f}s into {report.database} (dropped)")
     typer.echo(f"{'VERIFIED' if report.ok else 'FAILED'} {report.key}")
