@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from components.alerting import manifests as am
 from components.alerting.model import RuleGroup, ScrapeTarget
 from components.alerting.rules import alert_names
+from components.docker_host import container_labels
 
 PROMETHEUS_IMAGE = "prom/prometheus:v2.53.2"  # pinned LTS; rules need only 2.42
 PROMETHEUS_PORT = 9090
@@ -144,7 +145,7 @@ class AlertRules(pulumi.ComponentResource):
             ]
             if host_port
             else None,
-            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            labels=container_labels(labels),
             healthcheck=docker.ContainerHealthcheckArgs(
                 # the image is busybox-based: wget is there, curl is not
                 tests=["CMD", "wget", "-qO-", f"http://127.0.0.1:{PROMETHEUS_PORT}/-/healthy"],

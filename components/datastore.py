@@ -13,6 +13,7 @@ import pulumi_docker as docker
 from components import k8s_manifests as m
 from components.catalog.spec import Resources
 from components.context import AppContext, checksum
+from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
 
@@ -220,16 +221,11 @@ class Datastore(pulumi.ComponentResource):
     ) -> None:
         volume = docker.Volume(f"{name}-data", name=f"{ctx.name}-{shape.kind}-data", opts=child)
         image = docker.RemoteImage(f"{name}-image", name=shape.image, keep_locally=True, opts=child)
-        envs = pulumi.Output.all(password).apply(
-            lambda p: (
-                [f"{k}={v}" for k, v in sorted(env.items())] + [f"{shape.password_env}={p[0]}"]
-            )
-        )
         docker.Container(
             f"{name}-container",
             name=f"{ctx.name}-{shape.kind}",
             image=image.image_id,
-            envs=pulumi.Output.secret(envs),
+            envs=env_list(env, {shape.password_env: password}),
             command=shape.docker_command or None,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=[shape.kind])
@@ -250,10 +246,7 @@ class Datastore(pulumi.ComponentResource):
                 start_period="10s",
             ),
             restart="unless-stopped",
-            labels=[
-                docker.ContainerLabelArgs(label=k, value=v)
-                for k, v in m.labels(ctx.name, shape.kind).items()
-            ],
+            labels=container_labels(m.labels(ctx.name, shape.kind)),
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
@@ -265,17 +258,11 @@ class Datastore(pulumi.ComponentResource):
             f"{name}-exporter-image", name=shape.exporter_image, keep_locally=True, opts=child
         )
         plain = {k: v.format(host=shape.kind) for k, v in shape.exporter_env.items()}
-        exporter_env = pulumi.Output.all(password).apply(
-            lambda p: (
-                [f"{k}={v}" for k, v in sorted(plain.items())]
-                + [f"{shape.exporter_password_env}={p[0]}"]
-            )
-        )
         docker.Container(
             f"{name}-exporter",
             name=shape.exporter_job(ctx.name),
             image=exporter_image.image_id,
-            envs=pulumi.Output.secret(exporter_env),
+            envs=env_list(plain, {shape.exporter_password_env: password}),
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.network)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "wget", "-qO-", f"http://127.0.0.1:{shape.exporter_port}/metrics"],

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from components.context import AppContext
+from components.docker_host import env_list
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -112,11 +113,7 @@ class MinioStore(pulumi.ComponentResource):
         self.endpoint = f"http://127.0.0.1:{port}"
         volume = docker.Volume(f"{name}-data", name=f"{ctx.name}-minio-data", opts=child)
         image = docker.RemoteImage(f"{name}-image", name=image_ref, keep_locally=True, opts=child)
-        envs = pulumi.Output.secret(
-            pulumi.Output.all(password).apply(
-                lambda p: [f"MINIO_ROOT_USER={self.access_key}", f"MINIO_ROOT_PASSWORD={p[0]}"]
-            )
-        )
+        envs = env_list({"MINIO_ROOT_USER": self.access_key}, {"MINIO_ROOT_PASSWORD": password})
         server = docker.Container(
             f"{name}-container",
             name=f"{ctx.name}-minio",
