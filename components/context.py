@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 
 from components.catalog.spec import AppSpec, Resources, ServiceSpec
-from components.config import AppSettings, Settings
+from components.config import AppSettings, ServiceSettings, Settings
 
 
 def template_fields(template: str) -> list[str]:
@@ -60,20 +60,21 @@ class AppContext:
     def render_all(self, templates: dict[str, str]) -> dict[str, pulumi.Output[str]]:
         return {key: self.render(t) for key, t in sorted(templates.items())}
 
+    def service_settings(self, service: ServiceSpec) -> ServiceSettings:
+        """The service's config, or the model's defaults when config doesn't mention it."""
+        return self.app_settings.services.get(service.name) or ServiceSettings()
+
     def service_image(self, service: ServiceSpec) -> str:
-        configured = self.app_settings.services.get(service.name)
-        image = configured.image if configured else None
-        return image or service.default_image or ""
+        return self.service_settings(service).image or service.default_image or ""
 
     def service_resources(self, service: ServiceSpec) -> Resources:
         """The catalog's requests/limits with any configured override applied."""
-        configured = self.app_settings.services.get(service.name)
-        overrides = configured.resources.model_dump(exclude_none=True) if configured else {}
+        overrides = self.service_settings(service).resources.model_dump(exclude_none=True)
         return replace(service.resources, **overrides)
 
     def service_settings_value(self, service: ServiceSpec, attr: str, default: int) -> int:
-        configured = self.app_settings.services.get(service.name)
-        value = getattr(configured, attr) if configured else None
+        """A configured count (replicas, min/max), else the catalog's `default`."""
+        value = getattr(self.service_settings(service), attr)
         return default if value is None else value
 
 

@@ -9,6 +9,7 @@ import pulumi_docker as docker
 from components import k8s_manifests as m
 from components.catalog.spec import ServiceSpec
 from components.context import AppContext, checksum, template_fields
+from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
 
@@ -107,8 +108,7 @@ class Workload(pulumi.ComponentResource):
         high = ctx.service_settings_value(svc, "max_replicas", svc.max_replicas)
         if high > 1 and not in_maintenance:
             low = ctx.service_settings_value(svc, "min_replicas", svc.min_replicas)
-            cpu = ctx.app_settings.services.get(svc.name)
-            target = cpu.cpu_target_percent if cpu else 70
+            target = ctx.service_settings(svc).cpu_target_percent
             declare(
                 f"{name}-hpa",
                 m.hpa(
@@ -145,13 +145,11 @@ class Workload(pulumi.ComponentResource):
         image = docker.RemoteImage(
             f"{name}-image", name=ctx.service_image(svc), keep_locally=True, opts=child
         )
-        all_env = {**env, **secret_env}
-        envs = pulumi.Output.all(**all_env).apply(lambda v: [f"{k}={v[k]}" for k in sorted(v)])
         docker.Container(
             f"{name}-container",
             name=f"{ctx.name}-{svc.name}",
             image=image.image_id,
-            envs=pulumi.Output.secret(envs) if secret_env else envs,
+            envs=env_list(env, secret_env),
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=[svc.name])
             ],
@@ -175,9 +173,6 @@ class Workload(pulumi.ComponentResource):
             read_only=svc.read_only_root,
             tmpfs={path: "rw,noexec,nosuid" for path in svc.writable_paths},
             user=str(svc.run_as_user),
-            labels=[
-                docker.ContainerLabelArgs(label=k, value=v)
-                for k, v in m.labels(ctx.name, svc.name).items()
-            ],
+            labels=container_labels(m.labels(ctx.name, svc.name)),
             opts=child,
         )
