@@ -274,7 +274,6 @@ class App(pulumi.ComponentResource):
             value = getattr(given, attr)
             return getattr(defaults, attr) if value is None else value
 
-        rate_limits = {**defaults.rate_limits, **given.rate_limits}
         cache_ttl = {**defaults.cache_ttl, **given.cache_ttl}
         env = {
             "SQLALCHEMY_POOL_SIZE": str(pick("pool_size")),
@@ -283,18 +282,21 @@ class App(pulumi.ComponentResource):
             "SQLALCHEMY_POOL_RECYCLE": str(pick("pool_recycle")),
             "REDIS_MAX_CONNECTIONS": str(pick("redis_max_connections")),
             "WEB_CONCURRENCY": str(pick("workers")),
-            "RATE_LIMITS": json.dumps(rate_limits, sort_keys=True),
+            "RATE_LIMITS": json.dumps(self._rate_limits(), sort_keys=True),
         }
         env.update({f"CACHE_TTL_{k.upper()}": str(v) for k, v in sorted(cache_ttl.items())})
         return {k: v.replace("{", "{{").replace("}", "}}") for k, v in env.items()}
+
+    def _rate_limits(self) -> dict[str, str]:
+        """Route rate limits: the runbook's (catalog) overridden route by route from config."""
+        defaults = self.spec.quotas.rate_limits if self.spec.quotas else {}
+        return {**defaults, **self.ctx.app_settings.quotas.rate_limits}
 
     def rate_limit_per_minute(self) -> int:
         hook = self.spec.webhook
         if hook is None:
             return 0
-        limits = {**(self.spec.quotas.rate_limits if self.spec.quotas else {}),
-                  **self.ctx.app_settings.quotas.rate_limits}  # fmt: skip
-        limit = limits.get(hook.rate_limit_route or "")
+        limit = self._rate_limits().get(hook.rate_limit_route or "")
         if not limit:
             return hook.default_rate_per_minute
         count, unit = limit.split("/")
