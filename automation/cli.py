@@ -6,7 +6,9 @@ Conventions (every command follows them):
 - `--json` prints one JSON document on stdout (progress goes to stderr);
 - anything destructive asks first unless `--yes` (see `confirm`).
 Command groups live in `automation/commands/<name>.py`, each with `register(app)`; they are
-discovered here, so adding a command never edits this file.
+discovered here, so adding a command never edits this file. `python -m automation NAME` imports
+only the module of NAME (`commands.COMMANDS`): start-up is part of every 3 a.m. restore, and the
+other commands pull in Pulumi, the replay engine, and so on. `app` (tests) has every command.
 """
 
 from __future__ import annotations
@@ -28,14 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from automation import commands
 from automation.errors import OpsError, UserInputError
 
-app = typer.Typer(
-    name="automation",
-    help="opsplane: the runbooks' operations as commands (backup, restore, replay, rotate, ...).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
+HELP = "opsplane: the runbooks' operations as commands (backup, restore, replay, rotate, ...)."
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,16 +82,42 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
         yield lambda n=1: bar.advance(task, n)
 
 
-def _register_commands() -> None:
-    """Every public module in automation/commands must expose `register(app)`; `_name` modules
-    are helpers shared by commands."""
-    for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{commands.__name__}.{module.name}").register(app)
+def build_app(command: str | None = None) -> typer.Typer:
+    """The CLI with every command, or with only the module that defines `command` (if known)."""
+    cli = typer.Typer(
+        name="automation",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    # A callback keeps `automation NAME ...` a subcommand even when one module is loaded.
+    cli.callback(help=HELP)(_group)
+    for name in _command_modules(command):
+        importlib.import_module(f"{commands.__name__}.{name}").register(cli)
+    return cli
 
 
-_register_commands()
+def _group() -> None:
+    pass
+
+
+def _command_modules(command: str | None) -> list[str]:
+    """Every public module in automation/commands (each exposes `register(app)`; `_name` modules
+    are helpers), or just the one that defines `command`."""
+    if command in commands.COMMANDS:
+        return [commands.COMMANDS[command]]
+    modules = pkgutil.iter_modules(commands.__path__)
+    return sorted(m.name for m in modules if not m.name.startswith("_"))
+
+
+def __getattr__(name: str) -> Any:
+    """`automation.cli.app`: the CLI with every command, built on first use."""
+    if name == "app":
+        global app
+        app = build_app()
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    build_app(sys.argv[1] if len(sys.argv) > 1 else None)()

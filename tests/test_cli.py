@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+
 import typer
 from typer.testing import CliRunner
 
+from automation import commands
 from automation.cli import handle_errors
 from automation.errors import TaskFailed, UserInputError
 
@@ -52,3 +59,39 @@ def test_every_command_has_help() -> None:
         assert command in top.output
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, command
+
+
+def registered_names(module: str) -> set[str]:
+    """Top-level command and group names one command module registers."""
+    probe = typer.Typer()
+    importlib.import_module(f"automation.commands.{module}").register(probe)
+    names = {c.name or c.callback.__name__ for c in probe.registered_commands}  # type: ignore[union-attr]
+    return names | {g.name for g in probe.registered_groups if g.name}
+
+
+def test_command_map_names_exactly_what_each_module_registers() -> None:
+    modules = [
+        m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")
+    ]
+    registered = {name: module for module in modules for name in registered_names(module)}
+    assert registered == commands.COMMANDS
+
+
+def test_running_one_command_imports_only_its_module() -> None:
+    """`python -m automation restore` must not pay for Pulumi or the replay engine at start-up."""
+    probe = (
+        "import sys; from automation.cli import build_app; build_app('restore'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('pulumi', 'automation.commands.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['automation.commands.restore']"
+    full = subprocess.run(
+        [sys.executable, "-m", "automation", "restore", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert full.returncode == 0 and "--database-url" in full.stdout

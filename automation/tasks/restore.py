@@ -7,9 +7,10 @@ Steps (each timed in the report):
    format: streamed to a temp file (sha256 as it arrives) because `pg_restore --jobs` needs a
    seekable file, then read whole by `pg_restore` (TOC and every data block).
 2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database).
-3. load: plain is streamed again S3 -> gunzip -> `psql -v ON_ERROR_STOP=1 --single-transaction`
-   with no temp file (and checksummed again, so a backup replaced in between is caught); custom
-   runs `pg_restore --jobs N --exit-on-error`.
+3. load (`pgload.ScriptLoader`, `--jobs N` sessions): plain is streamed again S3 -> gunzip ->
+   psql with no temp file (and checksummed again, so a backup replaced in between is caught);
+   COPY rows and index builds go N-wide. Custom: pre-data by `pg_restore`, the data section
+   that `pg_restore` writes out through the same loader, post-data by `pg_restore --jobs N`.
 4. check: every table the manifest recorded exists with its row count, and the migration head
    matches.
 5. swap (see `pgswap.swap`): live -> `<db>_pre_restore_<ts>`, new -> live, in one transaction.
@@ -26,7 +27,6 @@ crash tests only (tests/tasks/test_restore_kill.py); nothing sets it in producti
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import queue
@@ -36,24 +36,23 @@ import subprocess
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from automation import backup_format as bf
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks import pgswap
+from automation.tasks import pgload, pgswap
 from automation.tasks.backup import migration_head, table_row_counts
 from automation.tasks.backups import BackupRef, find_backup
+from automation.tasks.gz import gunzip_stream
 from automation.tasks.pgtools import (
     connect,
     database_name,
     find_pg_tool,
-    libpq_env,
     server_major,
     with_database,
 )
@@ -61,10 +60,6 @@ from automation.tasks.s3io import MultipartUpload, iter_object
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
-INFLATE_LIMIT = 4 * 1024 * 1024  # max bytes inflated at once: bounds memory on repetitive dumps
-# Index and constraint builds of the load sort in memory instead of on disk (server memory, per
-# loading session: pg_restore --jobs N uses up to N times this while it builds indexes).
-LOAD_SETTINGS = "-c maintenance_work_mem=256MB"
 
 Log = Callable[[str], None]
 Advance = Callable[[float], None]
@@ -137,40 +132,6 @@ class RestoreReport:
 
 
 # --- verify ---------------------------------------------------------------------------------------
-
-
-def gunzip_stream(chunks: Iterable[bytes], limit: int = INFLATE_LIMIT) -> Iterator[bytes]:
-    """Inflate a (possibly multi-member) gzip stream; raise ValueError if it is corrupt or cut.
-
-    At most `limit` bytes are inflated at a time, so a highly repetitive dump cannot balloon memory.
-    """
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    in_member = False
-    total_in = 0
-    try:
-        for chunk in chunks:
-            total_in += len(chunk)
-            data = chunk
-            while data:
-                in_member = True
-                out = inflater.decompress(data, limit)
-                while True:
-                    if out:
-                        yield out
-                    if not inflater.unconsumed_tail or inflater.eof:
-                        break
-                    out = inflater.decompress(inflater.unconsumed_tail, limit)
-                data = b""
-                if inflater.eof:
-                    data = inflater.unused_data
-                    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                    in_member = False
-    except zlib.error as exc:
-        raise ValueError(f"corrupt gzip data ({exc})") from None
-    if total_in == 0:
-        raise ValueError("the backup is empty (0 bytes)")
-    if in_member:
-        raise ValueError("truncated gzip (the stream ends before the end of the archive)")
 
 
 def prefetch(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
@@ -291,7 +252,7 @@ def verify_custom(path: Path, pg_restore: Path, source: BackupRef) -> None:
             check=False,
         )
         if result.returncode != 0:
-            reason = _tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
+            reason = pgload.tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
             raise refused(source, f"unreadable custom archive ({what}): {reason}")
 
 
@@ -301,38 +262,9 @@ def refused(source: BackupRef, reason: str) -> TaskFailed:
     )
 
 
-def _tool_error(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
-    return (errors or lines or [""])[0][:300]
-
-
-# --- load -----------------------------------------------------------------------------------------
-
-
-def _resolve_prctl() -> Callable[[int, int], int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None  # not Linux: children simply outlive us (the new database is never live)
-
-
-_PRCTL = _resolve_prctl()  # looked up here, not in the forked child (no dlopen after fork)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Child side of Popen: get SIGKILL if the restore process dies, so psql never commits a
-    half-streamed dump because its stdin reached EOF."""
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def load_env(target_url: str) -> dict[str, str]:
-    """libpq settings for psql/pg_restore loading the new database, with LOAD_SETTINGS added."""
-    env = libpq_env(target_url)
-    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {LOAD_SETTINGS}".strip()
-    return env
+# --- load ---------------------------------------------------------------------------------------
+# Both formats load through `pgload.ScriptLoader` (COPY rows N-wide, indexes N-wide): a plain dump
+# streamed from S3, a custom archive's data section as `pg_restore` writes it out.
 
 
 def stream_plain(
@@ -340,74 +272,77 @@ def stream_plain(
     source: BackupRef,
     target_url: str,
     psql: Path,
+    sessions: int,
     inflated_total: int,
     bar: BarFactory,
     log_dir: Path,
-) -> int:
-    """S3 -> gunzip -> psql stdin in one transaction; returns the compressed bytes read."""
-    errors_path = log_dir / "psql.stderr"
-    with errors_path.open("wb") as errors:
-        proc = subprocess.Popen(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            env=load_env(target_url),
-            preexec_fn=_die_with_parent,
-        )
+) -> pgload.LoadStats:
+    """S3 -> gunzip -> `sessions` psql sessions, without a temp file."""
     stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
-    fed = 0
-    try:
-        _feed(proc.stdin, gunzip_stream(stream), inflated_total, bar)
-        fed = stream.size
+
+    def unchanged_to_the_end() -> Iterator[bytes]:
+        yield from gunzip_stream(stream)
         problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
         if problem:
             raise TaskFailed(f"backup changed while restoring: {problem}")
-    except BrokenPipeError:
-        pass  # psql stopped reading: its exit code and stderr say why (below)
-    except BaseException:
-        proc.kill()  # before stdin closes: psql must not reach EOF and COMMIT a partial dump
+
+    loader = pgload.ScriptLoader(psql, target_url, sessions, log_dir)
+    with bar(f"load (psql x{sessions})", inflated_total or None) as advance:
+        return loader.load(_counted(unchanged_to_the_end(), advance))
+
+
+def _counted(chunks: Iterable[bytes], advance: Advance) -> Iterator[bytes]:
+    first = True
+    for chunk in chunks:
+        yield chunk
+        advance(len(chunk))
+        if first:
+            kill_point("streaming")
+            first = False
+
+
+def load_custom(
+    path: Path, target_url: str, tools: tuple[Path, Path], jobs: int, bar: BarFactory, work: Path
+) -> pgload.LoadStats:
+    """pre-data by pg_restore; the data section through the loader (rows N-wide even for one
+    big table); post-data by `pg_restore --jobs N`, which knows every entry's dependencies."""
+    pg_restore, psql = tools
+    run_pg_restore(path, target_url, pg_restore, ["--section=pre-data"])
+    proc = subprocess.Popen(
+        [str(pg_restore), "--section=data", "--file=-", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=(work / "pg_restore-data.stderr").open("wb"),
+        preexec_fn=pgload.die_with_parent,
+    )
+    assert proc.stdout is not None
+    kill_point("pg_restore")
+    loader = pgload.ScriptLoader(psql, target_url, jobs, work)
+    try:
+        with bar(f"load data (psql x{jobs})", path.stat().st_size) as advance:
+            stats = loader.load(_counted(iter(lambda: proc.stdout.read(READ_CHUNK), b""), advance))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
-        raise
-    with contextlib.suppress(BrokenPipeError):
-        proc.stdin.close()  # type: ignore[union-attr]
-    code = proc.wait()
-    if code != 0:
-        reason = _tool_error(errors_path.read_text(errors="replace"))
-        raise TaskFailed(f"psql failed loading the dump (exit {code}): {reason}")
-    return fed
+    if proc.returncode != 0:
+        reason = pgload.tool_error((work / "pg_restore-data.stderr").read_text(errors="replace"))
+        raise TaskFailed(f"pg_restore failed writing the data section: {reason}")
+    run_pg_restore(path, target_url, pg_restore, ["--section=post-data", f"--jobs={jobs}"])
+    return stats
 
 
-def _feed(
-    stdin: IO[bytes] | None,
-    chunks: Iterable[bytes],
-    total: int,
-    bar: BarFactory,
-) -> None:
-    assert stdin is not None
-    with bar("load (psql)", total or None) as advance:
-        first = True
-        for out in chunks:
-            stdin.write(out)
-            advance(len(out))
-            if first:
-                kill_point("streaming")
-                first = False
-
-
-def run_pg_restore(path: Path, target_url: str, pg_restore: Path, jobs: int) -> None:
-    """Parallel restore of a custom archive into the (empty) new database."""
-    args = [str(pg_restore), "--exit-on-error", f"--jobs={jobs}"]
+def run_pg_restore(path: Path, target_url: str, pg_restore: Path, options: list[str]) -> None:
+    """`pg_restore OPTIONS` of the archive into the new database; stops at the first error."""
+    args = [str(pg_restore), "--exit-on-error", *options]
     args += ["--dbname", database_name(target_url), str(path)]
     proc = subprocess.Popen(
         args,
-        env=load_env(target_url),
+        env=pgload.load_env(target_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=pgload.die_with_parent,
     )
-    kill_point("pg_restore")
     try:
         _, errors = proc.communicate()
     except BaseException:
@@ -415,8 +350,8 @@ def run_pg_restore(path: Path, target_url: str, pg_restore: Path, jobs: int) -> 
         proc.wait()
         raise
     if proc.returncode != 0:
-        reason = _tool_error(errors) or f"exit {proc.returncode}"
-        raise TaskFailed(f"pg_restore failed: {reason}")
+        reason = pgload.tool_error(errors) or f"exit {proc.returncode}"
+        raise TaskFailed(f"pg_restore {' '.join(options)} failed: {reason}")
 
 
 # --- check ----------------------------------------------------------------------------------------
@@ -548,21 +483,42 @@ class DatabaseRestore:
     def _load_and_check(self, new_url: str) -> None:
         report, source = self.report, self.source
         with report.step("load", self.log) as step:
+            psql = find_pg_tool("psql", self._major)
             if self._archive is None:
-                psql = find_pg_tool("psql", self._major)
-                stream_plain(
-                    self.client, source, new_url, psql, self._inflated, self.bar, self.work
+                stats = stream_plain(
+                    self.client,
+                    source,
+                    new_url,
+                    psql,
+                    self.jobs,
+                    self._inflated,
+                    self.bar,
+                    self.work,
                 )
-                step.detail = f"{self._inflated:,} bytes of SQL streamed into psql"
+                step.detail = f"{self._inflated:,} bytes of SQL, {_load_detail(stats)}"
             else:
-                pg_restore = find_pg_tool("pg_restore", self._major)
-                run_pg_restore(self._archive, new_url, pg_restore, self.jobs)
-                step.detail = f"pg_restore --jobs {self.jobs}"
+                tools = (find_pg_tool("pg_restore", self._major), psql)
+                stats = load_custom(self._archive, new_url, tools, self.jobs, self.bar, self.work)
+                post = f"post-data by pg_restore --jobs {self.jobs}"
+                step.detail = f"custom archive: {_load_detail(stats, post)}"
             report.bytes_restored = self._inflated
         with report.step("check", self.log) as step:
             report.tables, report.migration_head = check_restored(new_url, source.manifest)
             recorded = "matched the backup's record" if source.manifest else "no manifest"
             step.detail = f"{len(report.tables)} tables, head {report.migration_head}, {recorded}"
+
+
+def _load_detail(stats: pgload.LoadStats, post_data: str | None = None) -> str:
+    """What the loader did, for the report; `post_data` when something else built post-data."""
+    if not stats.pg_dump_layout:
+        return "one psql session (not a pg_dump script)"
+    wide = f"{stats.sessions}-wide"
+    copies = f"{stats.parallel_copies} tables copied {wide} in {stats.copy_pieces} pieces"
+    post = post_data or (
+        f"{stats.post_parallel} indexes/constraints {wide}, then {stats.post_serial} other "
+        "post-data entries"
+    )
+    return f"{copies}, {post}"
 
 
 def restore_database(

@@ -17,7 +17,6 @@ import hashlib
 import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks import pgtools, s3io
 from automation.tasks.backup import collect_facts
 from automation.tasks.backups import BackupRef, find_backup, prometheus_text, push_metrics
+from automation.tasks.gz import gunzip_stream
 
 VERIFY_SUCCESS = "opsplane_backup_verify_success"
 VERIFY_LAST_RUN = "opsplane_backup_verify_last_run_timestamp_seconds"
@@ -137,31 +137,10 @@ def check_backup_integrity(
 
 def gunzip_chunks(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
     """Decompress gzip (also several concatenated members) and insist the stream is complete."""
-    decompressor = zlib.decompressobj(31)
-    members, in_member = 0, False
     try:
-        for chunk in chunks:
-            while chunk:
-                in_member = True
-                if out := decompressor.decompress(chunk, PIPE_CHUNK):
-                    yield out
-                if decompressor.eof:
-                    members, in_member = members + 1, False
-                    chunk = decompressor.unused_data
-                    decompressor = zlib.decompressobj(31)
-                else:
-                    chunk = decompressor.unconsumed_tail
-        if in_member:
-            if out := decompressor.flush():  # output zlib held back at the output limit
-                yield out
-            in_member = not decompressor.eof
-            members += 0 if in_member else 1
-    except zlib.error as exc:
-        reason = f"not a valid gzip stream ({exc})"
-        raise DamagedArchive(f"{key}: {reason}; the backup is damaged", reason) from None
-    if in_member or members == 0:
-        reason = "gzip stream ends early (truncated object)"
-        raise DamagedArchive(f"{key}: {reason}; the backup is damaged", reason)
+        yield from gunzip_stream(chunks, PIPE_CHUNK)
+    except ValueError as exc:
+        raise DamagedArchive(f"{key}: {exc}; the backup is damaged", str(exc)) from None
 
 
 def drain(chunks: Iterable[bytes]) -> None:
