@@ -5,7 +5,8 @@ Steps (each timed in the report):
    sha256 compared with the manifest/metadata, gzip decompressed to its end (a truncated or
    corrupt stream is refused), and a dump that would `\\connect` elsewhere is refused. Custom
    format: streamed to a temp file (sha256 as it arrives) because `pg_restore --jobs` needs a
-   seekable file, then read whole by `pg_restore` (TOC and every data block).
+   seekable file, and at the same time read whole by `pg_restore` (every data block), then its
+   table of contents is listed.
 2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database).
 3. load (`pgload.ScriptLoader`, `--jobs N` sessions): plain is streamed again S3 -> gunzip ->
    psql with no temp file (and checksummed again, so a backup replaced in between is caught);
@@ -227,33 +228,58 @@ def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
     return inflated
 
 
-def download_custom(client: Any, source: BackupRef, directory: Path, bar: BarFactory) -> Path:
-    """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed."""
+def download_custom(
+    client: Any, source: BackupRef, directory: Path, bar: BarFactory, pg_restore: Path
+) -> Path:
+    """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed;
+    the same bytes go into `pg_restore --file /dev/null` as they arrive, which reads every data
+    block, so the download and the read take the time of the slower of the two, not the sum."""
     path = directory / "db.dump"
+    errors = directory / "pg_restore-verify.stderr"
+    reader = subprocess.Popen(
+        [str(pg_restore), "--file", os.devnull],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=errors.open("wb"),
+        preexec_fn=pgload.die_with_parent,
+    )
+    assert reader.stdin is not None
     stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
-    with path.open("wb") as out, bar("download custom archive", source.size or None) as advance:
-        for chunk in stream:
-            out.write(chunk)
-            advance(len(chunk))
+    try:
+        with path.open("wb") as out, bar("download + read archive", source.size or None) as step:
+            for chunk in stream:
+                out.write(chunk)
+                with contextlib.suppress(BrokenPipeError):  # it stopped: its exit code says why
+                    reader.stdin.write(chunk)
+                step(len(chunk))
+        with contextlib.suppress(BrokenPipeError):
+            reader.stdin.close()
+        reader.wait()
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
     problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
     if problem:
         raise refused(source, problem)
+    if reader.returncode != 0:
+        reason = pgload.tool_error(errors.read_text(errors="replace"))
+        raise refused(source, f"unreadable custom archive (data): {reason or reader.returncode}")
     return path
 
 
 def verify_custom(path: Path, pg_restore: Path, source: BackupRef) -> None:
-    """The archive's table of contents and every data block must read (to /dev/null)."""
-    for args, what in ((["--list"], "table of contents"), (["--file", os.devnull], "data")):
-        result = subprocess.run(
-            [str(pg_restore), *args, str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            reason = pgload.tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
-            raise refused(source, f"unreadable custom archive ({what}): {reason}")
+    """The archive's table of contents must read (its data was read while downloading)."""
+    result = subprocess.run(
+        [str(pg_restore), "--list", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = pgload.tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
+        raise refused(source, f"unreadable custom archive (table of contents): {reason}")
 
 
 def refused(source: BackupRef, reason: str) -> TaskFailed:
@@ -556,8 +582,9 @@ def _verify(
 ) -> tuple[Path | None, int]:
     if source.format == "plain":
         return None, verify_plain(client, source, bar)
-    path = download_custom(client, source, work, bar)
-    verify_custom(path, find_pg_tool("pg_restore", major), source)
+    pg_restore = find_pg_tool("pg_restore", major)
+    path = download_custom(client, source, work, bar, pg_restore)
+    verify_custom(path, pg_restore, source)
     return path, path.stat().st_size
 
 

@@ -176,7 +176,7 @@ def test_unreadable_custom_archive_is_refused(postgres, s3):
         postgres, url, before, lambda: restore(url, bucket, key="damaged.dump")
     )
 
-    assert "unreadable custom archive" in message
+    assert "unreadable custom archive (data)" in message
 
 
 def test_row_counts_that_differ_from_the_manifest_are_refused_before_the_swap(postgres, qr, s3):
