@@ -1,10 +1,12 @@
 """Run a task inside the cluster as a Job the stack declares (`--where cluster`).
 
 Contract with the program (docs/automation.md, "The cluster Job"):
-1. automation sets config `opsplane:clusterJob` to `{"app", "task", "args", "id"}`;
+1. automation sets config `opsplane:clusterJob` to `{"app", "task", "args", "id"}`, plus
+   `"mountRedis": true` for a restore that writes Redis' data;
 2. `up`: the program declares a Kubernetes Job running `python -m automation.jobrun --report-to
    s3://B/K -- <task> <args...>` in the ops-runner image; pulumi-kubernetes waits for the Job to
-   complete (a failed Job fails the `up`);
+   complete (a failed Job fails the `up`). With `mountRedis` the program first scales the app's
+   Redis to 0, mounts its data volume in the Job and appends `--redis-data-dir <mount path>`;
 3. the program exports `clusterJob` = `{"id", "status", "report", "error"}` where `report` is either
    the task's report itself or a pointer `{"bucket", "key"}` to the JSON document `jobrun` uploaded
    (`{"exitCode", "status", "report", "error"}`); automation checks the id and reads the pointer;
@@ -76,18 +78,26 @@ def run_in_cluster(
     args: Sequence[str],
     on_output: OnOutput,
     *,
+    mount_redis: bool = False,
     read_report: ReportReader = read_s3_report,
 ) -> dict[str, Any]:
     """Run `task` for `app` as a cluster Job and return its report; the Job is always removed.
+
+    `mount_redis` (restore only): Redis is stopped while the Job runs and the Job gets its data
+    directory as `--redis-data-dir`; removing the Job starts Redis again.
 
     Raises `TaskFailed` with the task's own error when it fails, and `ClusterJobCleanupFailed`
     (with the commands to finish the cleanup) when the Job could not be removed.
     """
     if task not in TASKS:
         raise UserInputError(f"cluster task {task!r}: not one of {', '.join(TASKS)}")
+    if mount_redis and task != "restore":
+        raise UserInputError(f"cluster task {task!r}: only restore may mount Redis' data volume")
     ops = app_ops(stack, app)  # unknown app -> one-line error before anything changes
     _refuse_if_busy(stack)
-    request = {"app": app, "task": task, "args": list(args), "id": job_id(task)}
+    request: dict[str, Any] = {"app": app, "task": task, "args": list(args), "id": job_id(task)}
+    if mount_redis:
+        request["mountRedis"] = True
     stack.set_config(CLUSTER_JOB_KEY, json.dumps(request))
     try:
         result = _run_job(stack, ops, request, on_output, read_report)

@@ -26,7 +26,7 @@ from components.datastore import Datastore, postgres_shape, redis_shape
 from components.k8s import declare
 from components.object_store import MinioStore, S3Bucket
 from components.rotating_secret import RotatingSecret
-from components.task_job import TaskJob
+from components.task_job import REDIS_DATA_MOUNT, DataVolume, TaskJob
 from components.workload import Workload
 
 OPS_RUNNER_COMPONENTS = ["backup-db", "backup-redis", "backup-objects", "restore-drill", "task"]
@@ -74,6 +74,7 @@ class App(pulumi.ComponentResource):
             ctx=ctx,
             shape=redis_shape(ctx),
             password=secrets["redis-password"].current,
+            stopped=settings.redis_stopped(spec.name),
             opts=self._child,
         )
         self._add_connection_values()
@@ -113,7 +114,7 @@ class App(pulumi.ComponentResource):
                 "region": settings.aws_region,
             }
         self.alerts = self._declare_alerts(name)
-        self.cluster_job = self._declare_cluster_job(name, backup_info)
+        self.cluster_job = self._declare_cluster_job(name, backup_info, cache)
         # A plain dict of Outputs: secrecy stays on the secret leaves, not the whole object.
         self.ops = self._ops(db, cache, secrets, backup_info, objects_bucket, minio)
         self.register_outputs({"ops": self.ops})
@@ -389,11 +390,21 @@ class App(pulumi.ComponentResource):
         return services + exporters
 
     def _declare_cluster_job(
-        self, name: str, backup_info: dict[str, Any]
+        self, name: str, backup_info: dict[str, Any], cache: Datastore
     ) -> pulumi.Output[dict[str, Any]] | None:
         request = self.settings.cluster_job
         if request is None or request.app != self.spec.name or not self.ctx.kubernetes:
             return None
+        volume = None
+        if self.settings.redis_stopped(self.spec.name):
+            assert cache.statefulset is not None and cache.claim is not None
+            volume = DataVolume(
+                claim=cache.claim,
+                mount_path=REDIS_DATA_MOUNT,
+                owner=cache.shape.run_as_user,
+                flag="--redis-data-dir",
+                stopped=cache.statefulset,
+            )
         job = TaskJob(
             f"{name}-task",
             ctx=self.ctx,
@@ -403,6 +414,7 @@ class App(pulumi.ComponentResource):
             secret_name=self.backup.secret_name,
             secret_keys=self.backup.secret_keys,
             service_account=self.backup.service_account,
+            volume=volume,
             opts=self._child,
         )
         return job.result

@@ -181,12 +181,25 @@ class RotationState(Model):
 
 
 class ClusterJobRequest(Model):
-    """Asked for by automation (`--where cluster`): the stack declares a Job that runs a task."""
+    """Asked for by automation (`--where cluster`): the stack declares a Job that runs a task.
+
+    `mountRedis` (restore only): the app's Redis is scaled to 0 and the Job mounts its data volume
+    and gets `--redis-data-dir <mount path>` after `args`.
+    """
 
     app: str
     task: Literal["restore", "replay", "verify-backup", "backup"]
     args: list[str] = Field(default_factory=list)
     id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")]
+    mount_redis: bool = False
+
+    @model_validator(mode="after")
+    def _mount_only_for_restore(self) -> ClusterJobRequest:
+        if self.mount_redis and self.task != "restore":
+            raise ValueError(
+                f"mountRedis: only a restore writes Redis' volume, not a {self.task!r} task"
+            )
+        return self
 
 
 class Settings(Model):
@@ -271,6 +284,13 @@ class Settings(Model):
 
     def in_maintenance(self, app: str) -> bool:
         return app in self.maintenance
+
+    def redis_stopped(self, app: str) -> bool:
+        """A cluster Job restores this app's Redis: its StatefulSet runs 0 replicas meanwhile."""
+        job = self.cluster_job
+        return (
+            self.target == "kubernetes" and job is not None and job.app == app and job.mount_redis
+        )
 
 
 def check_app(name: str, spec: AppSpec, app: AppSettings, settings: Settings) -> None:

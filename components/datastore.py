@@ -112,6 +112,8 @@ def redis_shape(ctx: AppContext) -> StoreShape:
 class Datastore(pulumi.ComponentResource):
     host: str
     port: int
+    statefulset: pulumi.Resource | None  # Kubernetes: what a Job writing its volume waits for
+    claim: str | None  # Kubernetes: the data PVC of its one pod (`data-qr-redis-0`)
 
     def __init__(
         self,
@@ -120,15 +122,18 @@ class Datastore(pulumi.ComponentResource):
         ctx: AppContext,
         shape: StoreShape,
         password: pulumi.Input[str],
+        stopped: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """stopped (Kubernetes): 0 replicas, so a Job can write the data volume (a restore)."""
         super().__init__("opsplane:index:Datastore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         env = shape.env
+        self.shape, self.statefulset, self.claim = shape, None, None
         if ctx.kubernetes:
             ns = ctx.namespace or ctx.name
             self.host, self.port = f"{shape.kind}.{ns}.svc.cluster.local", shape.port
-            self._declare_kubernetes(name, ctx, shape, env, password, child)
+            self._declare_kubernetes(name, ctx, shape, env, password, child, 0 if stopped else 1)
         else:
             self.host, self.port = "127.0.0.1", shape.dev_host_port
             self._declare_docker(name, ctx, shape, env, password, child)
@@ -142,6 +147,7 @@ class Datastore(pulumi.ComponentResource):
         env: dict[str, str],
         password: pulumi.Input[str],
         child: pulumi.ResourceOptions,
+        replicas: int,
     ) -> None:
         ns, app, kind = ctx.namespace or ctx.name, ctx.name, shape.kind
         secret_name = f"{app}-{kind}-credentials"
@@ -157,7 +163,8 @@ class Datastore(pulumi.ComponentResource):
             ),
             child,
         )
-        declare(
+        self.claim = m.claim_name(f"{app}-{kind}")
+        self.statefulset = declare(
             f"{name}-statefulset",
             m.statefulset(
                 name=f"{app}-{kind}",
@@ -178,6 +185,7 @@ class Datastore(pulumi.ComponentResource):
                 if shape.restart_on_password_change
                 else None,
                 sidecars=[self._exporter_container(shape, secret_name)],
+                replicas=replicas,
             ),
             child,
         )

@@ -17,6 +17,8 @@ MONITORING_NAMESPACE = "monitoring"
 PUSHGATEWAY_PORT = 9091
 DB_CLIENT_LABEL = "opsplane.dev/db-client"
 CHECKSUM_ANNOTATION = "opsplane.dev/secrets-checksum"
+DATA_VOLUME = "data"  # a store's volumeClaimTemplate
+RUNNER_UID = 10001  # the ops-runner image's user (automation/Dockerfile)
 
 Manifest = dict[str, Any]
 
@@ -50,6 +52,11 @@ def namespace(name: str, app: str) -> Manifest:
             },
         },
     }
+
+
+def claim_name(statefulset: str, ordinal: int = 0) -> str:
+    """The PVC a StatefulSet's volumeClaimTemplate makes for one pod: `data-qr-redis-0`."""
+    return f"{DATA_VOLUME}-{statefulset}-{ordinal}"
 
 
 def container_security(read_only_root: bool) -> dict[str, Any]:
@@ -280,6 +287,7 @@ def statefulset(
     res: Resources,
     checksum: Any = None,
     sidecars: list[Manifest] | None = None,
+    replicas: int = 1,
 ) -> Manifest:
     lbls = labels(app, component)
     volumes, mounts = scratch_volumes(writable_paths)
@@ -292,7 +300,7 @@ def statefulset(
         "livenessProbe": {**readiness, "initialDelaySeconds": 30, "periodSeconds": 20},
         "resources": resources(res),
         "securityContext": container_security(read_only_root=True),
-        "volumeMounts": [{"name": "data", "mountPath": data_path}, *mounts],
+        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": data_path}, *mounts],
     }
     if args:
         container["args"] = args
@@ -305,7 +313,7 @@ def statefulset(
         "metadata": metadata(name, ns, lbls),
         "spec": {
             "serviceName": component,
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": selector(app, component)},
             "template": {
                 "metadata": template_meta,
@@ -318,7 +326,7 @@ def statefulset(
             },
             "volumeClaimTemplates": [
                 {
-                    "metadata": {"name": "data", "labels": lbls},
+                    "metadata": {"name": DATA_VOLUME, "labels": lbls},
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
                         "resources": {"requests": {"storage": storage}},
@@ -513,13 +521,22 @@ def job_pod_spec(
     secret_keys: list[str],
     env: dict[str, Any],
     service_account: str,
+    run_as_user: int = RUNNER_UID,
+    claims: dict[str, str] | None = None,
 ) -> Manifest:
+    """claims: mount path -> PersistentVolumeClaim (a stopped store's data the task writes; the
+    pod then runs as the store's user, so what it writes stays the store's)."""
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
+    for i, (path, claim) in enumerate(sorted((claims or {}).items())):
+        mounts.append({"name": f"claim-{i}", "mountPath": path})
+        volumes.append({"name": f"claim-{i}", "persistentVolumeClaim": {"claimName": claim}})
     return {
         "metadata": {"labels": {**labels(app, component), DB_CLIENT_LABEL: "true"}},
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account,
-            "securityContext": pod_security(10001),
+            "securityContext": pod_security(run_as_user),
             "containers": [
                 {
                     "name": component,
@@ -528,10 +545,10 @@ def job_pod_spec(
                     "env": plain_env(env) + env_from_secret(secret_name, secret_keys),
                     "resources": resources(Resources("100m", "128Mi", "1", "256Mi")),
                     "securityContext": container_security(read_only_root=True),
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": volumes,
         },
     }
 

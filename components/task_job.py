@@ -8,6 +8,7 @@ output tells automation where (docs/automation.md, "The cluster Job").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -16,6 +17,24 @@ from components import k8s_manifests as m
 from components.config import ClusterJobRequest
 from components.context import AppContext
 from components.k8s import declare
+
+REDIS_DATA_MOUNT = "/redis-data"
+
+
+@dataclass(frozen=True, eq=False)
+class DataVolume:
+    """A stopped store's data volume the task writes (restore `--component redis|all`).
+
+    The pod runs as the store's user (`owner`, also its fsGroup) so the files it leaves belong to
+    the store, and is created only after `stopped` (the store's StatefulSet, scaled to 0) is
+    updated: a ReadWriteOnce volume takes one node's pods at a time.
+    """
+
+    claim: str
+    mount_path: str
+    owner: int
+    flag: str  # the task option that names the directory
+    stopped: pulumi.Resource
 
 
 class TaskJob(pulumi.ComponentResource):
@@ -32,13 +51,15 @@ class TaskJob(pulumi.ComponentResource):
         secret_name: str,
         secret_keys: list[str],
         service_account: str,
+        volume: DataVolume | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("opsplane:index:TaskJob", name, None, opts)
         app = ctx.name
         report_to = pulumi.Output.concat("s3://", report_bucket, "/", report_key)
+        task_args = [*request.args, *((volume.flag, volume.mount_path) if volume else ())]
         args = pulumi.Output.all(report_to).apply(
-            lambda r: ["--report-to", r[0], "--", request.task, *request.args]
+            lambda r: ["--report-to", r[0], "--", request.task, *task_args]
         )
         pod = m.job_pod_spec(
             app=app,
@@ -49,6 +70,8 @@ class TaskJob(pulumi.ComponentResource):
             secret_keys=secret_keys,
             env={"AWS_REGION": ctx.settings.aws_region},
             service_account=service_account,
+            run_as_user=volume.owner if volume else m.RUNNER_UID,
+            claims={volume.mount_path: volume.claim} if volume else None,
         )
         pod["spec"]["containers"][0]["command"] = ["python", "-m", "automation.jobrun"]
         job = declare(
@@ -60,7 +83,7 @@ class TaskJob(pulumi.ComponentResource):
                 component="task",
                 pod=pod,
             ),
-            pulumi.ResourceOptions(parent=self),
+            pulumi.ResourceOptions(parent=self, depends_on=[volume.stopped] if volume else None),
         )
         self.result = pulumi.Output.all(job.status, report_bucket).apply(
             lambda v: {

@@ -1,11 +1,14 @@
 """`restore`: the runbooks' database/Redis/MinIO restores and their emergency procedures, safely.
 
-Two forms:
+Two forms, both restoring `--component db|redis|objects|all` of one backup run (every requested
+part verified before any is changed, then database, Redis, objects in that order):
 - explicit (what a Job runs, and what tests use): `--database-url URL --bucket NAME
-  (--key KEY | --latest)`, S3 from the standard AWS environment;
-- stack: `--stack STACK --app APP [--backup latest|KEY] [--component db|redis|objects|all]`,
-  connection details from the app's `ops` output; the app is put in maintenance around the
-  restore (always left again), or with `--where cluster` the restore runs as a cluster Job.
+  (--key KEY | --latest)`, `--redis-data-dir DIR` for Redis, `--objects-bucket NAME` for objects;
+  S3 from the standard AWS environment;
+- stack: `--stack STACK --app APP [--backup latest|KEY] [--component ...]`, connection details
+  from the app's `ops` output; the app is put in maintenance around the restore (always left
+  again), or with `--where cluster` the restore runs as a cluster Job (which, for Redis, the
+  program runs with Redis stopped and its data volume mounted).
 `--cleanup` lists and drops `<db>_pre_restore_*` copies and leftover `<db>_restore_*` databases.
 """
 
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,14 +80,23 @@ def restore(
         str | None, typer.Option("--backup", help="Stack form: `latest` (default) or a KEY.")
     ] = None,
     component: Annotated[
-        str, typer.Option("--component", help="Stack form: db, redis, objects or all.")
+        str, typer.Option("--component", help="db, redis, objects or all (database first).")
     ] = "db",
     where: Annotated[
         str, typer.Option("--where", help="Stack form: local, or cluster (a Job in the cluster).")
     ] = "local",
     redis_data_dir: Annotated[
         Path | None,
-        typer.Option("--redis-data-dir", help="Stopped Redis' data directory (component redis)."),
+        typer.Option(
+            "--redis-data-dir", help="Stopped Redis' data directory (component redis or all)."
+        ),
+    ] = None,
+    objects_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--objects-bucket",
+            help="Explicit form: the app's bucket to restore objects into (component objects/all).",
+        ),
     ] = None,
     cleanup: Annotated[
         bool, typer.Option("--cleanup", help="List and drop pre-restore copies and leftovers.")
@@ -95,49 +109,203 @@ def restore(
 ) -> None:
     """Restore a backup into a new database, check it, and swap it in; the old one is kept.
 
-    Verifies the whole backup first; a bad one is refused and nothing changes. A restore that
-    fails or is killed at any point leaves the live database as it was.
+    `--component redis|objects|all` restores Redis and the object store from the same run.
+    Verifies every part of the backup first; a bad one is refused and nothing changes. A restore
+    that fails or is killed at any point leaves the live database as it was.
     """
     if stack is not None:
-        if database_url or key or latest:
+        if database_url or key or latest or objects_bucket:
             raise UserInputError(
-                "--stack reads the database and bucket from the stack: drop --database-url/--key/"
-                "--latest and name the backup with --backup latest|KEY"
+                "--stack reads the database and buckets from the stack: drop --database-url/"
+                "--key/--latest/--objects-bucket and name the backup with --backup latest|KEY"
             )
         if not app:
             raise UserInputError("--stack needs --app APP (e.g. --app qr)")
         options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs)
         run_stack_form(options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json)
         return
-    if database_url is None:
+    if cleanup:
+        if database_url is None:
+            raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
+        run_cleanup(database_url, yes=yes, dry_run=dry_run, as_json=json)
+        return
+    choice = ExplicitChoice.checked(component, jobs, redis_data_dir, objects_bucket, dry_run)
+    if choice.wants("db") and database_url is None:
         raise UserInputError(
             "restore needs --stack STACK --app APP, or --database-url URL --bucket NAME "
             "(--key KEY | --latest)"
         )
-    if cleanup:
-        run_cleanup(database_url, yes=yes, dry_run=dry_run, as_json=json)
-        return
     if not bucket:
         raise UserInputError("--bucket is required: the bucket holding the backups")
     if bool(key) == latest:
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
     client = s3_client()
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
+    objects = explicit_objects(choice, client, source)
     if not dry_run:
-        ask_before_restore(database_url, source, yes)
-    report = task.restore_database(
-        database_url, client, source, jobs=jobs, dry_run=dry_run, log=say, bar=bar
-    )
-    print_report({"database": report.to_dict()}, as_json=json)
+        ask_before_restore(choice, database_url, source, yes)
+    document: dict[str, Any] = {"component": choice.component}
+    with verified_parts(choice, database_url, client, source, objects, dry_run=dry_run) as parts:
+        if dry_run:
+            document.update(dry_run_document(parts))
+        else:
+            apply_parts(document, parts)
+    print_report(document, as_json=json)
 
 
-def ask_before_restore(url: str, source: task.BackupRef, yes: bool) -> None:
-    live = pgtools.database_name(url)
-    confirm(
-        f"Replace database {pgtools.describe(url)} with s3://{source.bucket}/{source.key}? "
-        f"(the current one is kept as {live}_pre_restore_<time>)",
-        yes=yes,
+def ask_before_restore(
+    choice: ExplicitChoice, url: str | None, source: task.BackupRef, yes: bool
+) -> None:
+    what = []
+    if choice.wants("db") and url is not None:
+        live = pgtools.database_name(url)
+        what.append(
+            f"database {pgtools.describe(url)} (the current one is kept as "
+            f"{live}_pre_restore_<time>)"
+        )
+    if choice.wants("redis"):
+        what.append(f"Redis data in {choice.redis_data_dir} (previous files kept)")
+    if choice.objects_bucket and choice.wants("objects"):
+        what.append(f"objects in bucket {choice.objects_bucket}")
+    confirm(f"Replace {'; '.join(what)} from s3://{source.bucket}/{source.key}?", yes=yes)
+
+
+# --- what to restore, verified before anything changes ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The parts asked for (`--component`) and what restoring them needs."""
+
+    component: str
+    jobs: int
+    redis_data_dir: Path | None
+
+    def wants(self, part: str) -> bool:
+        return self.component in (part, "all")
+
+
+def check_component(component: str) -> None:
+    if component not in COMPONENTS:
+        raise UserInputError(f"--component {component!r}: use one of {', '.join(COMPONENTS)}")
+
+
+def redis_dir_missing(component: str) -> UserInputError:
+    return UserInputError(
+        f"--component {component} needs --redis-data-dir DIR: the stopped Redis' data "
+        "directory (its volume's mount point)"
     )
+
+
+@dataclass(frozen=True)
+class ExplicitChoice(Choice):
+    objects_bucket: str | None = None
+    dry_run: bool = False
+
+    @classmethod
+    def checked(
+        cls,
+        component: str,
+        jobs: int,
+        redis_data_dir: Path | None,
+        objects_bucket: str | None,
+        dry_run: bool,
+    ) -> ExplicitChoice:
+        """A dry run verifies the Redis part in a temporary directory: no data dir needed."""
+        check_component(component)
+        if component in ("redis", "all") and redis_data_dir is None and not dry_run:
+            raise redis_dir_missing(component)
+        if component == "objects" and not objects_bucket:
+            raise UserInputError(
+                "--component objects needs --objects-bucket NAME: the app's bucket to restore into"
+            )
+        return cls(component, jobs, redis_data_dir, objects_bucket, dry_run)
+
+
+@dataclass
+class Parts:
+    """The verified parts of one backup run; `None` for a part not restored."""
+
+    database: task.DatabaseRestore | None = None
+    redis: task.RedisRestore | None = None
+    objects: task.ObjectsRestore | None = None
+
+
+ObjectsFactory = Callable[[], "task.ObjectsRestore | None"]
+
+
+@contextlib.contextmanager
+def verified_parts(
+    choice: Choice,
+    url: str | None,
+    client: Any,
+    source: task.BackupRef,
+    objects: ObjectsFactory,
+    *,
+    dry_run: bool,
+) -> Iterator[Parts]:
+    """Read and check every requested part (database first), changing nothing; a bad part
+    raises before any part is applied. Staged Redis files not moved into place are removed."""
+    parts = Parts()
+    with contextlib.ExitStack() as cleanup:
+        if choice.wants("db"):
+            assert url is not None
+            parts.database = cleanup.enter_context(
+                task.DatabaseRestore(
+                    url, client, source, jobs=choice.jobs, dry_run=dry_run, log=say, bar=bar
+                )
+            )
+            parts.database.verify()
+        if choice.wants("redis"):
+            parts.redis = task.RedisRestore(
+                client, source.bucket, source.manifest, redis_dir(choice, cleanup), say
+            )
+            cleanup.callback(parts.redis.discard)
+            parts.redis.verify()
+        if choice.wants("objects"):
+            parts.objects = objects()
+            if parts.objects is not None:
+                parts.objects.verify()
+        yield parts
+
+
+def redis_dir(choice: Choice, cleanup: contextlib.ExitStack) -> Path:
+    """The data directory, or (dry run without one) a temporary directory to verify into."""
+    if choice.redis_data_dir is not None:
+        return choice.redis_data_dir
+    return Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="opsplane-redis-")))
+
+
+def dry_run_document(parts: Parts) -> dict[str, Any]:
+    say("dry run: the backup is good; nothing was changed")
+    verified = [
+        name
+        for name, part in (
+            ("database", parts.database), ("redis", parts.redis), ("objects", parts.objects)
+        )
+        if part is not None
+    ]  # fmt: skip
+    database = parts.database.report.to_dict() if parts.database is not None else None
+    return {"database": database, "verified": verified}
+
+
+def explicit_objects(choice: ExplicitChoice, client: Any, source: task.BackupRef) -> ObjectsFactory:
+    """Objects go back into `--objects-bucket` (same S3 as the backups). `all` without one is
+    only allowed when the run has no objects (an app without an object store)."""
+    if not choice.wants("objects"):
+        return lambda: None
+    if choice.objects_bucket:
+        target = choice.objects_bucket
+        return lambda: task.ObjectsRestore(
+            client, source.bucket, source.manifest, client, target, say
+        )
+    parts = source.manifest.parts if source.manifest else []
+    if any(part.format == "object" for part in parts):
+        raise UserInputError(
+            f"--component {choice.component}: the backup run holds objects; name the app's "
+            "bucket to restore them into with --objects-bucket NAME"
+        )
+    return lambda: None
 
 
 def print_report(document: dict[str, Any], *, as_json: bool) -> None:
@@ -195,28 +363,26 @@ class StackForm:
         redis_data_dir: Path | None,
         jobs: int,
     ) -> None:
-        if component not in COMPONENTS:
-            raise UserInputError(f"--component {component!r}: use one of {', '.join(COMPONENTS)}")
+        check_component(component)
         if where not in WHERE:
             raise UserInputError(f"--where {where!r}: use local or cluster")
-        if where == "cluster" and component != "db":
-            raise UserInputError(
-                "--where cluster restores the database only: run --component redis/objects "
-                "from a machine that reaches them, or without --where cluster"
-            )
         wants_redis = component in ("redis", "all")
-        if wants_redis and where == "local" and redis_data_dir is None:
+        if where == "cluster" and redis_data_dir is not None:
             raise UserInputError(
-                f"--component {component} needs --redis-data-dir DIR: the stopped Redis' data "
-                "directory (its volume's mount point)"
+                "--where cluster mounts Redis' volume in the Job itself: drop --redis-data-dir"
             )
-        self.stack, self.app, self.where, self.jobs = stack, app, where, jobs
+        if wants_redis and where == "local" and redis_data_dir is None:
+            raise redis_dir_missing(component)
+        self.stack, self.app, self.where = stack, app, where
         self.key = None if backup in (None, "", "latest") else backup
-        self.component = component
-        self.redis_data_dir = redis_data_dir
+        self.choice = Choice(component, jobs, redis_data_dir)
+
+    @property
+    def component(self) -> str:
+        return self.choice.component
 
     def wants(self, part: str) -> bool:
-        return self.component in (part, "all")
+        return self.choice.wants(part)
 
 
 def database_url_from_ops(ops: dict[str, Any]) -> str:
@@ -307,72 +473,81 @@ def restore_components(
     from automation.maintenance import maintenance
 
     document: dict[str, Any] = {"stack": stack.name, "app": form.app, "component": form.component}
-    db_job = task.DatabaseRestore(
-        url, client, source, jobs=form.jobs, dry_run=dry_run, log=say, bar=bar
-    )
-    redis: task.RedisRestore | None = None
-    objects: task.ObjectsRestore | None = None
-    with db_job:
-        try:
-            if form.wants("db"):
-                db_job.verify()
-            if form.wants("redis"):
-                assert form.redis_data_dir is not None
-                redis = task.RedisRestore(
-                    client, source.bucket, source.manifest, form.redis_data_dir, say
-                )
-                redis.verify()
-            if form.wants("objects"):
-                objects = objects_restore(ops, client, source, form.app)
-                objects.verify()
-            if dry_run:
-                say("dry run: the backup is good; nothing was changed")
-                document["database"] = db_job.report.to_dict() if form.wants("db") else None
-                return document
-            with maintenance(stack, form.app, say):
-                apply_parts(document, db_job if form.wants("db") else None, redis, objects)
-        finally:
-            if redis is not None:
-                redis.discard()
+    objects = stack_objects(form, ops, client, source)
+    with verified_parts(form.choice, url, client, source, objects, dry_run=dry_run) as parts:
+        if dry_run:
+            document.update(dry_run_document(parts))
+            return document
+        with maintenance(stack, form.app, say):
+            apply_parts(document, parts)
     return document
 
 
-def apply_parts(
-    document: dict[str, Any],
-    db_job: task.DatabaseRestore | None,
-    redis: task.RedisRestore | None,
-    objects: task.ObjectsRestore | None,
-) -> None:
+def apply_parts(document: dict[str, Any], parts: Parts) -> None:
     """Database first, then Redis, then objects; a later part failing says what was done."""
     done: list[str] = []
     try:
-        if db_job is not None:
-            document["database"] = db_job.apply().to_dict()
+        if parts.database is not None:
+            document["database"] = parts.database.apply().to_dict()
             done.append(f"database (previous kept as {document['database']['pre_restore']})")
-        if redis is not None:
-            document["redis"] = redis.apply()
+        if parts.redis is not None:
+            document["redis"] = parts.redis.apply()
             done.append("redis")
-        if objects is not None:
-            document["objects"] = objects.apply()
+        if parts.objects is not None:
+            document["objects"] = parts.objects.apply()
     except OpsError as exc:
         if not done:
             raise
         raise TaskFailed(f"{exc} (already restored: {', '.join(done)})") from exc
 
 
-def objects_restore(
-    ops: dict[str, Any], client: Any, source: task.BackupRef, app: str
-) -> task.ObjectsRestore:
-    target = ops.get("objects")
-    if not target or not target.get("bucket"):
-        raise UserInputError(
-            f"app {app!r} has no object bucket in its ops output: nothing to restore"
-        )
-    region = (ops.get("backup") or {}).get("region")
-    target_client = client_for(target.get("endpoint"), region)
-    return task.ObjectsRestore(
-        client, source.bucket, source.manifest, target_client, str(target["bucket"]), say
+def object_bucket(ops: dict[str, Any]) -> str | None:
+    target = ops.get("objects") or {}
+    return str(target["bucket"]) if target.get("bucket") else None
+
+
+def no_object_bucket(app: str) -> UserInputError:
+    return UserInputError(f"app {app!r} has no object bucket in its ops output: nothing to restore")
+
+
+def stack_objects(
+    form: StackForm, ops: dict[str, Any], client: Any, source: task.BackupRef
+) -> ObjectsFactory:
+    """The app's bucket from `ops.objects`; `all` on an app without one restores the rest."""
+    bucket = object_bucket(ops)
+    if not form.wants("objects") or (bucket is None and form.component == "all"):
+        return lambda: None
+    if bucket is None:
+        raise no_object_bucket(form.app)
+    endpoint, region = (
+        (ops.get("objects") or {}).get("endpoint"),
+        (ops.get("backup") or {}).get("region"),
     )
+    return lambda: task.ObjectsRestore(
+        client, source.bucket, source.manifest, client_for(endpoint, region), bucket, say
+    )
+
+
+def cluster_args(form: StackForm, ops: dict[str, Any]) -> list[str]:
+    """The explicit form the Job runs: names only (the database URL and S3 settings come from
+    the Job's environment; the program appends `--redis-data-dir` where it mounts Redis' data)."""
+    backup = ops.get("backup") or {}
+    prefix = str(backup.get("prefix") or bf.DEFAULT_PREFIX)
+    args = ["--bucket", str(backup.get("bucket")), "--prefix", prefix, "--app", form.app]
+    args += ["--component", form.component, "--jobs", str(form.choice.jobs), "--yes", "--json"]
+    args += ["--key", form.key] if form.key else ["--latest"]
+    bucket = object_bucket(ops)
+    if form.wants("objects") and bucket is not None:
+        args += ["--objects-bucket", bucket]
+    elif form.component == "objects":
+        raise no_object_bucket(form.app)
+    return args
+
+
+def describe_parts(form: StackForm) -> str:
+    return "the database, Redis and objects" if form.component == "all" else {
+        "db": "the database", "redis": "Redis", "objects": "the objects",
+    }[form.component]  # fmt: skip
 
 
 def run_cluster_form(
@@ -384,28 +559,29 @@ def run_cluster_form(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """The restore as a Job in the cluster (the database is only reachable there); the Job gets
-    the database URL and S3 settings from its environment, so only names go into the request."""
+    """The restore as a Job in the cluster (the database and Redis are only reachable there).
+
+    For Redis the request asks the program to stop Redis and mount its data volume in the Job
+    (`mountRedis`); a dry run verifies without stopping anything. Removing the Job starts Redis
+    again on the restored data, then maintenance is left."""
     from automation.cluster_job import run_in_cluster
     from automation.maintenance import maintenance
 
-    backup = ops.get("backup") or {}
-    prefix = str(backup.get("prefix") or bf.DEFAULT_PREFIX)
-    args = ["--bucket", str(backup.get("bucket")), "--prefix", prefix]
-    args += ["--app", form.app, "--jobs", str(form.jobs), "--yes", "--json"]
-    args += ["--key", form.key] if form.key else ["--latest"]
+    args = cluster_args(form, ops)
     if dry_run:
         args.append("--dry-run")
         result = run_in_cluster(stack, form.app, "restore", args, say)
         print_report({"where": "cluster", **result}, as_json=as_json)
         return
+    stops_redis = form.wants("redis")
     confirm(
-        f"Restore the database of {form.app} on stack {stack.name} in the cluster from "
-        f"{form.key or 'the latest backup'}? ({form.app} goes into maintenance meanwhile)",
+        f"Restore {describe_parts(form)} of {form.app} on stack {stack.name} in the cluster from "
+        f"{form.key or 'the latest backup'}? ({form.app} goes into maintenance meanwhile"
+        f"{'; Redis is stopped until the Job is removed' if stops_redis else ''})",
         yes=yes,
     )
     with maintenance(stack, form.app, say):
-        result = run_in_cluster(stack, form.app, "restore", args, say)
+        result = run_in_cluster(stack, form.app, "restore", args, say, mount_redis=stops_redis)
     print_report({"where": "cluster", **result}, as_json=as_json)
 
 
