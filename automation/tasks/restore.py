@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -198,25 +199,36 @@ class Checksummed:
         return None
 
 
-_CONNECT_MARKERS = (b"\n\\connect ", b"\n\\c ", b"\n\\connect\n")
+_CONNECT_LINE = re.compile(rb"\n\\c(?:onnect)?[ \n]")  # `\\connect db`, `\\c db`
+
+
+def read_backup(client: Any, source: BackupRef) -> tuple[Checksummed, Iterator[bytes]]:
+    """The backup's bytes, read and checksummed in a background thread (hashlib and the socket
+    release the GIL, so that overlaps the caller's gunzip)."""
+    stream = Checksummed(iter_object(client, source.bucket, source.key, READ_CHUNK))
+    return stream, prefetch(stream)
+
+
+def switches_database(tail: bytes, out: bytes) -> bool:
+    """Does `out` (preceded by `tail`, the end of the text before it) hold a `\\connect` line?"""
+    return bool(_CONNECT_LINE.search(tail + out[:16]) or _CONNECT_LINE.search(out))
 
 
 def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
     """Read the whole `.sql.gz`; return its inflated size or raise TaskFailed with the reason."""
-    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
+    stream, chunks = read_backup(client, source)
     inflated = 0
     tail = b"\n"
     try:
         with bar("verify (sha256 + gunzip)", source.size or None) as advance:
             done = 0
-            for out in gunzip_stream(stream):
-                window = tail + out
-                if any(marker in window for marker in _CONNECT_MARKERS):
+            for out in gunzip_stream(chunks):
+                if switches_database(tail, out):
                     raise ValueError(
                         "the dump switches database with \\connect (made with pg_dump --create); "
                         "restore would write outside the new database: make it without --create"
                     )
-                tail = window[-16:]
+                tail = (tail + out)[-16:] if len(out) < 16 else out[-16:]
                 inflated += len(out)
                 advance(stream.size - done)
                 done = stream.size
@@ -244,10 +256,10 @@ def download_custom(
         preexec_fn=pgload.die_with_parent,
     )
     assert reader.stdin is not None
-    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
+    stream, chunks = read_backup(client, source)
     try:
         with path.open("wb") as out, bar("download + read archive", source.size or None) as step:
-            for chunk in stream:
+            for chunk in chunks:
                 out.write(chunk)
                 with contextlib.suppress(BrokenPipeError):  # it stopped: its exit code says why
                     reader.stdin.write(chunk)
@@ -304,10 +316,10 @@ def stream_plain(
     log_dir: Path,
 ) -> pgload.LoadStats:
     """S3 -> gunzip -> `sessions` psql sessions, without a temp file."""
-    stream = Checksummed(prefetch(iter_object(client, source.bucket, source.key, READ_CHUNK)))
+    stream, chunks = read_backup(client, source)
 
     def unchanged_to_the_end() -> Iterator[bytes]:
-        yield from gunzip_stream(stream)
+        yield from gunzip_stream(chunks)
         problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
         if problem:
             raise TaskFailed(f"backup changed while restoring: {problem}")
