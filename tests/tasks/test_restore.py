@@ -350,3 +350,17 @@ def test_cleanup_skips_a_leftover_that_is_in_use(postgres):
     assert report["dropped"] == [idle]
     assert list(report["skipped"]) == [busy]
     assert databases(postgres, live) == [live, busy]
+
+
+@pytest.mark.parametrize(
+    ("tail", "out", "found"),
+    [
+        (b"\n", b"\\connect db\n", True),
+        (b"x\n\\conn", b"ect db\n", True),  # cut between two inflated chunks
+        (b"abc", b"SET a = 1;\n\\c db\n", True),
+        (b"\n", b"COPY t (a) FROM stdin;\n\\N\n\\.\n", False),
+        (b"\n", b"x\\connect y\n", False),  # not at a line start
+    ],
+)
+def test_connect_lines_are_found_also_across_chunks(tail, out, found):
+    assert r.switches_database(tail, out) is found
