@@ -16,6 +16,8 @@ from components.context import AppContext, checksum
 from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
+REDIS_UID = 999  # the redis user of the official image; owns its volume
+
 
 @dataclass(frozen=True)
 class StoreShape:
@@ -87,7 +89,7 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         port=rd.port,
         dev_host_port=rd.dev_host_port,
         storage=ctx.app_settings.cache_storage or rd.storage,
-        run_as_user=999,  # the redis user of the official image
+        run_as_user=REDIS_UID,
         data_path="/data",
         writable_paths=("/tmp",),
         password_env="REDIS_PASSWORD",

@@ -57,3 +57,11 @@ def test_copies_the_automation_package_and_runs_it() -> None:
     assert json.loads(entrypoint) == ["python", "-m", "automation"]
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1] not in ("root", "0")
+
+
+def test_the_redis_restore_uid_has_a_user_in_the_image() -> None:
+    """The Redis-restore Job runs as the Redis volume's owner (components/datastore.py)."""
+    from components.datastore import REDIS_UID
+
+    runs = " ".join(args for op, args in instructions() if op == "RUN")
+    assert f"useradd --uid {REDIS_UID} " in runs
