@@ -11,7 +11,9 @@ after another. `ScriptLoader` reads the same stream once, in order, and:
    `--inserts` statements) streams in order into one more session;
 3. builds indexes and primary-key/unique constraints N-wide, biggest table first, then runs
    everything else of post-data (foreign keys, triggers, grants, ...) in one session in the
-   dump's order, so nothing runs before what it depends on.
+   dump's order, so nothing runs before what it depends on; foreign keys are added there
+   NOT VALID and then validated N-wide (`Entry.defer_validation`), which ends in the same
+   catalog state as the dump's ADD FOREIGN KEY.
 A script without pg_dump's headers (hand-written SQL) streams through one session unchanged.
 
 Nothing spans the sessions in one transaction: the target is a new database that the caller drops
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import queue
 import re
@@ -52,6 +55,10 @@ _SETTING = re.compile(
 _TABLE_OF = re.compile(
     rb"^(?:ALTER TABLE(?: ONLY)? |CREATE (?:UNIQUE )?INDEX .*? ON (?:ONLY )?)(?P<table>[^\s(]+)",
     re.MULTILINE,
+)
+_FOREIGN_KEY = re.compile(
+    rb"ALTER TABLE ONLY (?P<table>[^\s;]+)\n    ADD CONSTRAINT (?P<name>[^\s;]+) FOREIGN KEY "
+    rb"\([^;]*\) REFERENCES [^;]*;\Z"
 )
 _DONE = b"@@opsplane-entry-done"
 
@@ -157,9 +164,31 @@ class Entry:
     settings: tuple[bytes, ...]
     text: bytearray = field(default_factory=bytearray)
 
+    @functools.cached_property
     def table(self) -> bytes | None:
+        """The table its statement works on: `ALTER TABLE t ...`, `CREATE INDEX ... ON t`."""
         match = _TABLE_OF.search(self.text)
         return match["table"] if match else None
+
+    def defer_validation(self) -> Entry | None:
+        """A foreign key entry becomes ADD ... NOT VALID (instant); the returned entry validates
+        it. Validations lock the referencing table SHARE UPDATE EXCLUSIVE and the referenced one
+        ROW SHARE, so unlike ADD FOREIGN KEY they can run side by side without deadlocks. None if
+        this is not a plain single-statement foreign key (then it runs as written)."""
+        if self.kind != b"FK CONSTRAINT":
+            return None
+        lines = self.text.splitlines(keepends=True)
+        comments = [line for line in lines if line.startswith(b"--") or not line.strip()]
+        statement = b"".join(line for line in lines if line not in comments).strip()
+        match = _FOREIGN_KEY.match(statement)
+        if match is None or statement.endswith(b" NOT VALID;"):
+            return None
+        self.text = bytearray(b"".join(comments) + statement[:-1] + b" NOT VALID;\n")
+        validate = b"ALTER TABLE ONLY %s VALIDATE CONSTRAINT %s;\n" % (
+            match["table"],
+            match["name"],
+        )
+        return Entry(b"FK VALIDATE", self.settings, bytearray(validate))
 
 
 def setting_key(line: bytes) -> bytes | None:
@@ -257,6 +286,7 @@ class LoadStats:
     copy_pieces: int = 0
     post_parallel: int = 0
     post_serial: int = 0
+    foreign_keys_validated: int = 0
 
 
 class ScriptLoader:
@@ -494,11 +524,16 @@ class ScriptLoader:
             self._finish_data()
 
     def _run_post_data(self) -> None:
+        """Indexes and constraints N-wide; the rest in order in one session, foreign keys added
+        NOT VALID there; then the foreign keys validated N-wide."""
         parallel = [e for e in self._post if e.kind in _PARALLEL_KINDS]
         serial = [e for e in self._post if e.kind not in _PARALLEL_KINDS]
-        parallel.sort(key=lambda e: self._sizes.get(e.table() or b"", 0), reverse=True)
-        self.stats.post_parallel, self.stats.post_serial = len(parallel), len(serial)
+        parallel.sort(key=lambda e: self._sizes.get(e.table or b"", 0), reverse=True)
         self._run_parallel(parallel)
+        validations = [v for e in serial if (v := e.defer_validation()) is not None]
+        validations.sort(key=lambda e: self._sizes.get(e.table or b"", 0), reverse=True)
+        self.stats.post_parallel, self.stats.post_serial = len(parallel), len(serial)
+        self.stats.foreign_keys_validated = len(validations)
         if serial:
             session = self._parallel_session("post-data")
             with contextlib.suppress(BrokenPipeError):  # finish() reports why psql stopped
@@ -506,27 +541,24 @@ class ScriptLoader:
                     session.use(entry.settings)
                     session.stdin.write(bytes(entry.text))
             session.finish()
+        self._run_parallel(validations)
 
     def _run_parallel(self, entries: list[Entry]) -> None:
         """Each session takes the next entry once it has executed its last one."""
         if not entries:
             return
-        todo: queue.SimpleQueue[Entry] = queue.SimpleQueue()
-        for entry in entries:
-            todo.put(entry)
+        todo = _Todo(entries)
         width = min(self.width, len(entries))
-        sessions = [self._parallel_session(f"index{i}", acks=True) for i in range(width)]
+        sessions = [self._parallel_session(f"post{i}", acks=True) for i in range(width)]
         stopped = threading.Event()
 
         def work(session: Session) -> None:
             try:
-                while not stopped.is_set():
-                    entry = todo.get_nowait()
+                while not stopped.is_set() and (entry := todo.take()) is not None:
                     session.use(entry.settings)
                     if not session.run_and_wait(bytes(entry.text)):
                         stopped.set()
-            except queue.Empty:
-                return
+                    todo.done(entry)
             except BrokenPipeError:
                 stopped.set()
 
@@ -537,8 +569,35 @@ class ScriptLoader:
             thread.join()
         for session in sessions:
             session.finish()
-        if not todo.empty():
+        if todo.left():
             raise TaskFailed("index and constraint builds stopped before all were done")
+
+
+class _Todo:
+    """Post-data entries, biggest table first; `take` prefers one whose table no session is
+    working on (a PRIMARY KEY locks its table exclusively: the other session would only wait)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = list(entries)
+        self._busy: dict[bytes | None, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self) -> Entry | None:
+        with self._lock:
+            if not self._entries:
+                return None
+            free = (e for e in self._entries if not self._busy.get(e.table))
+            entry = next(free, self._entries[0])
+            self._entries.remove(entry)
+            self._busy[entry.table] = self._busy.get(entry.table, 0) + 1
+            return entry
+
+    def done(self, entry: Entry) -> None:
+        with self._lock:
+            self._busy[entry.table] -= 1
+
+    def left(self) -> int:
+        return len(self._entries)
 
 
 def _is_sql(line: bytes) -> bool:

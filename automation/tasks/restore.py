@@ -553,8 +553,8 @@ def _load_detail(stats: pgload.LoadStats, post_data: str | None = None) -> str:
     wide = f"{stats.sessions}-wide"
     copies = f"{stats.parallel_copies} tables copied {wide} in {stats.copy_pieces} pieces"
     post = post_data or (
-        f"{stats.post_parallel} indexes/constraints {wide}, then {stats.post_serial} other "
-        "post-data entries"
+        f"{stats.post_parallel} indexes/constraints {wide}, {stats.post_serial} other post-data "
+        f"entries, {stats.foreign_keys_validated} foreign keys validated {wide}"
     )
     return f"{copies}, {post}"
 
