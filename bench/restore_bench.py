@@ -3,13 +3,15 @@
 One run, same generated database, same dump:
 1. generate a QR-shaped database whose plain SQL dump is >= --min-mb (default 200 MB);
 2. back it up twice with the backup task (plain .sql.gz and custom), to a moto S3 server;
-3. runbook: `createdb` + `gunzip -c backup.sql.gz | psql` from a local copy of the same .sql.gz;
-4. `python -m automation restore` plain (verify + create + stream + check + swap), then custom
-   with `--jobs 2`, each into a live database that it swaps out.
-Throughput is uncompressed SQL bytes per second of wall time; peak RSS is the largest process of
-each side's tree (wait4 rusage: the command and the tools it waited for).
+3. each round, one after the other: the runbook (`createdb` + `gunzip -c backup.sql.gz | psql`
+   from a local copy of the same .sql.gz), then `python -m automation restore` plain (verify +
+   create + load + check + swap) with its default --jobs, then custom with `--jobs`, each into a
+   live database that it swaps out.
+Throughput is uncompressed SQL bytes per second of wall time; the ratio is runbook seconds over
+restore seconds, per round and of the medians; peak RSS is the largest process of each side's
+tree (wait4 rusage: the command and the tools it waited for).
 
-    .venv/bin/python bench/restore_bench.py            # about 5 minutes on 2 cores
+    .venv/bin/python bench/restore_bench.py             # 3 rounds, about 5 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,10 +112,23 @@ def counts(url: str) -> dict[str, int]:
         }
 
 
+def recreate(url: str, db: str) -> None:
+    """Drop `db` and what earlier rounds' restores kept of it; create it empty."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s",
+            (db, f"{db}\\_%restore\\_%"),
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.execute(f"CREATE DATABASE {db}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-mb", type=int, default=200, help="minimum plain dump size (MB)")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="--jobs of the custom-format side")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all three sides")
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="opsplane-restore-bench-"))
@@ -143,16 +159,11 @@ def main() -> None:
     try:
         s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
         s3.create_bucket(Bucket="bench")
-        with psycopg.connect(url("postgres"), autocommit=True) as conn:
-            for db in ("source", "runbook", "live_plain", "live_custom"):
-                conn.execute(f"CREATE DATABASE {db}")
+        recreate(url("postgres"), "source")
         accounts = opts.min_mb * 1024 * 1024 // BYTES_PER_ROW
         print(f"generating {accounts:,} accounts (+2x items, 3x events) ...", file=sys.stderr)
         generate(url("source"), accounts)
         expected = counts(url("source"))
-        for live in ("live_plain", "live_custom"):
-            with psycopg.connect(url(live)) as conn:
-                conn.execute("CREATE TABLE old_state (x int)")
 
         print("backing up (plain and custom) ...", file=sys.stderr)
         plain = run_backup(BackupOptions(bucket="bench", database_url=url("source"), app="plain"))
@@ -173,38 +184,53 @@ def main() -> None:
         )
 
         psql = bin_dir / "psql"
-        runbook_cmd = f"gunzip -c {local} | {psql} -q -d runbook >/dev/null"
-        print("runbook: gunzip -c | psql ...", file=sys.stderr)
-        t_runbook, rss_runbook, _ = run_alone([runbook_cmd], libpq_env(url("runbook"), env), True)
-        assert counts(url("runbook")) == expected
-
-        results = {"runbook (gunzip -c | psql)": (t_runbook, rss_runbook)}
-        for label, live, key, extra in (
-            ("automation restore, plain", "live_plain", plain_key, []),
-            (
-                f"automation restore, custom --jobs {opts.jobs}",
+        runbook = "runbook (gunzip -c | psql)"
+        sides = {
+            "automation restore, plain": ("live_plain", plain_key, []),
+            f"automation restore, custom --jobs {opts.jobs}": (
                 "live_custom",
                 custom.manifest_key,
                 ["--jobs", str(opts.jobs)],
             ),
-        ):
-            print(f"{label} ...", file=sys.stderr)
-            args = [sys.executable, "-m", "automation", "restore", "--database-url", url(live)]
-            args += ["--bucket", "bench", "--key", key, "--yes", "--json", *extra]
-            seconds, rss, out = run_alone(args, env)
-            report = json.loads(out)["database"]
-            assert counts(url(live)) == expected, f"{label}: wrong row counts"
-            steps = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in report["steps"])
-            print(f"  steps: {steps}", file=sys.stderr)
-            results[label] = (seconds, rss)
+        }
+        seconds: dict[str, list[float]] = {runbook: [], **{label: [] for label in sides}}
+        rss: dict[str, float] = dict.fromkeys(seconds, 0.0)
+        for round_no in range(1, opts.rounds + 1):
+            recreate(url("postgres"), "runbook")
+            command = f"gunzip -c {local} | {psql} -q -d runbook >/dev/null"
+            took, peak, _ = run_alone([command], libpq_env(url("runbook"), env), True)
+            assert counts(url("runbook")) == expected
+            seconds[runbook].append(took)
+            rss[runbook] = max(rss[runbook], peak)
+            line = [f"round {round_no}: runbook {took:.1f}s"]
+            for label, (live, key, extra) in sides.items():
+                recreate(url("postgres"), live)
+                with psycopg.connect(url(live)) as conn:
+                    conn.execute("CREATE TABLE old_state (x int)")
+                args = [sys.executable, "-m", "automation", "restore", "--database-url", url(live)]
+                args += ["--bucket", "bench", "--key", key, "--yes", "--json", *extra]
+                took, peak, out = run_alone(args, env)
+                report = json.loads(out)["database"]
+                assert counts(url(live)) == expected, f"{label}: wrong row counts"
+                seconds[label].append(took)
+                rss[label] = max(rss[label], peak)
+                steps = ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in report["steps"])
+                line.append(f"{label.split(', ')[1]} {took:.1f}s ({steps})")
+            print("; ".join(line), file=sys.stderr)
 
+        base = statistics.median(seconds[runbook])
         print(f"\nplain SQL: {sql_bytes / 1e6:,.0f} MB; gzip: {local.stat().st_size / 1e6:,.0f} MB")
-        print(f"{'side':<38} {'seconds':>8} {'MB/s':>7} {'vs runbook':>10} {'peak RSS MB':>12}")
-        for label, (seconds, rss) in results.items():
-            ratio = t_runbook / seconds
+        print(f"rounds: {opts.rounds}, sides alternating within each round")
+        header = f"{'side':<38} {'median s':>8} {'MB/s':>6} {'vs runbook':>10} {'per round':>18}"
+        print(f"{header} {'peak RSS MB':>11}")
+        for label, times in seconds.items():
+            median = statistics.median(times)
+            per_round = " ".join(
+                f"{r / t:.2f}" for r, t in zip(seconds[runbook], times, strict=True)
+            )
             print(
-                f"{label:<38} {seconds:>8.1f} {sql_bytes / 1e6 / seconds:>7.1f} "
-                f"{ratio:>9.2f}x {rss:>12.0f}"
+                f"{label:<38} {median:>8.1f} {sql_bytes / 1e6 / median:>6.1f} "
+                f"{base / median:>9.2f}x {per_round:>18} {rss[label]:>11.0f}"
             )
     finally:
         moto.stop()

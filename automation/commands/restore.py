@@ -71,7 +71,13 @@ def restore(
     ] = None,
     latest: Annotated[bool, typer.Option("--latest", help="The newest complete run.")] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", help="Parallel pg_restore jobs (custom format).", min=1)
+        int,
+        typer.Option(
+            "--jobs",
+            help="Parallel loading sessions: COPY rows, index builds and foreign-key checks "
+            "(both formats; custom also runs post-data with pg_restore --jobs).",
+            min=1,
+        ),
     ] = 2,
     stack: Annotated[
         str | None, typer.Option("--stack", help="Stack form: read everything from its ops.")
