@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,15 @@ from automation.fake_stack import FakeStack, ProgramModel, sample_ops
 from automation.maintenance import MAINTENANCE_KEY
 from automation.tasks.pgtools import database_name
 from components.task_job import REDIS_DATA_MOUNT
-from tests.automation.test_restore_components import backup_with_redis, redis_value
 from tests.program.conftest import render
 from tests.services import S3
-from tests.tasks.test_restore_stack import RedisServer
-from tests.tasks.test_restore_support import create_qr, databases, scramble, table_checksums
+from tests.tasks.test_restore_support import (
+    backed_up_then_lost,
+    databases,
+    redis_dir_with_newer_state,
+    redis_value,
+    table_checksums,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PROD_BACKUP_BUCKET = "opsplane-prod-backups-qr"  # where the rendered Job reports (prod render)
@@ -110,20 +113,9 @@ def prod(postgres, s3: S3, monkeypatch: pytest.MonkeyPatch) -> Iterator[Prod]:
     client = s3.client()
     empty_bucket(client, PROD_BACKUP_BUCKET)
     url = postgres.create_database("qr")
-    create_qr(url, rows=60)
     objects_bucket = s3.create_bucket("qr-exports")
-    for i in range(2):
-        client.put_object(Bucket=objects_bucket, Key=f"exports/{i}.png", Body=f"png {i}".encode())
-    backup_with_redis(url, PROD_BACKUP_BUCKET, objects_bucket)
-    backed_up = table_checksums(url)
-    scramble(url)
-    client.put_object(Bucket=objects_bucket, Key="exports/0.png", Body=b"overwritten")
-    redis_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-volume-"))
-    live = RedisServer(redis_dir, appendonly="yes")
-    try:
-        live.cli("SET", "session:1", "mallory")
-    finally:
-        live.stop()
+    backed_up = backed_up_then_lost(url, client, PROD_BACKUP_BUCKET, objects_bucket, objects=2)
+    redis_dir = redis_dir_with_newer_state("opsplane-redis-volume-")
     cluster = Cluster(url, redis_dir)
     ops = sample_ops(
         "qr",
@@ -181,8 +173,8 @@ def test_component_all_stops_redis_restores_everything_in_the_job_and_starts_red
     assert table_checksums(prod.url) == prod.backed_up
     assert redis_value(prod.redis_dir, "session:1") == "alice"
     assert redis_value(prod.redis_dir, "quota:acct") == "42"
-    body = s3.client().get_object(Bucket=prod.objects_bucket, Key="exports/0.png")["Body"].read()
-    assert body == b"png 0"
+    body = s3.client().get_object(Bucket=prod.objects_bucket, Key="exports/1.png")["Body"].read()
+    assert body == b"png 1"
     assert CLUSTER_JOB_KEY not in prod.stack.config and MAINTENANCE_KEY not in prod.stack.config
 
 

@@ -16,11 +16,17 @@ import pytest
 from typer.testing import CliRunner
 
 from automation.cli import app as cli_app
-from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import database_name
 from tests.services import S3
-from tests.tasks.test_restore_stack import RedisServer
-from tests.tasks.test_restore_support import create_qr, databases, scramble, table_checksums
+from tests.tasks.test_restore_support import (
+    backed_up_then_lost,
+    backup_with_redis,
+    create_qr,
+    databases,
+    redis_dir_with_newer_state,
+    redis_value,
+    table_checksums,
+)
 
 
 @dataclass
@@ -38,41 +44,12 @@ class Run:
         return next(o["Key"] for o in listing if o["Key"].endswith("manifest.json"))
 
 
-def backup_with_redis(url: str, bucket: str, objects_bucket: str | None) -> None:
-    source_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-src-"))
-    source = RedisServer(source_dir)
-    try:
-        source.cli("SET", "session:1", "alice")
-        source.cli("SET", "quota:acct", "42")
-        run_backup(
-            BackupOptions(
-                bucket=bucket, database_url=url, app="qr",
-                redis_url=f"redis://127.0.0.1:{source.port}", objects_bucket=objects_bucket,
-            )
-        )  # fmt: skip
-    finally:
-        source.stop()
-        shutil.rmtree(source_dir, ignore_errors=True)
-
-
 @pytest.fixture
 def run(postgres, s3: S3) -> Iterator[Run]:
     url = postgres.create_database("qr")
-    create_qr(url, rows=80)
     bucket, objects_bucket = s3.create_bucket(), s3.create_bucket("qr-exports")
-    client = s3.client()
-    for i in range(3):
-        client.put_object(Bucket=objects_bucket, Key=f"exports/{i}.png", Body=f"png {i}".encode())
-    backup_with_redis(url, bucket, objects_bucket)
-    backed_up = table_checksums(url)
-    scramble(url)
-    client.put_object(Bucket=objects_bucket, Key="exports/1.png", Body=b"overwritten")
-    redis_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-"))
-    live = RedisServer(redis_dir, appendonly="yes")  # as deployed, with writes since the backup
-    try:
-        live.cli("SET", "session:1", "mallory")
-    finally:
-        live.stop()
+    backed_up = backed_up_then_lost(url, s3.client(), bucket, objects_bucket)
+    redis_dir = redis_dir_with_newer_state("opsplane-redis-")
     yield Run(url, bucket, objects_bucket, redis_dir, backed_up)
     shutil.rmtree(redis_dir, ignore_errors=True)
 
@@ -84,14 +61,6 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 def explicit(run: Run, *args: str) -> tuple[int, str, str]:
     return run_cli("--bucket", run.bucket, "--app", "qr", "--latest", "--yes", "--json", *args)
-
-
-def redis_value(data_dir: Path, key: str) -> str:
-    server = RedisServer(data_dir, appendonly="yes")
-    try:
-        return server.cli("GET", key)
-    finally:
-        server.stop()
 
 
 def test_component_all_restores_database_redis_and_objects(postgres, s3: S3, run: Run) -> None:

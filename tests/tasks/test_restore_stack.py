@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,35 +25,16 @@ from automation.fake_stack import FakeStack
 from automation.maintenance import MAINTENANCE_KEY
 from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import database_name
-from tests.services import free_port
-from tests.tasks.test_restore_support import create_qr, databases, scramble, table_checksums
+from tests.tasks.test_restore_support import (
+    RedisServer,
+    backed_up_then_lost,
+    create_qr,
+    databases,
+    scramble,
+    table_checksums,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class RedisServer:
-    def __init__(self, data_dir: Path, appendonly: str = "no") -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(data_dir), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", appendonly],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(100):
-            if self.cli("PING") == "PONG":
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=False
-        )
-        return out.stdout.strip()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -245,31 +225,9 @@ def test_component_all_restores_db_redis_and_objects_from_one_run(
     postgres, s3, monkeypatch, redis_dir
 ):
     url = postgres.create_database("qr")
-    create_qr(url, rows=100)
     bucket, objects_bucket = s3.create_bucket(), s3.create_bucket("qr-exports")
     client = s3.client()
-    for i in range(3):
-        client.put_object(Bucket=objects_bucket, Key=f"exports/{i}.png", Body=f"png {i}".encode())
-    source_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-src-"))
-    redis = RedisServer(source_dir)
-    try:
-        redis.cli("SET", "session:1", "alice")
-        redis.cli("SET", "quota:acct", "42")
-        run_backup(
-            BackupOptions(
-                bucket=bucket,
-                database_url=url,
-                app="qr",
-                redis_url=f"redis://127.0.0.1:{redis.port}",
-                objects_bucket=objects_bucket,
-            )
-        )
-    finally:
-        redis.stop()
-        shutil.rmtree(source_dir, ignore_errors=True)
-    backed_up = table_checksums(url)
-    scramble(url)
-    client.put_object(Bucket=objects_bucket, Key="exports/1.png", Body=b"overwritten")
+    backed_up = backed_up_then_lost(url, client, bucket, objects_bucket)
     client.delete_object(Bucket=objects_bucket, Key="exports/2.png")
     (redis_dir / "dump.rdb").write_bytes(b"REDIS0011 stale")
     ops = qr_ops(postgres, url, bucket, objects_bucket, s3.endpoint)

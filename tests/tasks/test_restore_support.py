@@ -1,9 +1,15 @@
-"""Support code for the restore tests (no tests here): table checksums, backups made both ways."""
+"""Support code for the restore tests (no tests here): table checksums, backups made both ways,
+a plain redis-server and a backup run with a Redis part."""
 
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -11,6 +17,7 @@ from psycopg import sql
 from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import libpq_env
 from tests import schemas
+from tests.services import free_port
 
 
 def create_qr(url: str, rows: int = 300) -> None:
@@ -85,3 +92,79 @@ def other_db_url(url: str, name: str) -> str:
     """The same server URL (postgresql://user@/db?host=...), another database."""
     head, _, tail = url.partition("?")
     return head.rsplit("/", 1)[0] + "/" + name + ("?" + tail if tail else "")
+
+
+class RedisServer:
+    def __init__(self, data_dir: Path, appendonly: str = "no") -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(data_dir), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", appendonly],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(100):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def backup_with_redis(url: str, bucket: str, objects_bucket: str | None) -> None:
+    source_dir = Path(tempfile.mkdtemp(prefix="opsplane-redis-src-"))
+    source = RedisServer(source_dir)
+    try:
+        source.cli("SET", "session:1", "alice")
+        source.cli("SET", "quota:acct", "42")
+        run_backup(
+            BackupOptions(
+                bucket=bucket, database_url=url, app="qr",
+                redis_url=f"redis://127.0.0.1:{source.port}", objects_bucket=objects_bucket,
+            )
+        )  # fmt: skip
+    finally:
+        source.stop()
+        shutil.rmtree(source_dir, ignore_errors=True)
+
+
+def redis_value(data_dir: Path, key: str) -> str:
+    server = RedisServer(data_dir, appendonly="yes")
+    try:
+        return server.cli("GET", key)
+    finally:
+        server.stop()
+
+
+def backed_up_then_lost(url: str, client: Any, bucket: str, objects_bucket: str, objects: int = 3):
+    """QR's database, `objects` exports (`exports/<i>.png`) and a Redis, backed up as one run into
+    `bucket`; then loss: rows scrambled, exports/1.png overwritten. Returns the table checksums
+    at backup time."""
+    create_qr(url, rows=80)
+    for i in range(objects):
+        client.put_object(Bucket=objects_bucket, Key=f"exports/{i}.png", Body=f"png {i}".encode())
+    backup_with_redis(url, bucket, objects_bucket)
+    backed_up = table_checksums(url)
+    scramble(url)
+    client.put_object(Bucket=objects_bucket, Key="exports/1.png", Body=b"overwritten")
+    return backed_up
+
+
+def redis_dir_with_newer_state(prefix: str) -> Path:
+    """A stopped Redis' data directory (AOF on, as deployed) holding a write made after the
+    backup: session:1 = mallory."""
+    redis_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    live = RedisServer(redis_dir, appendonly="yes")
+    try:
+        live.cli("SET", "session:1", "mallory")
+    finally:
+        live.stop()
+    return redis_dir
