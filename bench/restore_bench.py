@@ -9,7 +9,9 @@ One run, same generated database, same dump:
    live database that it swaps out.
 Throughput is uncompressed SQL bytes per second of wall time; the ratio is runbook seconds over
 restore seconds, per round and of the medians; peak RSS is the largest process of each side's
-tree (wait4 rusage: the command and the tools it waited for).
+tree (wait4 rusage: the command and the tools it waited for). The moto server's CPU while a restore
+side runs is printed too (on 2 cores it competes with PostgreSQL, which a real S3 would not), and
+the CPU PostgreSQL spent on each side.
 
     .venv/bin/python bench/restore_bench.py             # 3 rounds, about 5 minutes on 2 cores
 """
@@ -17,8 +19,10 @@ tree (wait4 rusage: the command and the tools it waited for).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import boto3
 import pgserver
+import psutil
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +117,26 @@ def counts(url: str) -> dict[str, int]:
         }
 
 
+def postgres_cpu(data_dir: Path) -> float:
+    """CPU seconds PostgreSQL has used so far: the postmaster, its live children (checkpointer,
+    WAL writer, ...) and the backends that have exited (the postmaster's children times)."""
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    own = postmaster.cpu_times()
+    total = own.user + own.system + own.children_user + own.children_system
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def s3_server_cpu() -> float:
+    """CPU seconds of this process so far: the moto server threads (nothing else runs here while
+    a side runs in its helper process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def recreate(url: str, db: str) -> None:
     """Drop `db` and what earlier rounds' restores kept of it; create it empty."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -132,7 +157,8 @@ def main() -> None:
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="opsplane-restore-bench-"))
-    server = pgserver.get_server(str(work / "pg"), cleanup_mode="delete")
+    pg_dir = work / "pg"
+    server = pgserver.get_server(str(pg_dir), cleanup_mode="delete")
     socket_dir = server.get_uri().split("host=")[1]
     bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
 
@@ -195,10 +221,14 @@ def main() -> None:
         }
         seconds: dict[str, list[float]] = {runbook: [], **{label: [] for label in sides}}
         rss: dict[str, float] = dict.fromkeys(seconds, 0.0)
+        s3_cpu: dict[str, list[float]] = {label: [] for label in sides}
+        db_cpu: dict[str, list[float]] = {label: [] for label in seconds}
         for round_no in range(1, opts.rounds + 1):
             recreate(url("postgres"), "runbook")
             command = f"gunzip -c {local} | {psql} -q -d runbook >/dev/null"
+            before = postgres_cpu(pg_dir)
             took, peak, _ = run_alone([command], libpq_env(url("runbook"), env), True)
+            db_cpu[runbook].append(postgres_cpu(pg_dir) - before)
             assert counts(url("runbook")) == expected
             seconds[runbook].append(took)
             rss[runbook] = max(rss[runbook], peak)
@@ -209,7 +239,10 @@ def main() -> None:
                     conn.execute("CREATE TABLE old_state (x int)")
                 args = [sys.executable, "-m", "automation", "restore", "--database-url", url(live)]
                 args += ["--bucket", "bench", "--key", key, "--yes", "--json", *extra]
+                served, before = s3_server_cpu(), postgres_cpu(pg_dir)
                 took, peak, out = run_alone(args, env)
+                s3_cpu[label].append(s3_server_cpu() - served)
+                db_cpu[label].append(postgres_cpu(pg_dir) - before)
                 report = json.loads(out)["database"]
                 assert counts(url(live)) == expected, f"{label}: wrong row counts"
                 seconds[label].append(took)
@@ -232,6 +265,10 @@ def main() -> None:
                 f"{label:<38} {median:>8.1f} {sql_bytes / 1e6 / median:>6.1f} "
                 f"{base / median:>9.2f}x {per_round:>18} {rss[label]:>11.0f}"
             )
+        for label, spent in db_cpu.items():
+            print(f"PostgreSQL CPU during {label}: median {statistics.median(spent):.1f} s")
+        for label, spent in s3_cpu.items():
+            print(f"moto S3 server CPU during {label}: median {statistics.median(spent):.1f} s")
     finally:
         moto.stop()
         server.cleanup()

@@ -250,6 +250,16 @@ class _CopyPool:
         if self.failed.is_set():
             raise TaskFailed("a COPY session stopped before its rows were loaded")
 
+    def stop(self) -> None:
+        """After the sessions were killed: wake every thread that waits for a piece."""
+        self.failed.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.pieces.get_nowait()
+        for _ in self.threads:
+            with contextlib.suppress(queue.Full):
+                self.pieces.put_nowait(None)
+
     def _put_end(self) -> None:
         while True:
             try:
@@ -329,8 +339,12 @@ class ScriptLoader:
         return self.stats
 
     def abort(self) -> None:
+        """Kill every session (nothing is committed that the caller keeps: it drops the database)
+        and let the COPY threads end."""
         for session in self._all:
             session.kill()
+        if self._pool is not None:
+            self._pool.stop()
 
     # -- sessions (all started by the thread calling load(), which outlives them)
 

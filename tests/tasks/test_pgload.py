@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import psycopg
@@ -178,6 +179,14 @@ def no_psql_left() -> bool:
     return " -o /dev/null -f -" not in out
 
 
+def no_copy_thread_left() -> bool:
+    """The COPY threads of a failed load end (they are woken, not left waiting for pieces)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("copy-"):
+            thread.join(timeout=5)
+    return not any(t.name.startswith("copy-") and t.is_alive() for t in threading.enumerate())
+
+
 def test_a_bad_row_fails_with_psqls_error_and_stops_every_session(
     postgres, awkward, tmp_path, monkeypatch
 ):
@@ -189,6 +198,7 @@ def test_a_bad_row_fails_with_psqls_error_and_stops_every_session(
     with pytest.raises(TaskFailed, match='invalid input syntax for type integer: "not-a-number"'):
         load(postgres, bad, target, tmp_path, sessions=3, chunk=8192)
     assert no_psql_left()
+    assert no_copy_thread_left()
 
 
 def test_a_failing_index_build_is_reported(postgres, tmp_path):
