@@ -8,10 +8,12 @@ APT    := prometheus redis-server redis-tools
 
 setup: system-packages $(BIN)/pytest
 
-# promtool (Debian `prometheus`) for the alert rule tests, redis-server/redis-cli for backup tests.
+# promtool (Debian `prometheus`) for the alert rule tests, redis-server/redis-cli for backup tests,
+# Debian's psql (15.14+ knows pg_dump's `\restrict`, which pgserver's 16.2 psql predates).
 system-packages:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	[ -x /usr/bin/psql ] || missing="$$missing postgresql-client"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	if [ -n "$$missing" ]; then \

@@ -106,9 +106,12 @@ class Session:
 
     def __init__(self, psql: Path, env: dict[str, str], errors: Path, *, acks: bool = False):
         self.errors = errors
+        # acks: query results come back on stdout (tuples only) so `run_and_wait` can see its
+        # marker; otherwise they are discarded
+        output = ["--tuples-only", "--no-align"] if acks else ["-o", os.devnull]
         with errors.open("wb") as sink:
             self.proc = subprocess.Popen(
-                [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull, "-f", "-"],
+                [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", *output, "-f", "-"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE if acks else subprocess.DEVNULL,
                 stderr=sink,
@@ -129,14 +132,20 @@ class Session:
             self.settings = settings
 
     def run_and_wait(self, text: bytes) -> bool:
-        """Run `text`, return once psql has executed it (False if psql stopped on an error)."""
+        """Run `text`, return once psql has executed it (False if psql stopped on an error).
+
+        The marker is a query, not `\\echo`: a session restricted by the dump's `\\restrict`
+        (pg_dump since 17.6/16.10/15.14) refuses every meta-command."""
         assert self.proc.stdout is not None
         try:
-            self.stdin.write(text + b"\n\\echo " + _DONE + b"\n")
+            self.stdin.write(text + b"\nSELECT '" + _DONE + b"';\n")
             self.stdin.flush()
         except BrokenPipeError:
             return False
-        return self.proc.stdout.readline().rstrip(b"\n") == _DONE
+        while line := self.proc.stdout.readline():  # other results (set_config) come before it
+            if line.rstrip(b"\n") == _DONE:
+                return True
+        return False
 
     def finish(self) -> None:
         """End input and wait; raise TaskFailed with psql's first error if it failed."""
@@ -417,6 +426,8 @@ class ScriptLoader:
 
     def _line(self, line: bytes) -> bool:
         """One line of SQL; True when it opened a COPY block."""
+        if line.startswith(b"\\") and self._restriction(line):
+            return False
         header = _HEADER.match(line)
         if header is not None:
             self._enter(header["kind"])
@@ -453,6 +464,18 @@ class ScriptLoader:
         self._write_serial(line)
         if _ANY_COPY.match(line):
             self._passthrough = True
+            return True
+        return False
+
+    def _restriction(self, line: bytes) -> bool:
+        """pg_dump's `\\restrict KEY` (first lines) goes to every session, so none of them runs
+        a meta-command planted in the dump; its `\\unrestrict KEY` (last line) is dropped: a
+        session only ends, and in a session that was never restricted it would be an error."""
+        if line.startswith(b"\\unrestrict "):
+            return True
+        if line.startswith(b"\\restrict ") and self._phase == PREAMBLE:
+            self._preamble.append(line)
+            self._to_serial(line)
             return True
         return False
 

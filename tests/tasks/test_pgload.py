@@ -110,9 +110,16 @@ def sequences(url: str) -> list[tuple[str, int]]:
 
 
 def load(
-    postgres: Postgres, script: bytes, target: str, tmp_path: Path, *, sessions: int, chunk: int
+    postgres: Postgres,
+    script: bytes,
+    target: str,
+    tmp_path: Path,
+    *,
+    sessions: int,
+    chunk: int,
+    psql: Path | None = None,
 ) -> pgload.LoadStats:
-    loader = pgload.ScriptLoader(postgres.bin_dir / "psql", target, sessions, tmp_path)
+    loader = pgload.ScriptLoader(psql or postgres.bin_dir / "psql", target, sessions, tmp_path)
     pieces = (script[i : i + chunk] for i in range(0, len(script), chunk))
     return loader.load(pieces)
 
@@ -231,3 +238,54 @@ def test_settings_are_recognised_only_where_pg_dump_writes_them():
     )
     assert pgload.setting_key(b"SET SESSION AUTHORIZATION 'app';\n") == b"session authorization"
     assert pgload.setting_key(b"CREATE TABLE t (id int);\n") is None
+
+
+def restricting_psql(postgres: Postgres) -> Path:
+    """A psql that knows `\\restrict` (PostgreSQL 15.14, 16.10, 17.6 and later; make setup
+    installs Debian's postgresql-client). pgserver's own 16.2 psql predates it."""
+    env = {**os.environ, "PGHOST": postgres.socket_dir, "PGUSER": "postgres"}
+    for candidate in (Path("/usr/bin/psql"), postgres.bin_dir / "psql"):
+        if candidate.exists():
+            probe = subprocess.run(
+                [str(candidate), "-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", "-"],
+                input=b"\\restrict k\nSELECT 1;\n\\unrestrict k\n",
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return candidate
+    raise AssertionError("no psql with \\restrict here: install postgresql-client (make setup)")
+
+
+def as_new_pg_dump_writes_it(script: bytes) -> bytes:
+    """pg_dump since 17.6/16.10/15.14 opens the script with `\\restrict KEY` and ends it with
+    `\\unrestrict KEY` (so a restoring psql runs no meta-command planted in the dump)."""
+    head = b"--\n-- PostgreSQL database dump\n--\n\n"
+    assert script.startswith(head)
+    return head + b"\\restrict k3y\n\n" + script[len(head) :] + b"\\unrestrict k3y\n\n"
+
+
+def test_a_restricted_dump_loads_n_wide(postgres, awkward, tmp_path, monkeypatch):
+    source, script = awkward
+    monkeypatch.setattr(pgload, "COPY_PIECE", 2000)
+    target = postgres.create_database("restricted")
+    psql = restricting_psql(postgres)
+    restricted = as_new_pg_dump_writes_it(script)
+    stats = load(postgres, restricted, target, tmp_path, sessions=2, chunk=4096, psql=psql)
+    assert stats.copy_pieces > stats.parallel_copies and stats.foreign_keys_validated == 3
+    assert table_checksums(target) == table_checksums(source)
+    assert schema_of(postgres, target) == schema_of(postgres, source)
+
+
+def test_a_meta_command_planted_in_a_restricted_dump_does_not_run(postgres, awkward, tmp_path):
+    _, script = awkward
+    planted = tmp_path / "planted"
+    end = b"--\n-- PostgreSQL database dump complete"
+    restricted = as_new_pg_dump_writes_it(script)
+    attack = restricted.replace(end, b"\\! touch " + str(planted).encode() + b"\n" + end)
+    assert attack != restricted
+    target = postgres.create_database("planted")
+    with pytest.raises(TaskFailed, match="restrict"):
+        pgload.ScriptLoader(restricting_psql(postgres), target, 2, tmp_path).load([attack])
+    assert not planted.exists()
