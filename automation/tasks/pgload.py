@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from automation.errors import TaskFailed
 from automation.tasks.pgtools import libpq_env
@@ -91,6 +91,17 @@ def load_env(target_url: str) -> dict[str, str]:
     return env
 
 
+def spawn(args: list[str], errors: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a PostgreSQL tool that dies with this process, its stderr going to `errors`."""
+    with errors.open("wb") as sink:
+        return subprocess.Popen(args, stderr=sink, preexec_fn=die_with_parent, **popen)
+
+
+def logged_error(errors: Path) -> str:
+    """The first error line in a tool's stderr file (see `spawn`)."""
+    return tool_error(errors.read_text(errors="replace"))
+
+
 def tool_error(stderr: str) -> str:
     """The first error line a PostgreSQL tool printed (or its first line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -109,15 +120,13 @@ class Session:
         # acks: query results come back on stdout (tuples only) so `run_and_wait` can see its
         # marker; otherwise they are discarded
         output = ["--tuples-only", "--no-align"] if acks else ["-o", os.devnull]
-        with errors.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", *output, "-f", "-"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE if acks else subprocess.DEVNULL,
-                stderr=sink,
-                env=env,
-                preexec_fn=die_with_parent,
-            )
+        self.proc = spawn(
+            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", *output, "-f", "-"],
+            errors,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if acks else subprocess.DEVNULL,
+            env=env,
+        )
         self.settings: tuple[bytes, ...] = ()
 
     @property
@@ -153,7 +162,7 @@ class Session:
             self.stdin.close()
         code = self.proc.wait()
         if code != 0:
-            reason = tool_error(self.errors.read_text(errors="replace"))
+            reason = logged_error(self.errors)
             raise TaskFailed(f"psql failed loading the dump (exit {code}): {reason}")
 
     def kill(self) -> None:
@@ -262,9 +271,7 @@ class _CopyPool:
     def stop(self) -> None:
         """After the sessions were killed: wake every thread that waits for a piece."""
         self.failed.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.pieces.get_nowait()
+        self._drain()
         for _ in self.threads:
             with contextlib.suppress(queue.Full):
                 self.pieces.put_nowait(None)
@@ -276,9 +283,13 @@ class _CopyPool:
                 return
             except queue.Full:
                 if self.failed.is_set():
-                    with contextlib.suppress(queue.Empty):
-                        while True:
-                            self.pieces.get_nowait()
+                    self._drain()
+
+    def _drain(self) -> None:
+        """Drop the pieces no session will take (one has failed: the load is lost anyway)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.pieces.get_nowait()
 
 
 @dataclass(frozen=True)
@@ -393,8 +404,7 @@ class ScriptLoader:
     def _report_stopped(self) -> None:
         """A session stopped reading: finish the others to find and raise its error."""
         try:
-            self._finish_serial()
-            self._finish_pool()
+            self._finish_data()
         finally:
             self.abort()
         raise TaskFailed("a psql session stopped reading the dump")

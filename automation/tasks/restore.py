@@ -248,12 +248,11 @@ def download_custom(
     block, so the download and the read take the time of the slower of the two, not the sum."""
     path = directory / "db.dump"
     errors = directory / "pg_restore-verify.stderr"
-    reader = subprocess.Popen(
+    reader = pgload.spawn(
         [str(pg_restore), "--file", os.devnull],
+        errors,
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
-        stderr=errors.open("wb"),
-        preexec_fn=pgload.die_with_parent,
     )
     assert reader.stdin is not None
     stream, chunks = read_backup(client, source)
@@ -275,8 +274,8 @@ def download_custom(
     if problem:
         raise refused(source, problem)
     if reader.returncode != 0:
-        reason = pgload.tool_error(errors.read_text(errors="replace"))
-        raise refused(source, f"unreadable custom archive (data): {reason or reader.returncode}")
+        reason = pgload.logged_error(errors) or reader.returncode
+        raise refused(source, f"unreadable custom archive (data): {reason}")
     return path
 
 
@@ -346,11 +345,9 @@ def load_custom(
     big table); post-data by `pg_restore --jobs N`, which knows every entry's dependencies."""
     pg_restore, psql = tools
     run_pg_restore(path, target_url, pg_restore, ["--section=pre-data"])
-    proc = subprocess.Popen(
-        [str(pg_restore), "--section=data", "--file=-", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=(work / "pg_restore-data.stderr").open("wb"),
-        preexec_fn=pgload.die_with_parent,
+    errors = work / "pg_restore-data.stderr"
+    proc = pgload.spawn(
+        [str(pg_restore), "--section=data", "--file=-", str(path)], errors, stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     kill_point("pg_restore")
@@ -363,7 +360,7 @@ def load_custom(
             proc.kill()
         proc.wait()
     if proc.returncode != 0:
-        reason = pgload.tool_error((work / "pg_restore-data.stderr").read_text(errors="replace"))
+        reason = pgload.logged_error(errors)
         raise TaskFailed(f"pg_restore failed writing the data section: {reason}")
     run_pg_restore(path, target_url, pg_restore, ["--section=post-data", f"--jobs={jobs}"])
     return stats
