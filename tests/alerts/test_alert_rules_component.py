@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from components.alerting import manifests as am
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
 from components.catalog import CATALOG
+from tests.alerts.test_promtool_rules import run_promtool
 
 QR_METRICS, QR_THRESHOLDS = CATALOG["qr"].metrics, CATALOG["qr"].thresholds
 QUICKBITE_METRICS = CATALOG["quickbite"].metrics
@@ -179,15 +178,7 @@ def test_registered_prometheus_rule_spec_passes_promtool(
     def check(_: Any) -> None:
         spec = only(mocks, PROMETHEUS_RULE).inputs["spec"]
         (tmp_path / "spec.yml").write_text(yaml.safe_dump(spec))
-        promtool = shutil.which("promtool")
-        assert promtool
-        result = subprocess.run(
-            [promtool, "check", "rules", "spec.yml"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_promtool("check", "rules", "spec.yml", cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
@@ -332,15 +323,7 @@ def test_dev_prometheus_config_passes_promtool(mocks: RecordingMocks, tmp_path: 
         config = yaml.safe_load(files[am.CONFIG_FILE])
         config["rule_files"] = ["rules.yml"]  # the container path, relocated for the check
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        promtool = shutil.which("promtool")
-        assert promtool
-        result = subprocess.run(
-            [promtool, "check", "config", "prometheus.yml"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_promtool("check", "config", "prometheus.yml", cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
