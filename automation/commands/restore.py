@@ -74,8 +74,9 @@ def restore(
         int,
         typer.Option(
             "--jobs",
-            help="Parallel loading sessions: COPY rows, index builds and foreign-key checks "
-            "(both formats; custom also runs post-data with pg_restore --jobs).",
+            help="Parallel loading sessions: plain splits COPY rows, index builds and "
+            "foreign-key checks among them; custom runs pg_restore --jobs N, then checks "
+            "foreign keys N-wide.",
             min=1,
         ),
     ] = 2,

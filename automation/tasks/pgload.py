@@ -322,8 +322,19 @@ class LoadStats:
 class ScriptLoader:
     """Feed it the script's bytes in order (`load(chunks)`); see the module doc."""
 
-    def __init__(self, psql: Path, target_url: str, sessions: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        psql: Path,
+        target_url: str,
+        sessions: int,
+        log_dir: Path,
+        *,
+        post_data_only: bool = False,
+    ) -> None:
+        """`post_data_only`: the script is post-data entries only (`pg_restore --list` of a tail
+        of an archive's table of contents, after its schema and data are in)."""
         self.psql, self.env, self.log_dir = psql, load_env(target_url), log_dir
+        self.post_data_only = post_data_only
         self.width = max(1, sessions)
         self.stats = LoadStats(self.width)
         self._phase = PREAMBLE
@@ -504,6 +515,9 @@ class ScriptLoader:
             self._phase = DATA
         elif kind not in _DATA_KINDS and self._phase == DATA:
             self._finish_data()
+            self._phase = POST
+        elif self._phase == PREAMBLE and self.post_data_only:
+            self._finish_serial()  # it ran the opening settings only
             self._phase = POST
         elif self._phase == PREAMBLE:
             self._phase = PRE

@@ -1,25 +1,27 @@
 """Restore a database backup without ever leaving the live database partial.
 
 Steps (each timed in the report):
-1. verify: the whole backup is read before anything changes. Plain `.sql.gz`: streamed from S3,
-   sha256 compared with the manifest/metadata, gzip decompressed to its end (a truncated or
-   corrupt stream is refused), and a dump that would `\\connect` elsewhere is refused. Custom
-   format: streamed to a temp file (sha256 as it arrives) because `pg_restore --jobs` needs a
-   seekable file, and at the same time read whole by `pg_restore` (every data block), then its
-   table of contents is listed.
+1. verify, before anything changes. Plain `.sql.gz`: streamed from S3, sha256 compared with the
+   manifest/metadata, gzip decompressed to its end (a truncated or corrupt stream is refused),
+   and a dump that would `\\connect` elsewhere is refused. Custom format: streamed to a temp file
+   (sha256 as it arrives) because `pg_restore --jobs` needs a seekable file, and its table of
+   contents listed. Its data blocks are read here too for a dry run or when no sha256 was
+   recorded; otherwise the matching sha256 says the file is what pg_dump wrote, and the load
+   (step 3) is what inflates every block, once.
 2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database).
-3. load (`pgload.ScriptLoader`, `--jobs N` sessions): plain is streamed again S3 -> gunzip ->
-   psql with no temp file (and checksummed again, so a backup replaced in between is caught);
-   COPY rows and index builds go N-wide. Custom: pre-data by `pg_restore`, the data section
-   that `pg_restore` writes out through the same loader, post-data by `pg_restore --jobs N`.
+3. load, `--jobs N` sessions. Plain (`pgload.ScriptLoader`): streamed again S3 -> gunzip -> psql
+   with no temp file (and checksummed again, so a backup replaced in between is caught); COPY
+   rows and index builds go N-wide. Custom: `pg_restore --jobs N` up to the first foreign key,
+   then the loader, which validates foreign keys N-wide (see `CustomLoad`).
 4. check: every table the manifest recorded exists with its row count, and the migration head
    matches.
 5. swap (see `pgswap.swap`): live -> `<db>_pre_restore_<ts>`, new -> live, in one transaction.
 A failure before the swap drops the new database and leaves the live one untouched.
 
 Verification checks what `verify.check_backup_integrity` checks (sha256, size, the archive read
-to its end), done here so that a custom archive is downloaded once and the file verified is the
-file `pg_restore` loads, and so that a `\\connect` in a plain dump is refused.
+to its end; for a checksummed custom archive the load does the reading), done here so that a
+custom archive is downloaded once and the file verified is the file `pg_restore` loads, and so
+that a `\\connect` in a plain dump is refused.
 
 `OPSPLANE_TEST_KILL_AT=<step>` makes the process SIGKILL itself at that step. It exists for the
 crash tests only (tests/tasks/test_restore_kill.py); nothing sets it in production.
@@ -241,56 +243,74 @@ def verify_plain(client: Any, source: BackupRef, bar: BarFactory) -> int:
 
 
 def download_custom(
-    client: Any, source: BackupRef, directory: Path, bar: BarFactory, pg_restore: Path
+    client: Any,
+    source: BackupRef,
+    directory: Path,
+    bar: BarFactory,
+    pg_restore: Path,
+    *,
+    read_blocks: bool,
 ) -> Path:
-    """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed;
-    the same bytes go into `pg_restore --file /dev/null` as they arrive, which reads every data
-    block, so the download and the read take the time of the slower of the two, not the sum."""
+    """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed.
+    With `read_blocks`, the same bytes go into `pg_restore --file /dev/null` as they arrive,
+    which inflates every data block, so the download and the read take the time of the slower
+    of the two, not the sum."""
     path = directory / "db.dump"
     errors = directory / "pg_restore-verify.stderr"
-    reader = pgload.spawn(
-        [str(pg_restore), "--file", os.devnull],
-        errors,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    assert reader.stdin is not None
+    reader = _block_reader(pg_restore, errors) if read_blocks else None
+    feed = reader.stdin if reader is not None else None
     stream, chunks = read_backup(client, source)
     try:
-        with path.open("wb") as out, bar("download + read archive", source.size or None) as step:
+        what = "download + read archive" if reader else "download archive (sha256)"
+        with path.open("wb") as out, bar(what, source.size or None) as step:
             for chunk in chunks:
                 out.write(chunk)
-                with contextlib.suppress(BrokenPipeError):  # it stopped: its exit code says why
-                    reader.stdin.write(chunk)
+                if feed is not None:
+                    with contextlib.suppress(BrokenPipeError):  # it stopped: its exit code says
+                        feed.write(chunk)
                 step(len(chunk))
-        with contextlib.suppress(BrokenPipeError):
-            reader.stdin.close()
-        reader.wait()
+        if reader is not None and feed is not None:
+            with contextlib.suppress(BrokenPipeError):
+                feed.close()
+            reader.wait()
     finally:
-        if reader.poll() is None:
+        if reader is not None and reader.poll() is None:
             reader.kill()
             reader.wait()
     problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
     if problem:
         raise refused(source, problem)
-    if reader.returncode != 0:
+    if reader is not None and reader.returncode != 0:
         reason = pgload.logged_error(errors) or reader.returncode
         raise refused(source, f"unreadable custom archive (data): {reason}")
     return path
 
 
-def verify_custom(path: Path, pg_restore: Path, source: BackupRef) -> None:
-    """The archive's table of contents must read (its data was read while downloading)."""
+def _block_reader(pg_restore: Path, errors: Path) -> subprocess.Popen[bytes]:
+    """`pg_restore` reading an archive from stdin to its end, writing nothing."""
+    return pgload.spawn(
+        [str(pg_restore), "--file", os.devnull],
+        errors,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+_TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.+)$")  # a `pg_restore --list` entry line
+
+
+def verify_custom(path: Path, pg_restore: Path, source: BackupRef) -> list[str]:
+    """The archive's table of contents must read; returns its entries' `--list` lines."""
     result = subprocess.run(
         [str(pg_restore), "--list", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
         reason = pgload.tool_error(result.stderr) or f"pg_restore exited {result.returncode}"
         raise refused(source, f"unreadable custom archive (table of contents): {reason}")
+    return [line for line in result.stdout.splitlines() if _TOC_ENTRY.match(line)]
 
 
 def refused(source: BackupRef, reason: str) -> TaskFailed:
@@ -300,8 +320,9 @@ def refused(source: BackupRef, reason: str) -> TaskFailed:
 
 
 # --- load ---------------------------------------------------------------------------------------
-# Both formats load through `pgload.ScriptLoader` (COPY rows N-wide, indexes N-wide): a plain dump
-# streamed from S3, a custom archive's data section as `pg_restore` writes it out.
+# A plain dump streams from S3 through `pgload.ScriptLoader` (COPY rows N-wide, indexes N-wide);
+# a custom archive with `pg_restore --jobs N` (whole tables N-wide, indexes as tables finish), and
+# its foreign keys and what follows them through the loader (validated N-wide).
 
 
 def stream_plain(
@@ -338,55 +359,157 @@ def _counted(chunks: Iterable[bytes], advance: Advance) -> Iterator[bytes]:
             first = False
 
 
-def load_custom(
-    path: Path, target_url: str, tools: tuple[Path, Path], jobs: int, bar: BarFactory, work: Path
-) -> pgload.LoadStats:
-    """pre-data by pg_restore; the data section through the loader (rows N-wide even for one
-    big table); post-data by `pg_restore --jobs N`, which knows every entry's dependencies."""
-    pg_restore, psql = tools
-    run_pg_restore(path, target_url, pg_restore, ["--section=pre-data"])
-    errors = work / "pg_restore-data.stderr"
-    proc = pgload.spawn(
-        [str(pg_restore), "--section=data", "--file=-", str(path)], errors, stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    kill_point("pg_restore")
-    loader = pgload.ScriptLoader(psql, target_url, jobs, work)
-    try:
-        with bar(f"load data (psql x{jobs})", path.stat().st_size) as advance:
-            stats = loader.load(_counted(iter(lambda: proc.stdout.read(READ_CHUNK), b""), advance))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    if proc.returncode != 0:
-        reason = pgload.logged_error(errors)
-        raise TaskFailed(f"pg_restore failed writing the data section: {reason}")
-    run_pg_restore(path, target_url, pg_restore, ["--section=post-data", f"--jobs={jobs}"])
-    return stats
+# pg_restore --verbose: one of these per table-of-contents entry it has done (--jobs > 1 names the
+# entry's dump id; --jobs 1 does not, but says what it creates, loads or executes). With --jobs,
+# the leader and its workers share stderr and a line can hold pieces of two messages: search.
+_ENTRY_DONE = re.compile(r"(?:finished|processing|processing missed) item (\d+) ")
+_SERIAL_ENTRY = re.compile(r"^pg_restore: (?:creating|processing data for|executing) ")
 
 
-def run_pg_restore(path: Path, target_url: str, pg_restore: Path, options: list[str]) -> None:
-    """`pg_restore OPTIONS` of the archive into the new database; stops at the first error."""
-    args = [str(pg_restore), "--exit-on-error", *options]
-    args += ["--dbname", database_name(target_url), str(path)]
-    proc = subprocess.Popen(
-        args,
-        env=pgload.load_env(target_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=pgload.die_with_parent,
-    )
-    try:
-        _, errors = proc.communicate()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        reason = pgload.tool_error(errors) or f"exit {proc.returncode}"
-        raise TaskFailed(f"pg_restore {' '.join(options)} failed: {reason}")
+@dataclass
+class CustomLoad:
+    """Loading one custom archive into the new database, `jobs` sessions wide.
+
+    Up to its first foreign key: `pg_restore --jobs N`, which loads whole tables N at a time and
+    builds a table's indexes while other tables still load. From there on (foreign keys, then
+    what pg_dump sorts after them): the loader, which adds the keys NOT VALID and validates them
+    N at a time (`pg_restore` adds each key and checks it in one step that locks both tables,
+    and never runs two entries on a common table at once). See `split_at_foreign_keys` for why
+    the order stays valid. Either part stops at the first error; every data block is read (and
+    so checked) by the first."""
+
+    path: Path
+    target_url: str
+    pg_restore: Path
+    psql: Path
+    jobs: int
+    bar: BarFactory
+    work: Path
+
+    def run(self, entries: list[str]) -> str:
+        """Load the archive's `entries` (`pg_restore --list` lines); say what was done."""
+        head, tail = split_at_foreign_keys(entries)
+        self.restore_jobs(head)
+        done = f"{len(head)} entries by pg_restore --jobs {self.jobs}"
+        if not tail:
+            return done
+        stats = self.load_after_foreign_keys(tail)
+        return (
+            f"{done}, {len(tail)} (foreign keys on, grants, refreshes) by psql x{self.jobs} "
+            f"({stats.foreign_keys_validated} foreign keys validated {self.jobs}-wide)"
+        )
+
+    def restore_jobs(self, entries: list[str]) -> None:
+        """`pg_restore --jobs N --use-list` of `entries`; progress: entries done."""
+        jobs = self.jobs
+        args = [str(self.pg_restore), "--exit-on-error", "--verbose", f"--jobs={jobs}"]
+        args += ["--use-list", str(self._listing("jobs", entries))]
+        args += ["--dbname", database_name(self.target_url), str(self.path)]
+        proc = subprocess.Popen(
+            args,
+            env=pgload.load_env(self.target_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=pgload.die_with_parent,
+            start_new_session=True,  # its workers are killed with it (see _kill_group)
+        )
+        assert proc.stderr is not None
+        ids = {line.split(";", 1)[0] for line in entries}
+        errors: list[str] = []
+        done: set[str] = set()
+        try:
+            with self.bar(f"load (pg_restore --jobs {jobs}, entries)", len(ids) or None) as step:
+                for line in proc.stderr:
+                    if finished := _entries_done(line, jobs, ids, done):
+                        step(finished)
+                        kill_point("pg_restore")
+                    elif "error" in line.lower() and len(errors) < 5:
+                        errors.append(line.strip())
+            proc.wait()
+        finally:
+            _kill_group(proc)
+        if proc.returncode != 0:
+            reason = pgload.tool_error("\n".join(errors)) or f"exit {proc.returncode}"
+            raise TaskFailed(f"pg_restore --jobs {jobs} failed loading the archive: {reason}")
+
+    def load_after_foreign_keys(self, entries: list[str]) -> pgload.LoadStats:
+        """The SQL `pg_restore` writes for `entries` (post-data only), through the loader."""
+        errors = self.work / "pg_restore-tail.stderr"
+        args = [str(self.pg_restore), "--use-list", str(self._listing("tail", entries))]
+        args += ["--file=-", str(self.path)]
+        proc = pgload.spawn(args, errors, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        loader = pgload.ScriptLoader(
+            self.psql, self.target_url, self.jobs, self.work, post_data_only=True
+        )
+        what = f"foreign keys and later entries (psql x{self.jobs})"
+        try:
+            with self.bar(what, len(entries)) as step:
+                stats = loader.load(iter(lambda: proc.stdout.read(READ_CHUNK), b""))
+                step(len(entries))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if proc.returncode != 0:
+            reason = pgload.logged_error(errors) or f"exit {proc.returncode}"
+            raise TaskFailed(f"pg_restore failed writing the archive's foreign keys: {reason}")
+        return stats
+
+    def _listing(self, name: str, entries: list[str]) -> Path:
+        """A `--use-list` file naming `entries`."""
+        path = self.work / f"pg_restore-{name}.list"
+        path.write_text("".join(f"{line}\n" for line in entries))
+        return path
+
+
+# Entries pg_restore runs after all others whatever their place in the list: grants, then event
+# triggers (and their comments) and materialized-view refreshes (pg_backup_archiver.c, passes).
+_LATER_PASSES = (
+    "ACL ",
+    "DEFAULT ACL ",
+    "EVENT TRIGGER ",
+    "COMMENT - EVENT TRIGGER ",
+    "MATERIALIZED VIEW DATA ",
+)
+
+
+def split_at_foreign_keys(entries: list[str]) -> tuple[list[str], list[str]]:
+    """(the entries before the first foreign key, the rest), in the order pg_restore runs them.
+
+    pg_dump lists every entry after the ones it depends on, so a list cut anywhere runs in a
+    valid order. The entries pg_restore defers to its later passes go to the second part, where
+    `pg_restore --file` writes them in those passes again: grants still come after every other
+    entry, and refreshes after the grants."""
+    head: list[str] = []
+    tail: list[str] = []
+    cut = False
+    for line in entries:
+        match = _TOC_ENTRY.match(line)
+        what = match["what"] if match else ""
+        cut = cut or what.startswith("FK CONSTRAINT ")
+        (tail if cut or what.startswith(_LATER_PASSES) else head).append(line)
+    return head, tail
+
+
+def _entries_done(line: str, jobs: int, entries: set[str], done: set[str]) -> int:
+    """How many entries not counted yet this verbose line finishes (records them in `done`)."""
+    if jobs > 1:
+        new = set(_ENTRY_DONE.findall(line)) & entries - done
+    else:
+        new = {str(len(done))} if _SERIAL_ENTRY.match(line) and len(done) < len(entries) else set()
+    done |= new
+    return len(new)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """If pg_restore still runs (we are failing), SIGKILL it and the workers it forked (they share
+    its session). Once it has exited it has ended its workers itself."""
+    if proc.poll() is None:  # not reaped, so its process group id cannot have been reused
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 # --- check ----------------------------------------------------------------------------------------
@@ -424,7 +547,7 @@ class DatabaseRestore:
     """One database restore in two phases, so a stack operation can verify before maintenance:
 
         with DatabaseRestore(url, client, source) as job:
-            job.verify()            # reads everything, changes nothing
+            job.verify()            # checks the backup, changes nothing
             with maintenance(...):
                 job.apply()         # create, load, check, swap
 
@@ -448,8 +571,10 @@ class DatabaseRestore:
         self.report = RestoreReport(
             self.live, f"s3://{source.bucket}/{source.key}", source.format, dry_run
         )
+        self.dry_run = dry_run
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._archive: Path | None = None
+        self._entries: list[str] = []
         self._inflated = 0
         self._major = 0
         self._verified = False
@@ -468,7 +593,12 @@ class DatabaseRestore:
         return Path(self._tmp.name)
 
     def verify(self) -> RestoreReport:
-        """Report leftovers, then read and check the whole backup. Changes nothing."""
+        """Report leftovers, then read and check the backup. Changes nothing.
+
+        A custom archive whose sha256 was recorded and matches is the file pg_dump wrote: its
+        blocks are then inflated once, by the load into the new database (which fails, and is
+        dropped, if one does not inflate), instead of twice. A dry run, or an archive without
+        a recorded checksum, has every block read here."""
         report = self.report
         report.leftovers = pgswap.restore_leftovers(self.url, self.live)
         for name in report.leftovers:
@@ -477,11 +607,16 @@ class DatabaseRestore:
             self.log(f"{self.live} refuses connections (an interrupted swap); restore re-allows")
         self._major = server_major(pgswap.admin_url(self.url))
         with report.step("verify", self.log) as step:
-            self._archive, self._inflated = _verify(
-                self.client, self.source, self._major, self.work, self.bar
+            read_blocks = self.dry_run or not self.source.sha256
+            self._archive, self._inflated, self._entries = _verify(
+                self.client, self.source, self._major, self.work, self.bar, read_blocks
             )
             checksum = "matched" if self.source.sha256 else "not recorded (hand-made backup)"
             step.detail = f"{self.source.format}, {self.source.size:,} bytes, sha256 {checksum}"
+            if self._archive is not None:
+                step.detail += f", {len(self._entries)} entries listed" + (
+                    ", every data block read" if read_blocks else ", blocks read by the load"
+                )
         self._verified = True
         return report
 
@@ -532,10 +667,11 @@ class DatabaseRestore:
                 )
                 step.detail = f"{self._inflated:,} bytes of SQL, {_load_detail(stats)}"
             else:
-                tools = (find_pg_tool("pg_restore", self._major), psql)
-                stats = load_custom(self._archive, new_url, tools, self.jobs, self.bar, self.work)
-                post = f"post-data by pg_restore --jobs {self.jobs}"
-                step.detail = f"custom archive: {_load_detail(stats, post)}"
+                pg_restore = find_pg_tool("pg_restore", self._major)
+                load = CustomLoad(
+                    self._archive, new_url, pg_restore, psql, self.jobs, self.bar, self.work
+                )
+                step.detail = f"custom archive: {load.run(self._entries)}"
             report.bytes_restored = self._inflated
         with report.step("check", self.log) as step:
             report.tables, report.migration_head = check_restored(new_url, source.manifest)
@@ -543,13 +679,13 @@ class DatabaseRestore:
             step.detail = f"{len(report.tables)} tables, head {report.migration_head}, {recorded}"
 
 
-def _load_detail(stats: pgload.LoadStats, post_data: str | None = None) -> str:
-    """What the loader did, for the report; `post_data` when something else built post-data."""
+def _load_detail(stats: pgload.LoadStats) -> str:
+    """What the loader did, for the report."""
     if not stats.pg_dump_layout:
         return "one psql session (not a pg_dump script)"
     wide = f"{stats.sessions}-wide"
     copies = f"{stats.parallel_copies} tables copied {wide} in {stats.copy_pieces} pieces"
-    post = post_data or (
+    post = (
         f"{stats.post_parallel} indexes/constraints {wide}, {stats.post_serial} other post-data "
         f"entries, {stats.foreign_keys_validated} foreign keys validated {wide}"
     )
@@ -587,14 +723,15 @@ def _repair_blocked_live(url: str, live: str, report: RestoreReport, log: Log) -
 
 
 def _verify(
-    client: Any, source: BackupRef, major: int, work: Path, bar: BarFactory
-) -> tuple[Path | None, int]:
+    client: Any, source: BackupRef, major: int, work: Path, bar: BarFactory, read_blocks: bool
+) -> tuple[Path | None, int, list[str]]:
+    """Plain: (None, inflated size, []). Custom: (the archive, its size, its `--list` lines)."""
     if source.format == "plain":
-        return None, verify_plain(client, source, bar)
+        return None, verify_plain(client, source, bar), []
     pg_restore = find_pg_tool("pg_restore", major)
-    path = download_custom(client, source, work, bar, pg_restore)
-    verify_custom(path, pg_restore, source)
-    return path, path.stat().st_size
+    path = download_custom(client, source, work, bar, pg_restore, read_blocks=read_blocks)
+    entries = verify_custom(path, pg_restore, source)
+    return path, path.stat().st_size, entries
 
 
 # --- Redis and objects (--component redis|objects|all) ----------------------------------------

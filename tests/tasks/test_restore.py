@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import json
 
 import pytest
 from typer.testing import CliRunner
 
+from automation import backup_format as bf
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed
 from automation.tasks import restore as r
@@ -161,22 +164,93 @@ def test_corrupt_gzip_is_refused(postgres, s3):
 
 
 def test_unreadable_custom_archive_is_refused(postgres, s3):
-    """Bytes flipped inside a data block; the stored sha256 is of the damaged file, so only
-    reading the whole archive finds it."""
+    """A hand-made archive (no recorded sha256) with bytes flipped inside a data block: every
+    block is read before anything is created, and the damage is found there."""
     url = postgres.create_database("qb")
     create_quickbite(url, rows=400)
     before = table_checksums(url)
     bucket = s3.create_bucket()
-    data = bytearray(custom_dump(postgres, url))
-    for i in range(len(data) - 2000, len(data) - 1500):
-        data[i] ^= 0xFF
-    s3.client().put_object(Bucket=bucket, Key="damaged.dump", Body=bytes(data))
+    body = damaged_custom_archive(postgres, url)
+    s3.client().put_object(Bucket=bucket, Key="damaged.dump", Body=body)  # no recorded sha256
 
     message = refused_cleanly(
         postgres, url, before, lambda: restore(url, bucket, key="damaged.dump")
     )
 
     assert "unreadable custom archive (data)" in message
+
+
+def damaged_custom_archive(postgres, url: str) -> bytes:
+    """A custom archive with bytes flipped inside its last data block."""
+    data = bytearray(custom_dump(postgres, url))
+    for i in range(len(data) - 2000, len(data) - 1500):
+        data[i] ^= 0xFF
+    return bytes(data)
+
+
+def upload_with_checksum(s3, bucket: str, key: str, body: bytes) -> None:
+    """As if pg_dump had written these bytes: the recorded sha256 is theirs."""
+    sha = hashlib.sha256(body).hexdigest()
+    s3.client().put_object(Bucket=bucket, Key=key, Body=body, Metadata={bf.META_SHA256: sha})
+
+
+def test_custom_archive_with_matching_checksum_but_a_bad_block_fails_in_the_load(postgres, s3):
+    """The checksum matches, so the blocks are first read by the load into the new database:
+    the load fails there, the new database is dropped, the live one is unchanged."""
+    url = postgres.create_database("qb")
+    create_quickbite(url, rows=400)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    upload_with_checksum(s3, bucket, "damaged.dump", damaged_custom_archive(postgres, url))
+    lines: list[str] = []
+
+    message = refused_cleanly(
+        postgres, url, before, lambda: restore(url, bucket, key="damaged.dump", log=lines.append)
+    )
+
+    assert message.startswith("pg_restore --jobs 1 failed loading the archive: ")
+    assert "could not uncompress data" in message or "could not read" in message, message
+    assert any("the live database qb" in line and "unchanged" in line for line in lines)
+    assert any("blocks read by the load" in line for line in lines)
+
+
+def test_dry_run_reads_every_block_of_a_custom_archive(postgres, s3):
+    url = postgres.create_database("qb")
+    create_quickbite(url, rows=400)
+    before = table_checksums(url)
+    bucket = s3.create_bucket()
+    upload_with_checksum(s3, bucket, "damaged.dump", damaged_custom_archive(postgres, url))
+
+    message = refused_cleanly(
+        postgres, url, before, lambda: restore(url, bucket, key="damaged.dump", dry_run=True)
+    )
+
+    assert "unreadable custom archive (data)" in message and "nothing was changed" in message
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_custom_load_progress_counts_every_entry_once(postgres, s3, jobs):
+    url = postgres.create_database("qb")
+    create_quickbite(url, rows=50)
+    bucket = s3.create_bucket()
+    upload_with_checksum(s3, bucket, "qb.dump", custom_dump(postgres, url))
+    bars: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def bar(description: str, total: float | None = None):
+        advanced = bars.setdefault(f"{description} of {total}", [])
+        yield advanced.append
+
+    report = restore(url, bucket, key="qb.dump", jobs=jobs, bar=bar)
+
+    entries = int(report.steps[0].detail.split(" entries listed")[0].rsplit(" ", 1)[1])
+    by_pg_restore = next(k for k in bars if k.startswith(f"load (pg_restore --jobs {jobs},"))
+    by_psql = next(
+        k for k in bars if k.startswith(f"foreign keys and later entries (psql x{jobs})")
+    )
+    head, tail = (int(k.rsplit(" of ", 1)[1]) for k in (by_pg_restore, by_psql))
+    assert head + tail == entries and head > 10 and tail >= 1, bars
+    assert sum(bars[by_pg_restore]) == head and sum(bars[by_psql]) == tail, bars
 
 
 def test_row_counts_that_differ_from_the_manifest_are_refused_before_the_swap(postgres, qr, s3):
