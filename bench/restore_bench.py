@@ -8,10 +8,11 @@ One run, same generated database, same dump:
    create + load + check + swap) with its default --jobs, then custom with `--jobs`, each into a
    live database that it swaps out.
 Throughput is uncompressed SQL bytes per second of wall time; the ratio is runbook seconds over
-restore seconds, per round and of the medians; peak RSS is the largest process of each side's
-tree (wait4 rusage: the command and the tools it waited for). The moto server's CPU while a restore
-side runs is printed too (on 2 cores it competes with PostgreSQL, which a real S3 would not), and
-the CPU PostgreSQL spent on each side.
+restore seconds: per round (the two ran back to back), the median of those, and the ratio of the
+medians; peak RSS is the largest process of each side's tree (wait4 rusage: the command and the
+tools it waited for). Also printed: the moto server's CPU while a restore side runs (on 2 cores it
+competes with PostgreSQL, which a real S3 would not), the CPU PostgreSQL spent on each side, and
+the CPU time the hypervisor stole from this virtual machine during each side (/proc/stat).
 
     .venv/bin/python bench/restore_bench.py             # 3 rounds, about 5 minutes on 2 cores
 """
@@ -137,6 +138,12 @@ def s3_server_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def stolen_seconds() -> float:
+    """CPU time the hypervisor gave to other guests so far (all CPUs; /proc/stat `steal`)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def recreate(url: str, db: str) -> None:
     """Drop `db` and what earlier rounds' restores kept of it; create it empty."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -223,12 +230,14 @@ def main() -> None:
         rss: dict[str, float] = dict.fromkeys(seconds, 0.0)
         s3_cpu: dict[str, list[float]] = {label: [] for label in sides}
         db_cpu: dict[str, list[float]] = {label: [] for label in seconds}
+        steal: dict[str, list[str]] = {label: [] for label in seconds}
         for round_no in range(1, opts.rounds + 1):
             recreate(url("postgres"), "runbook")
             command = f"gunzip -c {local} | {psql} -q -d runbook >/dev/null"
-            before = postgres_cpu(pg_dir)
+            before, stolen = postgres_cpu(pg_dir), stolen_seconds()
             took, peak, _ = run_alone([command], libpq_env(url("runbook"), env), True)
             db_cpu[runbook].append(postgres_cpu(pg_dir) - before)
+            steal[runbook].append(f"{stolen_seconds() - stolen:.1f}")
             assert counts(url("runbook")) == expected
             seconds[runbook].append(took)
             rss[runbook] = max(rss[runbook], peak)
@@ -239,8 +248,9 @@ def main() -> None:
                     conn.execute("CREATE TABLE old_state (x int)")
                 args = [sys.executable, "-m", "automation", "restore", "--database-url", url(live)]
                 args += ["--bucket", "bench", "--key", key, "--yes", "--json", *extra]
-                served, before = s3_server_cpu(), postgres_cpu(pg_dir)
+                served, before, stolen = s3_server_cpu(), postgres_cpu(pg_dir), stolen_seconds()
                 took, peak, out = run_alone(args, env)
+                steal[label].append(f"{stolen_seconds() - stolen:.1f}")
                 s3_cpu[label].append(s3_server_cpu() - served)
                 db_cpu[label].append(postgres_cpu(pg_dir) - before)
                 report = json.loads(out)["database"]
@@ -254,17 +264,19 @@ def main() -> None:
         base = statistics.median(seconds[runbook])
         print(f"\nplain SQL: {sql_bytes / 1e6:,.0f} MB; gzip: {local.stat().st_size / 1e6:,.0f} MB")
         print(f"rounds: {opts.rounds}, sides alternating within each round")
-        header = f"{'side':<38} {'median s':>8} {'MB/s':>6} {'vs runbook':>10} {'per round':>18}"
-        print(f"{header} {'peak RSS MB':>11}")
+        header = f"{'side':<38} {'median s':>8} {'MB/s':>6} {'ratio of medians':>16}"
+        print(f"{header} {'median of round ratios':>22}  {'per round':<30} {'peak RSS MB':>11}")
         for label, times in seconds.items():
             median = statistics.median(times)
-            per_round = " ".join(
-                f"{r / t:.2f}" for r, t in zip(seconds[runbook], times, strict=True)
-            )
+            ratios = [r / t for r, t in zip(seconds[runbook], times, strict=True)]
+            per_round = " ".join(f"{ratio:.2f}" for ratio in ratios)
             print(
                 f"{label:<38} {median:>8.1f} {sql_bytes / 1e6 / median:>6.1f} "
-                f"{base / median:>9.2f}x {per_round:>18} {rss[label]:>11.0f}"
+                f"{base / median:>15.2f}x {statistics.median(ratios):>21.2f}x  {per_round:<30} "
+                f"{rss[label]:>11.0f}"
             )
+        for label, stolen in steal.items():
+            print(f"CPU time stolen by the hypervisor during {label}: {' '.join(stolen)}")
         for label, spent in db_cpu.items():
             print(f"PostgreSQL CPU during {label}: median {statistics.median(spent):.1f} s")
         for label, spent in s3_cpu.items():
