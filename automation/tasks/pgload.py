@@ -331,8 +331,9 @@ class ScriptLoader:
         *,
         post_data_only: bool = False,
     ) -> None:
-        """`post_data_only`: the script is post-data entries only (`pg_restore --list` of a tail
-        of an archive's table of contents, after its schema and data are in)."""
+        """`post_data_only`: the script holds post-data entries only (what `pg_restore --use-list
+        L --file -` writes for the end of an archive's table of contents, once everything
+        before it is in the database); they go straight to step 3 of the module doc."""
         self.psql, self.env, self.log_dir = psql, load_env(target_url), log_dir
         self.post_data_only = post_data_only
         self.width = max(1, sessions)
