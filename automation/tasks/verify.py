@@ -2,7 +2,8 @@
 
 `check_backup_integrity` reads the whole object once: sha256 and size against what was recorded,
 and the archive readable to its end (gzip stream complete for plain; for custom, `pg_restore`
-reads every data block). `restore` uses it before touching anything.
+reads every data block). `restore` checks the same before it creates anything (restore.py),
+except that a checksummed custom archive's blocks are read there by the load itself.
 
 `verify_backup` is the runbook's "restore into a throwaway database and look at the migration
 history": restore into `<db>_verify_<ts>`, compare tables, row counts and migration head with the
