@@ -162,7 +162,7 @@ def test_a_custom_archive_restored_in_two_parts_equals_its_source(
     postgres, awkward, tmp_path, jobs
 ):
     """restore.CustomLoad: `pg_restore --jobs` up to the first foreign key, the loader from
-    there (foreign keys NOT VALID + validated N-wide, the trigger's grant, the refresh...)."""
+    there (foreign keys NOT VALID + validated N-wide, then the grant, then the refresh)."""
     source, _ = awkward
     archive = tmp_path / "awkward.dump"
     archive.write_bytes(pg_dump(postgres, source, "--format=custom"))
