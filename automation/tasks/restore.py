@@ -45,7 +45,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from automation import backup_format as bf
 from automation.errors import TaskFailed, UserInputError
@@ -61,6 +61,7 @@ from automation.tasks.pgtools import (
     with_database,
 )
 from automation.tasks.s3io import MultipartUpload, iter_object
+from automation.tasks.verify import ToolFailed, drain, run_with_stdin
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
@@ -252,48 +253,36 @@ def download_custom(
     read_blocks: bool,
 ) -> Path:
     """Stream a custom archive to a temp file (pg_restore --jobs needs to seek), checksummed.
-    With `read_blocks`, the same bytes go into `pg_restore --file /dev/null` as they arrive,
-    which inflates every data block, so the download and the read take the time of the slower
-    of the two, not the sum."""
+    With `read_blocks`, the same bytes go into `pg_restore --file /dev/null` as they arrive
+    (`verify.run_with_stdin`), which inflates every data block, so the download and the read
+    take the time of the slower of the two, not the sum."""
     path = directory / "db.dump"
-    errors = directory / "pg_restore-verify.stderr"
-    reader = _block_reader(pg_restore, errors) if read_blocks else None
-    feed = reader.stdin if reader is not None else None
     stream, chunks = read_backup(client, source)
-    try:
-        what = "download + read archive" if reader else "download archive (sha256)"
-        with path.open("wb") as out, bar(what, source.size or None) as step:
-            for chunk in chunks:
-                out.write(chunk)
-                if feed is not None:
-                    with contextlib.suppress(BrokenPipeError):  # it stopped: its exit code says
-                        feed.write(chunk)
-                step(len(chunk))
-        if reader is not None and feed is not None:
-            with contextlib.suppress(BrokenPipeError):
-                feed.close()
-            reader.wait()
-    finally:
-        if reader is not None and reader.poll() is None:
-            reader.kill()
-            reader.wait()
+    unreadable: str | None = None
+    what = "download + read archive" if read_blocks else "download archive (sha256)"
+    with path.open("wb") as out, bar(what, source.size or None) as step:
+        saved = _written(chunks, out, step)
+        if read_blocks:
+            try:
+                args = [str(pg_restore), "--file", os.devnull]
+                run_with_stdin(args, saved, None, "unreadable custom archive (data)")
+            except ToolFailed as exc:  # an S3 error reading the archive is raised as it is
+                unreadable = str(exc)  # reported after the checksum, which may explain it
+        drain(saved)  # the rest, when pg_restore stopped early: the checksum covers it all
     problem = stream.mismatch(source.sha256, source.metadata.get(bf.META_SIZE))
     if problem:
         raise refused(source, problem)
-    if reader is not None and reader.returncode != 0:
-        reason = pgload.logged_error(errors) or reader.returncode
-        raise refused(source, f"unreadable custom archive (data): {reason}")
+    if unreadable:
+        raise refused(source, unreadable)
     return path
 
 
-def _block_reader(pg_restore: Path, errors: Path) -> subprocess.Popen[bytes]:
-    """`pg_restore` reading an archive from stdin to its end, writing nothing."""
-    return pgload.spawn(
-        [str(pg_restore), "--file", os.devnull],
-        errors,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
+def _written(chunks: Iterable[bytes], out: BinaryIO, advance: Advance) -> Iterator[bytes]:
+    """`chunks`, each written to `out` (and counted) as it passes."""
+    for chunk in chunks:
+        out.write(chunk)
+        advance(len(chunk))
+        yield chunk
 
 
 _TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<what>.+)$")  # a `pg_restore --list` entry line

@@ -162,10 +162,14 @@ def read_custom_archive(pg_restore: Path, chunks: Iterable[bytes], key: str) -> 
         raise DamagedArchive(f"{key}: {exc}", str(exc)) from None
 
 
+class ToolFailed(TaskFailed):
+    """The tool `run_with_stdin` ran exited non-zero (an error reading `chunks` is not this)."""
+
+
 def run_with_stdin(
     args: list[str], chunks: Iterable[bytes], env: dict[str, str] | None, what: str
 ) -> None:
-    """Run a tool with `chunks` streamed to its stdin; a non-zero exit is TaskFailed with its
+    """Run a tool with `chunks` streamed to its stdin; a non-zero exit is ToolFailed with its
     last error line. The writer runs in this thread; stderr is drained by another."""
     proc = subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
@@ -182,7 +186,7 @@ def run_with_stdin(
             proc.wait()
     reader.join(timeout=5)
     if code != 0:
-        raise TaskFailed(f"{what} (exit {code}): {errors[-1] if errors else 'no message'}")
+        raise ToolFailed(f"{what} (exit {code}): {errors[-1] if errors else 'no message'}")
 
 
 def _feed(stdin: IO[bytes] | None, chunks: Iterable[bytes]) -> None:
