@@ -29,6 +29,7 @@ from automation.tasks.pgtools import database_name
 from components.task_job import REDIS_DATA_MOUNT
 from tests.program.conftest import render
 from tests.services import S3
+from tests.tasks import key_ending
 from tests.tasks.test_restore_support import (
     backed_up_then_lost,
     databases,
@@ -194,8 +195,7 @@ def test_a_corrupt_redis_part_fails_the_job_before_the_database_and_redis_comes_
     postgres, prod: Prod, s3: S3
 ) -> None:
     client = s3.client()
-    listing = client.list_objects_v2(Bucket=PROD_BACKUP_BUCKET)["Contents"]
-    rdb_key = next(o["Key"] for o in listing if o["Key"].endswith("redis.rdb.gz"))
+    rdb_key = key_ending(s3, PROD_BACKUP_BUCKET, "redis.rdb.gz")
     whole = client.get_object(Bucket=PROD_BACKUP_BUCKET, Key=rdb_key)["Body"].read()
     client.put_object(Bucket=PROD_BACKUP_BUCKET, Key=rdb_key, Body=whole[:-40])
     scrambled = table_checksums(prod.url)

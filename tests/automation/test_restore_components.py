@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from automation.cli import app as cli_app
 from automation.tasks.pgtools import database_name
 from tests.services import S3
+from tests.tasks import key_ending
 from tests.tasks.test_restore_support import (
     backed_up_then_lost,
     backup_with_redis,
@@ -40,8 +41,7 @@ class Run:
     backed_up: dict[str, str]
 
     def manifest_key(self, s3: S3) -> str:
-        listing = s3.client().list_objects_v2(Bucket=self.bucket)["Contents"]
-        return next(o["Key"] for o in listing if o["Key"].endswith("manifest.json"))
+        return key_ending(s3, self.bucket, "manifest.json")
 
 
 @pytest.fixture

@@ -83,6 +83,11 @@ def bucket_keys(s3: S3, bucket: str) -> list[str]:
     return [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
+def key_ending(s3: S3, bucket: str, suffix: str) -> str:
+    """The first key in the bucket that ends with `suffix` (tests make one backup run)."""
+    return next(key for key in bucket_keys(s3, bucket) if key.endswith(suffix))
+
+
 def open_uploads(s3: S3, bucket: str) -> list[dict[str, Any]]:
     return s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 

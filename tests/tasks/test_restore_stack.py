@@ -25,6 +25,7 @@ from automation.fake_stack import FakeStack
 from automation.maintenance import MAINTENANCE_KEY
 from automation.tasks.backup import BackupOptions, run_backup
 from automation.tasks.pgtools import database_name
+from tests.tasks import key_ending
 from tests.tasks.test_restore_support import (
     RedisServer,
     backed_up_then_lost,
@@ -154,10 +155,7 @@ def test_up_failing_while_entering_maintenance_changes_nothing(postgres, setup):
 def test_restore_failing_midway_still_leaves_maintenance(postgres, setup, s3):
     url, bucket, _, stack = setup
     client = s3.client()
-    manifest_key = next(
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
-        if o["Key"].endswith("manifest.json")
-    )  # fmt: skip
+    manifest_key = key_ending(s3, bucket, "manifest.json")
     manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     manifest["database"]["migration_head"] = "not-the-head"
     client.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
@@ -190,10 +188,7 @@ def test_up_failing_while_leaving_maintenance_says_how_to_leave(setup):
 def test_bad_backup_is_refused_before_maintenance(postgres, setup, s3):
     url, bucket, _, stack = setup
     client = s3.client()
-    db_key = next(
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
-        if o["Key"].endswith("db.sql.gz")
-    )  # fmt: skip
+    db_key = key_ending(s3, bucket, "db.sql.gz")
     body = client.get_object(Bucket=bucket, Key=db_key)["Body"].read()
     metadata = client.head_object(Bucket=bucket, Key=db_key)["Metadata"]
     client.put_object(Bucket=bucket, Key=db_key, Body=body[:-20], Metadata=metadata)
@@ -358,10 +353,7 @@ def test_where_cluster_runs_the_restore_as_a_job_inside_maintenance(postgres, se
 def test_a_damaged_object_in_the_backup_is_refused_before_maintenance(setup, s3):
     url, bucket, objects_bucket, stack = setup
     client = s3.client()
-    backed_up_key = next(
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
-        if "/objects/exports/1.png" in o["Key"]
-    )  # fmt: skip
+    backed_up_key = key_ending(s3, bucket, "/objects/exports/1.png")
     client.put_object(Bucket=bucket, Key=backed_up_key, Body=b"bit rot")
     client.put_object(Bucket=objects_bucket, Key="exports/1.png", Body=b"current")
     scramble(url)
@@ -381,10 +373,7 @@ def test_a_damaged_object_in_the_backup_is_refused_before_maintenance(setup, s3)
 def test_a_damaged_redis_part_is_refused_and_the_data_dir_untouched(setup, s3, redis_dir):
     _, bucket, _, stack = setup
     client = s3.client()
-    run_prefix = next(
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]
-        if o["Key"].endswith("manifest.json")
-    ).rsplit("/", 1)[0]  # fmt: skip
+    run_prefix = key_ending(s3, bucket, "manifest.json").rsplit("/", 1)[0]
     manifest_key = f"{run_prefix}/manifest.json"
     manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     rdb_key = f"{run_prefix}/redis.rdb.gz"

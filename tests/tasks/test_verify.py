@@ -21,6 +21,7 @@ from tests.tasks import (
     SourceDb,
     capture_pushes,
     databases,
+    key_ending,
     load_manifest,
     make_source,
     one_line_error,
@@ -278,5 +279,4 @@ def test_role_without_createdb_is_one_clear_line(
 
 
 def make_key(s3: S3, bucket: str) -> str:
-    keys = s3.client().list_objects_v2(Bucket=bucket)["Contents"]
-    return next(k["Key"] for k in keys if k["Key"].endswith(".sql.gz"))
+    return key_ending(s3, bucket, ".sql.gz")
