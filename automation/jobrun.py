@@ -3,7 +3,7 @@
 The TaskJob's container runs `python -m automation.jobrun --report-to s3://bucket/key -- <task>
 <args...>`: the task runs as `python -m automation <task> <args> --json`; its stdout (the
 report), exit code and last error line are uploaded to `--report-to` so that automation on the
-operator's machine can read the result after `up` (automation/cluster_job.py).
+operator's machine can read the result after `up` (automation/operations/cluster_job.py).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bucket, key = parse_s3_url(args[1])
     result = run_task(args[3:])
-    from automation.tasks.s3io import s3_client
+    from automation.tasks.io.s3io import s3_client
 
     s3_client().put_object(
         Bucket=bucket, Key=key, Body=json.dumps(result).encode(), ContentType="application/json"

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from automation.tasks.backup import BackupOptions, run_backup  # noqa: E402
-from automation.tasks.pgtools import libpq_env  # noqa: E402
+from automation.tasks.io.pgtools import libpq_env  # noqa: E402
 from tests.schemas import QR_DDL  # noqa: E402
 from tests.services import free_port  # noqa: E402
 

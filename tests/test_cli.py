@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from automation import commands
-from automation.cli import handle_errors
+from automation.console import handle_errors
 from automation.errors import TaskFailed, UserInputError
 
 

@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from automation import backup_format as bf
-from automation.cli import emit_json, handle_errors, stderr
+from automation.console import emit_json, handle_errors, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.tasks import pgtools, s3io
 from automation.tasks.backup import DEFAULT_GZIP_LEVEL, BackupOptions, run_backup
 from automation.tasks.backups import list_backups, pin
+from automation.tasks.io import pgtools, s3io
 from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
+from contract import backup_layout as bf
 
 DatabaseUrl = Annotated[
     str,

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from automation import maintenance as mm
-from automation import pulumi_stack
-from automation.cli import confirm, emit_json, handle_errors, stderr
-from automation.stack import StackOps, app_ops
+from automation.console import confirm, emit_json, handle_errors, stderr
+from automation.operations import maintenance as mm
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.protocol import StackOps, app_ops
 
 StackOpt = Annotated[str, typer.Option("--stack", help="Pulumi stack, e.g. dev or prod.")]
 AppOpt = Annotated[str, typer.Option("--app", help="App name from the stack's ops output.")]

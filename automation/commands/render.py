@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from automation.cli import emit_json, handle_errors, stderr
-from automation.render import run_program, write_render
+from automation.console import emit_json, handle_errors, stderr
+from automation.stack.render import run_program, write_render
 
 
 @handle_errors

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 from psycopg.conninfo import make_conninfo
 
-from automation.cli import confirm, emit_json, handle_errors, progress, stderr
+from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import TaskFailed, UserInputError
-from automation.stack import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops
 from automation.tasks.replay import run as rr
 from automation.tasks.replay.delivery import DEFAULT_CONCURRENCY, DeliveryConfig
 from automation.tasks.replay.ledger import Outcome
@@ -50,7 +50,7 @@ Str = str | None
 
 
 def _open_stack(stack: str) -> StackOps:
-    from automation import pulumi_stack
+    from automation.stack import pulumi_adapter as pulumi_stack
 
     return pulumi_stack.open_stack(stack)
 
@@ -345,7 +345,7 @@ def filter_args(filters: Filters, explicit_status: Str) -> list[str]:
 
 def run_as_job(stack: StackOps, app: str, args: list[str], as_json: bool, yes: bool) -> None:
     """`--where cluster`: the same replay as a Job the stack declares during `up`."""
-    from automation import cluster_job
+    from automation.operations import cluster_job
 
     confirm(f"Run webhook replay for {app} as a Job on stack {stack.name}?", yes=yes)
     result = cluster_job.run_in_cluster(

@@ -25,13 +25,13 @@ from typing import Annotated, Any
 import typer
 from psycopg.conninfo import make_conninfo
 
-from automation import backup_format as bf
-from automation.cli import confirm, emit_json, handle_errors, progress, stderr
+from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.stack import StackOps, app_ops
-from automation.tasks import pgtools
+from automation.stack.protocol import StackOps, app_ops
 from automation.tasks import restore as task
-from automation.tasks.s3io import s3_client
+from automation.tasks.io import pgtools
+from automation.tasks.io.s3io import s3_client
+from contract import backup_layout as bf
 
 COMPONENTS = ("db", "redis", "objects", "all")
 WHERE = ("local", "cluster")
@@ -430,7 +430,7 @@ def client_for(endpoint: str | None, region: str | None) -> Any:
 
 
 def open_stack(name: str) -> StackOps:
-    from automation import pulumi_stack
+    from automation.stack import pulumi_adapter as pulumi_stack
 
     return pulumi_stack.open_stack(name)
 
@@ -477,7 +477,7 @@ def restore_components(
     dry_run: bool,
 ) -> dict[str, Any]:
     """Verify every requested part, then restore them all inside one maintenance window."""
-    from automation.maintenance import maintenance
+    from automation.operations.maintenance import maintenance
 
     document: dict[str, Any] = {"stack": stack.name, "app": form.app, "component": form.component}
     objects = stack_objects(form, ops, client, source)
@@ -571,8 +571,8 @@ def run_cluster_form(
     For Redis the request asks the program to stop Redis and mount its data volume in the Job
     (`mountRedis`); a dry run verifies without stopping anything. Removing the Job starts Redis
     again on the restored data, then maintenance is left."""
-    from automation.cluster_job import run_in_cluster
-    from automation.maintenance import maintenance
+    from automation.operations.cluster_job import run_in_cluster
+    from automation.operations.maintenance import maintenance
 
     args = cluster_args(form, ops)
     if dry_run:

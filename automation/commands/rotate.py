@@ -12,11 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from automation import pulumi_stack, rotation
-from automation.cli import confirm, emit_json, handle_errors, stderr
 from automation.commands.maintenance import print_progress
+from automation.console import confirm, emit_json, handle_errors, stderr
 from automation.errors import TaskFailed, UserInputError
-from automation.stack import StackOps
+from automation.operations import rotation
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.protocol import StackOps
 
 
 def _show_list(stack: StackOps, app: str, as_json: bool) -> None:

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from automation import pulumi_stack
-from automation.cli import emit_json, handle_errors
-from automation.stack import app_ops
+from automation.console import emit_json, handle_errors
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.protocol import app_ops
 
 REDACTED = "[secret]"
 SECRET_FIELDS = frozenset({"password", "pendingPassword", "secret", "token", "secretKey"})

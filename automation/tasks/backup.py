@@ -27,11 +27,11 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
-from automation import backup_format as bf
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks import pgtools, s3io
 from automation.tasks.backups import prometheus_text, push_metrics
+from automation.tasks.io import pgtools, s3io
 from components.backup_lifecycle import apply_lifecycle, lifecycle_rules
+from contract import backup_layout as bf
 
 READ_CHUNK = 1024 * 1024
 READ_AHEAD = 8  # chunks

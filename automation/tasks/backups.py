@@ -2,7 +2,7 @@
 
 `find_backup` resolves what a user names (`--key KEY` or `--latest`) to one database dump, a
 `BackupRef`, with everything recorded about it. It accepts both our layout (see
-`automation/backup_format.py`) and dumps made the runbook way (`pg_dump | gzip` uploaded by hand
+`contract/backup_layout.py`) and dumps made the runbook way (`pg_dump | gzip` uploaded by hand
 under any key, no metadata): for those, the recorded facts are simply absent (`None`).
 """
 
@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import requests
 
-from automation import backup_format as bf
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks import s3io
+from automation.tasks.io import s3io
+from contract import backup_layout as bf
 
 GZIP_MAGIC = b"\x1f\x8b"
 CUSTOM_MAGIC = b"PGDMP"

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from automation import backup_format as bf
-from automation.tasks import s3io
+from automation.tasks.io import s3io
+from contract import backup_layout as bf
 
 
 def mirror_bucket(

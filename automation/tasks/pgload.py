@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from automation.errors import TaskFailed
-from automation.tasks.pgtools import libpq_env
+from automation.tasks.io.pgtools import libpq_env
 
 # Index and constraint builds sort in memory instead of on disk (server memory, per session).
 LOAD_SETTINGS = "-c maintenance_work_mem=256MB"

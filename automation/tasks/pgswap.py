@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from automation.errors import TaskFailed
-from automation.tasks.pgtools import connect, first_line, with_database
+from automation.tasks.io.pgtools import connect, first_line, with_database
 
 MAINTENANCE_DB = "postgres"
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: longer names are silently truncated by PostgreSQL

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from automation import backup_format as bf
 from automation.errors import UserInputError
-from automation.tasks import s3io
 from automation.tasks.backup import process_chunks
+from automation.tasks.io import s3io
+from contract import backup_layout as bf
 
 RDB_MAGIC = b"REDIS"
 EOF_MARK_LEN = 40  # redis-cli < 7.2 writes the 40-byte diskless EOF mark after the RDB on stdout

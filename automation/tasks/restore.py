@@ -47,21 +47,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from automation import backup_format as bf
 from automation.errors import TaskFailed, UserInputError
 from automation.tasks import pgload, pgswap
 from automation.tasks.backup import migration_head, table_row_counts
 from automation.tasks.backups import BackupRef, find_backup
-from automation.tasks.gz import gunzip_stream
-from automation.tasks.pgtools import (
+from automation.tasks.io.gz import gunzip_stream
+from automation.tasks.io.pgtools import (
     connect,
     database_name,
     find_pg_tool,
     server_major,
     with_database,
 )
-from automation.tasks.s3io import MultipartUpload, iter_object
+from automation.tasks.io.s3io import MultipartUpload, iter_object
 from automation.tasks.verify import ToolFailed, drain, run_with_stdin
+from contract import backup_layout as bf
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024

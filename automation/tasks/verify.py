@@ -27,12 +27,12 @@ from typing import IO, Any
 
 from psycopg import sql
 
-from automation import backup_format as bf
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.tasks import pgtools, s3io
 from automation.tasks.backup import collect_facts
 from automation.tasks.backups import BackupRef, find_backup, prometheus_text, push_metrics
-from automation.tasks.gz import gunzip_stream
+from automation.tasks.io import pgtools, s3io
+from automation.tasks.io.gz import gunzip_stream
+from contract import backup_layout as bf
 
 VERIFY_SUCCESS = "opsplane_backup_verify_success"
 VERIFY_LAST_RUN = "opsplane_backup_verify_last_run_timestamp_seconds"

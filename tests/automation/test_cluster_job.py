@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from automation.cluster_job import (
+from automation.errors import TaskFailed, UserInputError
+from automation.operations.cluster_job import (
     CLUSTER_JOB_KEY,
     ClusterJobCleanupFailed,
     job_id,
     run_in_cluster,
 )
-from automation.errors import TaskFailed, UserInputError
-from automation.fake_stack import FakeStack, ProgramModel, sample_ops
+from tests.fakes.fake_stack import FakeStack, ProgramModel, sample_ops
 from tests.services import S3
 
 ID_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"  # the program's ClusterJobRequest.id
@@ -175,7 +175,7 @@ def test_missing_s3_report_is_a_clear_failure(s3: S3) -> None:
     stack, bucket = s3_job_stack(s3, {})
 
     def vanished(_bucket: str, key: str) -> bytes:
-        from automation.tasks.s3io import get_bytes, s3_client
+        from automation.tasks.io.s3io import get_bytes, s3_client
 
         return get_bytes(s3_client(), bucket, key + ".missing")
 

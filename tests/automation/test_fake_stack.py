@@ -7,7 +7,7 @@ import json
 import pytest
 
 from automation.errors import TaskFailed
-from automation.fake_stack import FakeStack, ProgramModel, model_password, sample_ops, split_path
+from tests.fakes.fake_stack import FakeStack, ProgramModel, model_password, sample_ops, split_path
 
 
 def test_records_config_and_up_calls_in_order() -> None:

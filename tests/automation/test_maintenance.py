@@ -7,11 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from automation import pulumi_stack
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed, UserInputError
-from automation.fake_stack import FakeStack, ProgramModel, sample_ops
-from automation.maintenance import (
+from automation.operations.maintenance import (
     MAINTENANCE_KEY,
     StillInMaintenance,
     apps_in_maintenance,
@@ -19,7 +17,9 @@ from automation.maintenance import (
     leave,
     maintenance,
 )
-from automation.pulumi_stack import StackBusy
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.protocol import StackBusy
+from tests.fakes.fake_stack import FakeStack, ProgramModel, sample_ops
 
 
 def qr_stack(**kwargs: object) -> FakeStack:

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed, UserInputError
-from automation.fake_stack import sample_ops
-from automation.pulumi_stack import open_stack
+from automation.stack.pulumi_adapter import open_stack
+from tests.fakes.fake_stack import sample_ops
 
 REPO = Path(__file__).resolve().parents[2]
 

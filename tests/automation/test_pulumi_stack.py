@@ -13,9 +13,9 @@ import pytest
 from pulumi.automation._cmd import CommandResult
 from pulumi.automation.errors import create_command_error
 
-from automation import pulumi_stack
 from automation.errors import TaskFailed, UserInputError
-from automation.pulumi_stack import PulumiStack, last_meaningful_line, open_stack
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.pulumi_adapter import PulumiStack, last_meaningful_line, open_stack
 
 REPO = Path(__file__).resolve().parents[2]
 

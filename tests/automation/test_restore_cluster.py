@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from automation import pulumi_stack
 from automation.cli import app as cli_app
-from automation.cluster_job import CLUSTER_JOB_KEY, CLUSTER_JOB_OUTPUT, run_in_cluster
 from automation.errors import TaskFailed, UserInputError
-from automation.fake_stack import FakeStack, ProgramModel, sample_ops
-from automation.maintenance import MAINTENANCE_KEY
-from automation.tasks.pgtools import database_name
+from automation.operations.cluster_job import CLUSTER_JOB_KEY, CLUSTER_JOB_OUTPUT, run_in_cluster
+from automation.operations.maintenance import MAINTENANCE_KEY
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.tasks.io.pgtools import database_name
 from components.task_job import REDIS_DATA_MOUNT
+from tests.fakes.fake_stack import FakeStack, ProgramModel, sample_ops
 from tests.program.conftest import render
 from tests.services import S3
 from tests.tasks import key_ending

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from automation.cli import app as cli_app
-from automation.tasks.pgtools import database_name
+from automation.tasks.io.pgtools import database_name
 from tests.services import S3
 from tests.tasks import key_ending
 from tests.tasks.test_restore_support import (

@@ -19,11 +19,18 @@ from pgserver._commands import initdb, pg_ctl
 from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 from typer.testing import CliRunner
 
-from automation import pulumi_stack, rotation
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed, UserInputError
-from automation.fake_stack import FakeStack, ProgramModel, model_password, sample_ops
-from automation.rotation import ROTATION_KEY, RotationIncomplete, plan_rotation, resume, rotate
+from automation.operations import rotation
+from automation.operations.rotation import (
+    ROTATION_KEY,
+    RotationIncomplete,
+    plan_rotation,
+    resume,
+    rotate,
+)
+from automation.stack import pulumi_adapter as pulumi_stack
+from tests.fakes.fake_stack import FakeStack, ProgramModel, model_password, sample_ops
 
 
 # --- a PostgreSQL that checks passwords -----------------------------------------------------------

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from automation import pulumi_stack
 from automation.cli import app as cli_app
 from automation.commands.stack_info import REDACTED, redact
-from automation.fake_stack import FakeStack, sample_ops
+from automation.stack import pulumi_adapter as pulumi_stack
+from tests.fakes.fake_stack import FakeStack, sample_ops
 
 
 def test_redact_replaces_secret_fields_at_any_depth() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from automation.render import Rendered, load_stack_config, run_program
+from automation.stack.render import Rendered, load_stack_config, run_program
 
 K8S_VERSION = "1.31"  # the one Kubernetes version every object is validated against
 

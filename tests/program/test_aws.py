@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from automation.render import Rendered, unwrap
+from automation.stack.render import Rendered, unwrap
 from components.backup_lifecycle import lifecycle_rules
 from components.backup_plan import to_pulumi_rules
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from automation.errors import UserInputError
-from automation.render import run_program
+from automation.stack.render import run_program
 from components.config import ConfigError, parse_settings
 from tests.program.conftest import PROD_SECRETS, stack_config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automation.render import Rendered, unwrap
+from automation.stack.render import Rendered, unwrap
 
 CONTAINER = "docker:index/container:Container"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from automation.render import Rendered
+from automation.stack.render import Rendered
 from components.catalog import CATALOG
 from tests.program.conftest import K8S_VERSION
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from automation.render import Rendered, unwrap
+from automation.stack.render import Rendered, unwrap
 
 CONTAINER = "docker:index/container:Container"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from automation.render import Rendered, write_render
+from automation.stack.render import Rendered, write_render
 
 FIELDS = {
     "app", "stack", "target", "namespace", "network", "database", "cache", "objects", "backup",

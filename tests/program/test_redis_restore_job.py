@@ -12,7 +12,7 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from automation.errors import UserInputError
-from automation.render import Rendered
+from automation.stack.render import Rendered
 from components.task_job import REDIS_DATA_MOUNT
 from tests.program.conftest import K8S_VERSION, render
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from automation.render import Rendered, unwrap
+from automation.stack.render import Rendered, unwrap
 
 PASSWORD = "random:index/randomPassword:RandomPassword"
 CHECKSUM = "opsplane.dev/secrets-checksum"

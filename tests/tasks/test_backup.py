@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from automation import backup_format as bf
-from automation.tasks import s3io
+from automation.tasks.io import s3io
+from contract import backup_layout as bf
 from tests.services import S3, Postgres, free_port
 from tests.tasks import Redis as RedisServer
 from tests.tasks import (

@@ -49,7 +49,7 @@ def test_copies_the_automation_package_and_runs_it() -> None:
     steps = instructions()
     copies = [args.split() for op, args in steps if op == "COPY"]
     sources = [c[0] for c in copies]
-    assert sources == ["requirements.txt", "automation/", "components/"]
+    assert sources == ["requirements.txt", "automation/", "components/", "contract/"]
     for source in ("automation/", "components/"):
         assert (ROOT / source / "__init__.py").exists()
     assert (ROOT / "automation" / "__main__.py").exists()

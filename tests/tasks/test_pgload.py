@@ -21,7 +21,7 @@ import pytest
 from automation.errors import TaskFailed
 from automation.tasks import pgload, restore
 from automation.tasks.backups import BackupRef
-from automation.tasks.pgtools import database_name
+from automation.tasks.io.pgtools import database_name
 from tests.services import Postgres
 from tests.tasks.test_restore_support import table_checksums
 

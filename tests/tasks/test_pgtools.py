@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks import pgtools
+from automation.tasks.io import pgtools
 from tests.services import Postgres, free_port
 
 

@@ -13,11 +13,11 @@ from click.testing import Result
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-from automation import pulumi_stack
-from automation.fake_stack import FakeStack, ProgramModel, sample_ops
 from automation.jobrun import run_task
+from automation.stack import pulumi_adapter as pulumi_stack
 from automation.tasks.replay.run import JOB_DATABASE_URL_ENV, JOB_SECRET_ENV
 from tests import schemas
+from tests.fakes.fake_stack import FakeStack, ProgramModel, sample_ops
 from tests.receivers import Receiver, stripe_verifier
 from tests.services import Postgres
 

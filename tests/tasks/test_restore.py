@@ -10,12 +10,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from automation import backup_format as bf
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed
 from automation.tasks import restore as r
-from automation.tasks.pgtools import database_name
-from automation.tasks.s3io import s3_client
+from automation.tasks.io.pgtools import database_name
+from automation.tasks.io.s3io import s3_client
+from contract import backup_layout as bf
 from tests.schemas import QR_HEAD, QUICKBITE_HEAD
 from tests.tasks.test_restore_support import (
     create_qr,

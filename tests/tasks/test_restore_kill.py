@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from automation.tasks.pgtools import database_name
+from automation.tasks.io.pgtools import database_name
 from automation.tasks.restore import KILL_ENV
 from tests.tasks.test_restore_support import (
     create_qr,

@@ -18,13 +18,13 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from automation import pulumi_stack
 from automation.cli import app as cli_app
-from automation.cluster_job import CLUSTER_JOB_KEY, CLUSTER_JOB_OUTPUT
-from automation.fake_stack import FakeStack
-from automation.maintenance import MAINTENANCE_KEY
+from automation.operations.cluster_job import CLUSTER_JOB_KEY, CLUSTER_JOB_OUTPUT
+from automation.operations.maintenance import MAINTENANCE_KEY
+from automation.stack import pulumi_adapter as pulumi_stack
 from automation.tasks.backup import BackupOptions, run_backup
-from automation.tasks.pgtools import database_name
+from automation.tasks.io.pgtools import database_name
+from tests.fakes.fake_stack import FakeStack
 from tests.tasks import key_ending
 from tests.tasks.test_restore_support import (
     RedisServer,

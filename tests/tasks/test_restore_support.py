@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from automation.tasks.backup import BackupOptions, run_backup
-from automation.tasks.pgtools import libpq_env
+from automation.tasks.io.pgtools import libpq_env
 from tests import schemas
 from tests.services import free_port
 

@@ -12,8 +12,8 @@ import subprocess
 import psycopg
 import pytest
 
-from automation.tasks import s3io
 from automation.tasks.backups import find_backup
+from automation.tasks.io import s3io
 from automation.tasks.verify import check_backup_integrity
 from tests.schemas import QR_HEAD
 from tests.services import S3, Postgres, free_port
@@ -117,7 +117,7 @@ def test_truncated_object_fails_with_one_line(source: SourceDb, s3: S3, fmt: str
 
 
 def pg_restore_for(source: SourceDb):
-    from automation.tasks import pgtools
+    from automation.tasks.io import pgtools
 
     return pgtools.tools_for(source.url, "pg_restore")["pg_restore"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automation.errors import OpsError, TaskFailed
-from automation.stack import UpResult
+from automation.stack.protocol import UpResult
 
 OnUp = Callable[[dict[str, str], dict[str, Any]], dict[str, Any] | None]
 _SEGMENT = re.compile(r'\.([^.\[]+)|\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]')

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.pulumi_stack import StackBusy
-from automation.stack import StackOps, app_ops
+from automation.stack.protocol import StackBusy, StackOps, app_ops
 
 MAINTENANCE_KEY = "opsplane:maintenance"
 OnOutput = Callable[[str], None]

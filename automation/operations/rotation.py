@@ -32,7 +32,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.stack import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops
 
 ROTATION_KEY = "opsplane:rotation"
 DB_PASSWORD = "db-password"

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.stack import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops
 
 CLUSTER_JOB_KEY = "opsplane:clusterJob"
 CLUSTER_JOB_OUTPUT = "clusterJob"
@@ -55,7 +55,7 @@ def cleanup_commands(stack: StackOps) -> str:
 
 def read_s3_report(bucket: str, key: str) -> bytes:
     """The report `automation.jobrun` uploaded, through the standard AWS environment."""
-    from automation.tasks.s3io import get_bytes, s3_client
+    from automation.tasks.io.s3io import get_bytes, s3_client
 
     return get_bytes(s3_client(), bucket, key)
 

@@ -1,7 +1,7 @@
 """What a stack operation needs from a Pulumi stack, behind one small interface.
 
 `PulumiStack` implements it over `pulumi.automation` (the real thing); `tests` use `FakeStack`
-(automation/fake_stack.py), which records calls. Commands only ever see `StackOps`.
+(tests/fakes/fake_stack.py), which records calls. Commands only ever see `StackOps`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from automation.errors import TaskFailed
+
+
+class StackBusy(TaskFailed):
+    """Someone else's update holds the stack lock: this operation changed nothing on it."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ import yaml
 
 from automation.errors import UserInputError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 REDACTED = "[secret]"
 RENDER_PLACEHOLDER = "render-placeholder-"

@@ -26,13 +26,9 @@ import pulumi.automation as auto
 from pulumi.automation import errors as auto_errors
 
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.stack import StackOps, UpResult
+from automation.stack.protocol import StackBusy, StackOps, UpResult
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class StackBusy(TaskFailed):
-    """Someone else's update holds the stack lock: this operation changed nothing on it."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 _CONFIG_NOT_FOUND = ("not found", "configuration key")

@@ -1,0 +1,1 @@
+"""Test doubles: `FakeStack` behind the same `StackOps` interface as the real adapter."""
