@@ -17,6 +17,7 @@ from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
 REDIS_UID = 999  # the redis user of the official image; owns its volume
+SECRETS_DIR = "/run/secrets/opsplane"  # where a store that reads files finds its password
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class StoreShape:
     exporter_port: int
     exporter_env: dict[str, str]  # plain; the password comes from the store's Secret
     exporter_password_env: str
+    # Kubernetes: the password as a file (`<VAR>_FILE` names it) when the image reads one; None
+    # keeps it in the environment (redis-server and redis_exporter read no password file).
+    password_file_env: str | None = None
+    exporter_password_file_env: str | None = None
 
     def exporter_job(self, app: str) -> str:
         """The Prometheus job the alert rules expect (`<app>-postgres-exporter`, ...)."""
@@ -78,6 +83,8 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
             "DATA_SOURCE_USER": pg.user,
         },
         exporter_password_env="DATA_SOURCE_PASS",
+        password_file_env="POSTGRES_PASSWORD_FILE",
+        exporter_password_file_env="DATA_SOURCE_PASS_FILE",
     )
 
 
@@ -176,7 +183,7 @@ class Datastore(pulumi.ComponentResource):
                 image=shape.image,
                 port=shape.port,
                 run_as_user=shape.run_as_user,
-                env=m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env]),
+                env=self._store_env(shape, env, secret_name),
                 args=shape.k8s_args,
                 data_path=shape.data_path,
                 storage=shape.storage,
@@ -188,6 +195,7 @@ class Datastore(pulumi.ComponentResource):
                 else None,
                 sidecars=[self._exporter_container(shape, secret_name)],
                 replicas=replicas,
+                secret_files=(secret_name, SECRETS_DIR) if shape.password_file_env else None,
             ),
             child,
         )
@@ -205,19 +213,26 @@ class Datastore(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _store_env(shape: StoreShape, env: dict[str, str], secret_name: str) -> list[dict]:
+        if shape.password_file_env:
+            file_env = {shape.password_file_env: f"{SECRETS_DIR}/{shape.password_env}"}
+            return m.plain_env({**env, **file_env})
+        return m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env])
+
+    @staticmethod
     def _exporter_container(shape: StoreShape, secret_name: str) -> dict:
         env = {k: v.format(host="localhost") for k, v in shape.exporter_env.items()}
+        if shape.exporter_password_file_env:
+            env[shape.exporter_password_file_env] = f"{SECRETS_DIR}/{shape.password_env}"
+            password: list[dict] = []
+        else:
+            ref = {"secretKeyRef": {"name": secret_name, "key": shape.password_env}}
+            password = [{"name": shape.exporter_password_env, "valueFrom": ref}]
         return m.sidecar(
             name="exporter",
             image=shape.exporter_image,
             port=shape.exporter_port,
-            env=[
-                *m.plain_env(env),
-                {
-                    "name": shape.exporter_password_env,
-                    "valueFrom": {"secretKeyRef": {"name": secret_name, "key": shape.password_env}},
-                },
-            ],
+            env=[*m.plain_env(env), *password],
         )
 
     def _declare_docker(

@@ -56,7 +56,8 @@ APP = AppSpec(
                 "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
                 "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
             },
-            run_as_user=101,
+            # nginx-unprivileged runs as any uid: it writes only the emptyDirs below (fsGroup).
+            run_as_user=10101,
             writable_paths=("/tmp", "/var/cache/nginx", "/var/run"),
             env={"BACKEND_URL": "http://backend:8080"},
             resources=Resources("50m", "64Mi", "250m", "128Mi"),

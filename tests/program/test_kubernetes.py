@@ -48,11 +48,10 @@ def test_prometheus_scrapes_services_exporters_and_the_pushgateway(prod: Rendere
     (db,) = prod.k8s("StatefulSet", "qr-db")
     sidecar = db["spec"]["template"]["spec"]["containers"][1]
     assert sidecar["ports"][0]["containerPort"] == 9187
-    (password,) = [e for e in sidecar["env"] if e["name"] == "DATA_SOURCE_PASS"]
-    assert password["valueFrom"]["secretKeyRef"] == {
-        "name": "qr-db-credentials",
-        "key": "POSTGRES_PASSWORD",
-    }
+    (password,) = [e for e in sidecar["env"] if e["name"] == "DATA_SOURCE_PASS_FILE"]
+    assert password["value"] == "/run/secrets/opsplane/POSTGRES_PASSWORD"
+    (volume,) = [v for v in db["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "qr-db-credentials"
 
 
 def test_alerts_route_to_the_configured_receivers(prod: Rendered) -> None:
