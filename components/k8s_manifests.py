@@ -269,6 +269,38 @@ def pdb(*, name: str, ns: str, app: str, component: str) -> Manifest:
     }
 
 
+# Response headers every public host sends (QR runbook: "Review security headers").
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+CUSTOM_HEADERS_ANNOTATION = "nginx.ingress.kubernetes.io/custom-headers"
+
+
+def security_headers(name: str, ns: str, app: str) -> Manifest:
+    """The ConfigMap ingress-nginx's `custom-headers` annotation points at (no snippets: the
+    controller's `global-allowed-response-headers` must list these names; docs/runbook.md)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(name, ns, labels(app, "ingress")),
+        "data": dict(SECURITY_HEADERS),
+    }
+
+
+def admin_access(allow_cidrs: list[str], auth_url: str | None, auth_signin: str | None) -> dict:
+    """ingress-nginx annotations that admit only `allow_cidrs`, optionally behind external auth."""
+    notes = {"nginx.ingress.kubernetes.io/whitelist-source-range": ",".join(allow_cidrs)}
+    if auth_url:
+        notes["nginx.ingress.kubernetes.io/auth-url"] = auth_url
+    if auth_signin:
+        notes["nginx.ingress.kubernetes.io/auth-signin"] = auth_signin
+    return notes
+
+
 def ingress(
     *, name: str, ns: str, app: str, rules: list[tuple[str, str, int]], annotations: dict[str, str]
 ) -> Manifest:

@@ -7,6 +7,7 @@ import pytest
 
 from automation.render import Rendered
 from components.catalog import CATALOG
+from components.k8s_manifests import SECURITY_HEADERS
 from tests.program.conftest import K8S_VERSION
 
 LABEL_KEYS = {f"app.kubernetes.io/{k}" for k in ("name", "component", "part-of", "managed-by")}
@@ -216,7 +217,10 @@ def test_secrets_reach_containers_only_through_secret_refs(prod: Rendered) -> No
                 assert not any(
                     word in env["name"] for word in ("PASSWORD", "SECRET", "KEY", "URL")
                 ) or env["name"] in ("SPRING_DATASOURCE_URL", "API_URL", "BACKEND_URL"), env
-    assert not prod.k8s("ConfigMap")
+    # the only ConfigMaps are the ingress security headers: no secret ever lands in one
+    maps = {c["metadata"]["name"]: c["data"] for c in prod.k8s("ConfigMap")}
+    assert set(maps) == {"qr-security-headers", "quickbite-security-headers"}
+    assert all(set(data) == set(SECURITY_HEADERS) for data in maps.values())
 
 
 def test_qr_api_gets_the_runbook_quota_tuning(prod: Rendered) -> None:
