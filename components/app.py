@@ -433,7 +433,7 @@ class App(pulumi.ComponentResource):
             return None
         volume = None
         if self.settings.redis_stopped(self.spec.name):
-            assert cache.statefulset is not None and cache.claim is not None
+            assert cache.statefulset is not None and cache.claim is not None  # noqa: S101 type narrowing: a Kubernetes Datastore has both
             volume = DataVolume(
                 claim=cache.claim,
                 mount_path=REDIS_DATA_MOUNT,

@@ -63,8 +63,8 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
         storage=ctx.app_settings.database_storage or pg.storage,
         run_as_user=70,  # the postgres user of the official alpine image
         data_path="/var/lib/postgresql/data",
-        writable_paths=("/var/run/postgresql", "/tmp"),
-        password_env="POSTGRES_PASSWORD",
+        writable_paths=("/var/run/postgresql", "/tmp"),  # noqa: S108 container paths (emptyDirs)
+        password_env="POSTGRES_PASSWORD",  # noqa: S106 env var names, not values
         env={
             "POSTGRES_USER": pg.user,
             "POSTGRES_DB": pg.database,
@@ -82,9 +82,9 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
             "DATA_SOURCE_URI": f"{{host}}:{pg.port}/{pg.database}?sslmode=disable",
             "DATA_SOURCE_USER": pg.user,
         },
-        exporter_password_env="DATA_SOURCE_PASS",
-        password_file_env="POSTGRES_PASSWORD_FILE",
-        exporter_password_file_env="DATA_SOURCE_PASS_FILE",
+        exporter_password_env="DATA_SOURCE_PASS",  # noqa: S106 an env var name
+        password_file_env="POSTGRES_PASSWORD_FILE",  # noqa: S106 an env var name
+        exporter_password_file_env="DATA_SOURCE_PASS_FILE",  # noqa: S106 an env var name
     )
 
 
@@ -98,8 +98,8 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         storage=ctx.app_settings.cache_storage or rd.storage,
         run_as_user=REDIS_UID,
         data_path="/data",
-        writable_paths=("/tmp",),
-        password_env="REDIS_PASSWORD",
+        writable_paths=("/tmp",),  # noqa: S108 a container path (emptyDir)
+        password_env="REDIS_PASSWORD",  # noqa: S106 an env var name
         env={},
         k8s_args=["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"],
         docker_command=[
@@ -114,7 +114,7 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         exporter_image="oliver006/redis_exporter:v1.62.0",
         exporter_port=9121,
         exporter_env={"REDIS_ADDR": f"redis://{{host}}:{rd.port}"},
-        exporter_password_env="REDIS_PASSWORD",
+        exporter_password_env="REDIS_PASSWORD",  # noqa: S106 an env var name
     )
 
 

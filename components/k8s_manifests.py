@@ -601,7 +601,7 @@ def job_pod_spec(
 ) -> Manifest:
     """claims: mount path -> PersistentVolumeClaim (a stopped store's data the task writes; the
     pod then runs as the store's user, so what it writes stays the store's)."""
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 container path, emptyDir
     volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
     for i, (path, claim) in enumerate(sorted((claims or {}).items())):
         mounts.append({"name": f"claim-{i}", "mountPath": path})

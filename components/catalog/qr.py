@@ -13,7 +13,7 @@ from components.catalog.spec import (
     WebhookSpec,
 )
 
-_NEXT_CACHE = ("/tmp", "/app/.next/cache")
+_NEXT_CACHE = ("/tmp", "/app/.next/cache")  # noqa: S108 container paths, emptyDir mounts
 _DATABASE_URL = "postgresql://{db_user}:{db_password}@{db_host}:{db_port}/{db_name}"
 _REDIS_URL = "redis://:{redis_password}@{redis_host}:{redis_port}/0"
 
@@ -100,7 +100,7 @@ APP = AppSpec(
         path="/billing/webhook",
         signing="stripe",
         header="Stripe-Signature",
-        secret="stripe-webhook-secret",
+        secret="stripe-webhook-secret",  # noqa: S106 a SecretSpec name
         rate_limit_route="/billing/*",
         default_rate_per_minute=30,
     ),

@@ -46,7 +46,7 @@ class ServiceSpec:
     cors_env: str | None = None  # env var that gets the allowed CORS origins (comma-separated)
     read_only_root: bool = True
     run_as_user: int = 10001
-    writable_paths: tuple[str, ...] = ("/tmp",)
+    writable_paths: tuple[str, ...] = ("/tmp",)  # noqa: S108 a container path (emptyDir)
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, str] = field(default_factory=dict)
