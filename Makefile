@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
-LOCK   := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+LOCK   := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
           --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 APT    := prometheus redis-server redis-tools
 
