@@ -60,13 +60,15 @@ $(CHECKOV_VENV)/bin/checkov: requirements-checkov.lock
 	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements-checkov.lock
 	@touch $@
 
-# Both offline renders through checkov, offline (no download, no vendor mapping). Fails on any
-# failed check; the only skips are in .checkov.yaml, each with its reason.
+# Both offline renders (and the ops-runner Dockerfile) through checkov, offline: no download, no
+# vendor mapping. Fails on any failed check; the only skips are in .checkov.yaml, with reasons.
 checkov: render $(CHECKOV_VENV)/bin/checkov
 	for stack in prod dev; do \
 	  BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml \
 	    --framework kubernetes --skip-download -d out/$$stack/kubernetes || exit 1; \
 	done
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml \
+	  --framework dockerfile --skip-download -f automation/Dockerfile
 
 bench: setup
 	$(BIN)/python bench/backup_bench.py
