@@ -19,7 +19,7 @@ from components.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
 from components.backup_plan import BackupPlan
-from components.catalog.spec import AppSpec, SecretSpec
+from components.catalog.spec import AppSpec, SecretSpec, ServiceSpec
 from components.config import PLACEHOLDER_PREFIX, Settings, cron_interval_seconds
 from components.context import AppContext
 from components.datastore import Datastore, postgres_shape, redis_shape
@@ -248,6 +248,8 @@ class App(pulumi.ComponentResource):
         out = {}
         for svc in services:
             env = {**(self._quota_env() if svc.quota_env else {})}
+            if svc.cors_env:
+                env[svc.cors_env] = self._cors_origins()
             secret_env: dict[str, pulumi.Input[str]] = {}
             uses: tuple[str, ...] = ()
             if svc.uses_objects:
@@ -304,27 +306,61 @@ class App(pulumi.ComponentResource):
         per_minute = {"second": 60.0, "minute": 1.0, "hour": 1 / 60}[unit] * int(count)
         return max(int(per_minute), 1)
 
-    def _declare_ingress(self, name: str) -> None:
+    def _host(self, svc: ServiceSpec) -> str:
         domain = self.ctx.app_settings.domain or f"{self.spec.name}.example.com"
-        rules, annotations = [], {"cert-manager.io/cluster-issuer": "letsencrypt"}
-        for svc in self.spec.services:
-            if svc.ingress_host is None:
-                continue
-            host = f"{svc.ingress_host}.{domain}" if svc.ingress_host else domain
-            rules.append((host, svc.name, svc.service_port or svc.port))
-            annotations.update(svc.ingress_annotations)
-        if rules:
-            declare(
-                f"{name}-ingress",
-                m.ingress(
-                    name=self.spec.name,
-                    ns=self.spec.name,
-                    app=self.spec.name,
-                    rules=rules,
-                    annotations=annotations,
-                ),
-                self._child,
-            )
+        return f"{svc.ingress_host}.{domain}" if svc.ingress_host else domain
+
+    def _admin_exposed(self) -> bool:
+        return bool(self.ctx.app_settings.admin.allow_cidrs)
+
+    def _cors_origins(self) -> str:
+        """Configured origins, else the app's own browser-facing hosts (its non-API pages)."""
+        given = self.ctx.app_settings.cors_origins
+        if given is not None:
+            return ",".join(given)
+        exposed = self._admin_exposed() or not self.ctx.kubernetes  # dev publishes every page
+        pages = [
+            s
+            for s in self.spec.services
+            if s.ingress_host is not None and not s.cors_env and (exposed or not s.admin)
+        ]
+        if not self.ctx.kubernetes:
+            return ",".join(f"http://localhost:{p}" for s in pages for p in s.dev_publish)
+        return ",".join(f"https://{self._host(s)}" for s in pages)
+
+    def _declare_ingress(self, name: str) -> None:
+        app = self.spec.name
+        headers = f"{app}-security-headers"
+        declare(f"{name}-security-headers", m.security_headers(headers, app, app), self._child)
+        base = {
+            "cert-manager.io/cluster-issuer": "letsencrypt",
+            m.CUSTOM_HEADERS_ANNOTATION: f"{app}/{headers}",
+        }
+        public = [s for s in self.spec.services if s.ingress_host is not None and not s.admin]
+        admin = [s for s in self.spec.services if s.ingress_host is not None and s.admin]
+        if public:
+            notes = dict(base)
+            for svc in public:
+                notes.update(svc.ingress_annotations)
+            self._ingress(f"{name}-ingress", app, public, notes)
+        access = self.ctx.app_settings.admin
+        if admin and access.allow_cidrs:  # no allowlist: the admin surface has no Ingress
+            notes = {
+                **base,
+                **m.admin_access(access.allow_cidrs, access.auth_url, access.auth_signin),
+            }
+            self._ingress(f"{name}-admin-ingress", f"{app}-admin", admin, notes)
+
+    def _ingress(
+        self, resource: str, name: str, services: list[ServiceSpec], notes: dict[str, str]
+    ) -> None:
+        rules = [(self._host(s), s.name, s.service_port or s.port) for s in services]
+        app = self.spec.name
+        declare(
+            resource,
+            m.ingress(name=name, ns=app, app=app, rules=rules, annotations=notes),
+            self._child,
+        )
 
     # --- alerts and jobs ------------------------------------------------------------------------
 
@@ -397,7 +433,7 @@ class App(pulumi.ComponentResource):
             return None
         volume = None
         if self.settings.redis_stopped(self.spec.name):
-            assert cache.statefulset is not None and cache.claim is not None
+            assert cache.statefulset is not None and cache.claim is not None  # noqa: S101 type narrowing: a Kubernetes Datastore has both
             volume = DataVolume(
                 claim=cache.claim,
                 mount_path=REDIS_DATA_MOUNT,

@@ -23,7 +23,7 @@ from components.context import AppContext
 from components.k8s import declare
 from components.object_store import S3Bucket
 
-WEBHOOK_SECRET_KEY = "OPSPLANE_WEBHOOK_SECRET"  # automation.tasks.replay.run.JOB_SECRET_ENV
+WEBHOOK_SECRET_KEY = "OPSPLANE_WEBHOOK_SECRET"  # noqa: S105 env var name (automation.tasks.replay.run.JOB_SECRET_ENV)
 
 
 def to_pulumi_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

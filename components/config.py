@@ -7,6 +7,7 @@ Documented key by key in docs/config.md.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -78,7 +79,29 @@ def check_rate_limit(value: str) -> str:
     return value
 
 
+def check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"must be a CIDR like '203.0.113.0/24' ({exc}), got {value!r}") from None
+    return value
+
+
+_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$")
+
+
+def check_origin(value: str) -> str:
+    if not _ORIGIN.match(value):
+        raise ValueError(
+            f"must be an origin like 'https://app.example.com' (scheme, host, optional port, "
+            f"no path), got {value!r}"
+        )
+    return value
+
+
 Cron = Annotated[str, AfterValidator(check_cron)]
+Cidr = Annotated[str, AfterValidator(check_cidr)]
+Origin = Annotated[str, AfterValidator(check_origin)]
 Image = Annotated[str, AfterValidator(check_image)]
 RateLimit = Annotated[str, AfterValidator(check_rate_limit)]
 Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|m)?$")]
@@ -128,6 +151,14 @@ class QuotaSettings(Model):
     workers: Positive | None = None
 
 
+class AdminAccessSettings(Model):
+    """Who reaches an app's admin surface (QR admin). No CIDR: its Ingress is not declared."""
+
+    allow_cidrs: list[Cidr] = Field(default_factory=list)
+    auth_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    auth_signin: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+
 class AppSettings(Model):
     services: dict[str, ServiceSettings] = Field(default_factory=dict)
     postgres_image: Image | None = None
@@ -138,6 +169,8 @@ class AppSettings(Model):
     domain: str | None = None
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     secret_grace_seconds: NonNegative = 3600
+    admin: AdminAccessSettings = Field(default_factory=AdminAccessSettings)
+    cors_origins: list[Origin] | None = None  # None: the app's own web hosts
 
 
 class BackupSettings(Model):
@@ -295,6 +328,8 @@ class Settings(Model):
 
 def check_app(name: str, spec: AppSpec, app: AppSettings, settings: Settings) -> None:
     known = {s.name for s in spec.services}
+    if app.admin != AdminAccessSettings() and not any(s.admin for s in spec.services):
+        raise ValueError(f"apps.{name}.admin: {name} has no admin surface; remove the key")
     for service, svc in app.services.items():
         if service not in known:
             raise ValueError(

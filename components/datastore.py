@@ -17,6 +17,7 @@ from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
 REDIS_UID = 999  # the redis user of the official image; owns its volume
+SECRETS_DIR = "/run/secrets/opsplane"  # where a store that reads files finds its password
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class StoreShape:
     exporter_port: int
     exporter_env: dict[str, str]  # plain; the password comes from the store's Secret
     exporter_password_env: str
+    # Kubernetes: the password as a file (`<VAR>_FILE` names it) when the image reads one; None
+    # keeps it in the environment (redis-server and redis_exporter read no password file).
+    password_file_env: str | None = None
+    exporter_password_file_env: str | None = None
 
     def exporter_job(self, app: str) -> str:
         """The Prometheus job the alert rules expect (`<app>-postgres-exporter`, ...)."""
@@ -58,8 +63,8 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
         storage=ctx.app_settings.database_storage or pg.storage,
         run_as_user=70,  # the postgres user of the official alpine image
         data_path="/var/lib/postgresql/data",
-        writable_paths=("/var/run/postgresql", "/tmp"),
-        password_env="POSTGRES_PASSWORD",
+        writable_paths=("/var/run/postgresql", "/tmp"),  # noqa: S108 container paths (emptyDirs)
+        password_env="POSTGRES_PASSWORD",  # noqa: S106 env var names, not values
         env={
             "POSTGRES_USER": pg.user,
             "POSTGRES_DB": pg.database,
@@ -77,7 +82,9 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
             "DATA_SOURCE_URI": f"{{host}}:{pg.port}/{pg.database}?sslmode=disable",
             "DATA_SOURCE_USER": pg.user,
         },
-        exporter_password_env="DATA_SOURCE_PASS",
+        exporter_password_env="DATA_SOURCE_PASS",  # noqa: S106 an env var name
+        password_file_env="POSTGRES_PASSWORD_FILE",  # noqa: S106 an env var name
+        exporter_password_file_env="DATA_SOURCE_PASS_FILE",  # noqa: S106 an env var name
     )
 
 
@@ -91,8 +98,8 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         storage=ctx.app_settings.cache_storage or rd.storage,
         run_as_user=REDIS_UID,
         data_path="/data",
-        writable_paths=("/tmp",),
-        password_env="REDIS_PASSWORD",
+        writable_paths=("/tmp",),  # noqa: S108 a container path (emptyDir)
+        password_env="REDIS_PASSWORD",  # noqa: S106 an env var name
         env={},
         k8s_args=["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes"],
         docker_command=[
@@ -107,7 +114,7 @@ def redis_shape(ctx: AppContext) -> StoreShape:
         exporter_image="oliver006/redis_exporter:v1.62.0",
         exporter_port=9121,
         exporter_env={"REDIS_ADDR": f"redis://{{host}}:{rd.port}"},
-        exporter_password_env="REDIS_PASSWORD",
+        exporter_password_env="REDIS_PASSWORD",  # noqa: S106 an env var name
     )
 
 
@@ -176,7 +183,7 @@ class Datastore(pulumi.ComponentResource):
                 image=shape.image,
                 port=shape.port,
                 run_as_user=shape.run_as_user,
-                env=m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env]),
+                env=self._store_env(shape, env, secret_name),
                 args=shape.k8s_args,
                 data_path=shape.data_path,
                 storage=shape.storage,
@@ -188,6 +195,7 @@ class Datastore(pulumi.ComponentResource):
                 else None,
                 sidecars=[self._exporter_container(shape, secret_name)],
                 replicas=replicas,
+                secret_files=(secret_name, SECRETS_DIR) if shape.password_file_env else None,
             ),
             child,
         )
@@ -205,19 +213,26 @@ class Datastore(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def _store_env(shape: StoreShape, env: dict[str, str], secret_name: str) -> list[dict]:
+        if shape.password_file_env:
+            file_env = {shape.password_file_env: f"{SECRETS_DIR}/{shape.password_env}"}
+            return m.plain_env({**env, **file_env})
+        return m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env])
+
+    @staticmethod
     def _exporter_container(shape: StoreShape, secret_name: str) -> dict:
         env = {k: v.format(host="localhost") for k, v in shape.exporter_env.items()}
+        if shape.exporter_password_file_env:
+            env[shape.exporter_password_file_env] = f"{SECRETS_DIR}/{shape.password_env}"
+            password: list[dict] = []
+        else:
+            ref = {"secretKeyRef": {"name": secret_name, "key": shape.password_env}}
+            password = [{"name": shape.exporter_password_env, "valueFrom": ref}]
         return m.sidecar(
             name="exporter",
             image=shape.exporter_image,
             port=shape.exporter_port,
-            env=[
-                *m.plain_env(env),
-                {
-                    "name": shape.exporter_password_env,
-                    "valueFrom": {"secretKeyRef": {"name": secret_name, "key": shape.password_env}},
-                },
-            ],
+            env=[*m.plain_env(env), *password],
         )
 
     def _declare_docker(

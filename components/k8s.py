@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 _KINDS: dict[str, Any] = {
     "Namespace": k8s.core.v1.Namespace,
+    "ConfigMap": k8s.core.v1.ConfigMap,
     "Secret": k8s.core.v1.Secret,
     "Service": k8s.core.v1.Service,
     "ServiceAccount": k8s.core.v1.ServiceAccount,
@@ -21,7 +22,8 @@ _KINDS: dict[str, Any] = {
     "CronJob": k8s.batch.v1.CronJob,
     "Job": k8s.batch.v1.Job,
 }
-_TOP_LEVEL = {"stringData": "string_data", "metadata": "metadata", "spec": "spec", "type": "type"}
+_TOP_LEVEL = {"stringData": "string_data", "metadata": "metadata", "spec": "spec", "type": "type",
+              "data": "data"}  # fmt: skip
 
 
 def declare(resource_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> Any:

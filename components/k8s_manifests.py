@@ -19,6 +19,7 @@ DB_CLIENT_LABEL = "opsplane.dev/db-client"
 CHECKSUM_ANNOTATION = "opsplane.dev/secrets-checksum"
 DATA_VOLUME = "data"  # a store's volumeClaimTemplate
 RUNNER_UID = 10001  # the ops-runner image's user (automation/Dockerfile)
+IMAGE_PINNING_ANNOTATION = "opsplane.dev/image-pinning"  # `<container>=digest|tag, ...`
 
 Manifest = dict[str, Any]
 
@@ -93,6 +94,30 @@ def scratch_volumes(paths: tuple[str, ...]) -> tuple[list[Manifest], list[Manife
     return volumes, mounts
 
 
+def pull_policy(image: str) -> str:
+    """A digest names one image for ever (IfNotPresent); a tag can move (Always re-resolves it)."""
+    return "IfNotPresent" if "@sha256:" in image else "Always"
+
+
+def image_fields(image: Any) -> Manifest:
+    """`image` and the `imagePullPolicy` that goes with how it is pinned (str or Output)."""
+    policy = image.apply(pull_policy) if hasattr(image, "apply") else pull_policy(image)
+    return {"image": image, "imagePullPolicy": policy}
+
+
+def image_pinning(containers: list[Manifest]) -> str:
+    """What the render says about each image: `db=tag, exporter=digest` (config picks)."""
+    return ", ".join(
+        f"{c['name']}={'digest' if '@sha256:' in c['image'] else 'tag'}" for c in containers
+    )
+
+
+def secret_volume(secret_name: str, mount_path: str) -> tuple[Manifest, Manifest]:
+    """A Secret as read-only files (one per key) instead of environment variables."""
+    volume = {"name": "secrets", "secret": {"secretName": secret_name, "defaultMode": 0o440}}
+    return volume, {"name": "secrets", "mountPath": mount_path, "readOnly": True}
+
+
 def env_from_secret(secret_name: str, keys: list[str]) -> list[Manifest]:
     return [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
@@ -146,14 +171,16 @@ def deployment(
     secret_keys: list[str],
     checksum: Any,
     service_account: str | None = None,
+    api_access: bool = False,
     extra_pod_labels: dict[str, str] | None = None,
 ) -> Manifest:
+    """api_access: the pod talks to the Kubernetes API (none does today): only then is a
+    service-account token mounted."""
     lbls = labels(app, component)
     volumes, mounts = scratch_volumes(writable_paths)
     container: Manifest = {
         "name": component,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
+        **image_fields(image),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": plain_env(env) + (env_from_secret(secret_name, secret_keys) if secret_name else []),
         "readinessProbe": http_probe(health_path, port, initial_delay=5),
@@ -166,7 +193,7 @@ def deployment(
         "securityContext": pod_security(run_as_user),
         "containers": [container],
         "volumes": volumes,
-        "automountServiceAccountToken": service_account is not None,
+        "automountServiceAccountToken": api_access,
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account
@@ -185,7 +212,10 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": {**lbls, **(extra_pod_labels or {})},
-                    "annotations": {CHECKSUM_ANNOTATION: checksum},
+                    "annotations": {
+                        CHECKSUM_ANNOTATION: checksum,
+                        IMAGE_PINNING_ANNOTATION: image_pinning([container]),
+                    },
                 },
                 "spec": pod_spec,
             },
@@ -239,6 +269,38 @@ def pdb(*, name: str, ns: str, app: str, component: str) -> Manifest:
     }
 
 
+# Response headers every public host sends (QR runbook: "Review security headers").
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+CUSTOM_HEADERS_ANNOTATION = "nginx.ingress.kubernetes.io/custom-headers"
+
+
+def security_headers(name: str, ns: str, app: str) -> Manifest:
+    """The ConfigMap ingress-nginx's `custom-headers` annotation points at (no snippets: the
+    controller's `global-allowed-response-headers` must list these names; docs/runbook.md)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(name, ns, labels(app, "ingress")),
+        "data": dict(SECURITY_HEADERS),
+    }
+
+
+def admin_access(allow_cidrs: list[str], auth_url: str | None, auth_signin: str | None) -> dict:
+    """ingress-nginx annotations that admit only `allow_cidrs`, optionally behind external auth."""
+    notes = {"nginx.ingress.kubernetes.io/whitelist-source-range": ",".join(allow_cidrs)}
+    if auth_url:
+        notes["nginx.ingress.kubernetes.io/auth-url"] = auth_url
+    if auth_signin:
+        notes["nginx.ingress.kubernetes.io/auth-signin"] = auth_signin
+    return notes
+
+
 def ingress(
     *, name: str, ns: str, app: str, rules: list[tuple[str, str, int]], annotations: dict[str, str]
 ) -> Manifest:
@@ -288,12 +350,17 @@ def statefulset(
     checksum: Any = None,
     sidecars: list[Manifest] | None = None,
     replicas: int = 1,
+    secret_files: tuple[str, str] | None = None,
 ) -> Manifest:
+    """secret_files: (Secret name, mount path) mounted read-only in every container."""
     lbls = labels(app, component)
     volumes, mounts = scratch_volumes(writable_paths)
+    if secret_files:
+        volume, mount = secret_volume(*secret_files)
+        volumes, mounts = [*volumes, volume], [*mounts, mount]
     container: Manifest = {
         "name": component,
-        "image": image,
+        **image_fields(image),
         "ports": [{"name": component, "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "readinessProbe": readiness,
@@ -304,9 +371,16 @@ def statefulset(
     }
     if args:
         container["args"] = args
-    template_meta: Manifest = {"labels": lbls}
+    containers = [container, *(sidecars or [])]
+    if secret_files:
+        for extra in containers[1:]:
+            extra["volumeMounts"] = [*extra.get("volumeMounts", []), mounts[-1]]
+    template_meta: Manifest = {
+        "labels": lbls,
+        "annotations": {IMAGE_PINNING_ANNOTATION: image_pinning(containers)},
+    }
     if checksum is not None:
-        template_meta["annotations"] = {CHECKSUM_ANNOTATION: checksum}
+        template_meta["annotations"][CHECKSUM_ANNOTATION] = checksum
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -320,7 +394,7 @@ def statefulset(
                 "spec": {
                     "securityContext": pod_security(run_as_user),
                     "automountServiceAccountToken": False,
-                    "containers": [container, *(sidecars or [])],
+                    "containers": containers,
                     "volumes": volumes,
                 },
             },
@@ -341,12 +415,13 @@ def sidecar(*, name: str, image: str, port: int, env: list[Manifest]) -> Manifes
     """A metrics exporter beside a data store (runs as nobody, read-only root)."""
     return {
         "name": name,
-        "image": image,
+        **image_fields(image),
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "env": env,
         "resources": resources(Resources("10m", "32Mi", "100m", "64Mi")),
         "securityContext": {**container_security(read_only_root=True), "runAsUser": 65534},
         "readinessProbe": http_probe("/metrics", port, initial_delay=5, period=30),
+        "livenessProbe": http_probe("/metrics", port, initial_delay=30, period=30),
     }
 
 
@@ -526,7 +601,7 @@ def job_pod_spec(
 ) -> Manifest:
     """claims: mount path -> PersistentVolumeClaim (a stopped store's data the task writes; the
     pod then runs as the store's user, so what it writes stays the store's)."""
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 container path, emptyDir
     volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
     for i, (path, claim) in enumerate(sorted((claims or {}).items())):
         mounts.append({"name": f"claim-{i}", "mountPath": path})
@@ -536,11 +611,13 @@ def job_pod_spec(
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account,
+            # IRSA needs no API token: EKS' pod identity webhook projects its own `aws-iam-token`.
+            "automountServiceAccountToken": False,
             "securityContext": pod_security(run_as_user),
             "containers": [
                 {
                     "name": component,
-                    "image": image,
+                    **image_fields(image),
                     "args": args,
                     "env": plain_env(env) + env_from_secret(secret_name, secret_keys),
                     "resources": resources(Resources("100m", "128Mi", "1", "256Mi")),

@@ -125,12 +125,12 @@ class Workload(pulumi.ComponentResource):
             declare(
                 f"{name}-pdb", m.pdb(name=resource_name, ns=ns, app=app, component=svc.name), child
             )
+        # an admin surface without an allowlist has no Ingress: the controller may not reach it
+        exposed = svc.ingress_host is not None and (
+            not svc.admin or bool(ctx.app_settings.admin.allow_cidrs)
+        )
         declare(
-            f"{name}-netpol",
-            m.allow_service_ingress(
-                ns, app, svc.name, svc.port, public=svc.ingress_host is not None
-            ),
-            child,
+            f"{name}-netpol", m.allow_service_ingress(ns, app, svc.name, svc.port, exposed), child
         )
 
     def _declare_docker(

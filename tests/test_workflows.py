@@ -12,8 +12,12 @@ import yaml
 WORKFLOWS = sorted((Path(__file__).parent.parent / ".github" / "workflows").glob("*.yml"))
 
 
-def test_there_are_a_pr_and_a_deploy_workflow() -> None:
-    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "pull-request.yml"]
+def workflow(name: str) -> dict:
+    return yaml.safe_load((WORKFLOWS[0].parent / name).read_text())
+
+
+def test_there_are_a_pr_a_deploy_and_a_drift_workflow() -> None:
+    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "drift.yml", "pull-request.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -38,7 +42,7 @@ def test_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def test_previews_comment_on_pull_requests_and_prod_is_manual() -> None:
-    pr = yaml.safe_load(WORKFLOWS[1].read_text())
+    pr = workflow("pull-request.yml")
     assert pr["permissions"]["pull-requests"] == "write"
     steps = pr["jobs"]["preview"]["steps"]
     (preview,) = [s for s in steps if "pulumi/actions" in s.get("uses", "")]
@@ -47,8 +51,37 @@ def test_previews_comment_on_pull_requests_and_prod_is_manual() -> None:
     assert "secrets.PULUMI_BACKEND_URL" in preview["with"]["cloud-url"]
     assert "secrets.PULUMI_CONFIG_PASSPHRASE" in preview["env"]["PULUMI_CONFIG_PASSPHRASE"]
     assert pr["jobs"]["preview"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    deploy = yaml.safe_load(WORKFLOWS[0].read_text())
+    deploy = workflow("deploy.yml")
     triggers = deploy[True]  # YAML 1.1 reads the key `on` as True
     assert triggers["push"]["branches"] == ["main"]
     assert triggers["workflow_dispatch"]["inputs"]["stack"]["options"] == ["dev", "prod"]
     assert "production" in deploy["jobs"]["up"]["environment"]
+
+
+def test_drift_is_checked_nightly_on_prod_and_opens_an_issue() -> None:
+    drift = workflow("drift.yml")
+    (schedule,) = drift[True]["schedule"]  # YAML 1.1 reads the key `on` as True
+    minute, hour, dom, month, dow = schedule["cron"].split()
+    assert (dom, month, dow) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()
+    assert drift["permissions"] == {"contents": "read", "issues": "write"}
+    assert drift["concurrency"]["group"] == "deploy-prod"  # waits for a prod deploy
+    steps = drift["jobs"]["preview"]["steps"]
+    (preview,) = [s for s in steps if "pulumi/actions" in s.get("uses", "")]
+    assert preview["with"]["command"] == "preview"
+    assert preview["with"]["stack-name"] == "prod"
+    assert preview["with"]["refresh"] is True
+    assert preview["with"]["expect-no-changes"] is True
+    (report,) = [s for s in steps if "github-script" in s.get("uses", "")]
+    assert report["if"] == f"failure() && steps.{preview['id']}.outcome == 'failure'"
+    script = report["with"]["script"]
+    assert "issues.create(" in script and "issues.createComment(" in script
+    assert 'labels: "drift"' in script  # one open drift issue, updated rather than duplicated
+
+
+def test_every_workflow_installs_from_the_hashed_lock() -> None:
+    for path in WORKFLOWS:
+        runs = [
+            s.get("run", "") for job in workflow(path.name)["jobs"].values() for s in job["steps"]
+        ]
+        installs = [r for r in runs if "pip install" in r]
+        assert all("--require-hashes -r requirements.lock" in r for r in installs), path.name

@@ -13,7 +13,7 @@ from components.catalog.spec import (
     WebhookSpec,
 )
 
-_NEXT_CACHE = ("/tmp", "/app/.next/cache")
+_NEXT_CACHE = ("/tmp", "/app/.next/cache")  # noqa: S108 container paths, emptyDir mounts
 _DATABASE_URL = "postgresql://{db_user}:{db_password}@{db_host}:{db_port}/{db_name}"
 _REDIS_URL = "redis://:{redis_password}@{redis_host}:{redis_port}/0"
 
@@ -29,6 +29,7 @@ APP = AppSpec(
             writer=True,
             dev_publish=(8000,),
             ingress_host="api",
+            cors_env="CORS_ALLOWED_ORIGINS",
             quota_env=True,
             uses_objects=True,
             env={"AUTH0_AUDIENCE": "https://api.qr-cloner.local"},
@@ -64,6 +65,7 @@ APP = AppSpec(
             writer=True,
             dev_publish=(3001,),
             ingress_host="admin",
+            admin=True,
             writable_paths=_NEXT_CACHE,
             env={"NODE_ENV": "production", "API_URL": "http://api:8000"},
             replicas=1,
@@ -98,7 +100,7 @@ APP = AppSpec(
         path="/billing/webhook",
         signing="stripe",
         header="Stripe-Signature",
-        secret="stripe-webhook-secret",
+        secret="stripe-webhook-secret",  # noqa: S106 a SecretSpec name
         rate_limit_route="/billing/*",
         default_rate_per_minute=30,
     ),

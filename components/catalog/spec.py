@@ -42,9 +42,11 @@ class ServiceSpec:
     dev_publish: tuple[int, ...] = ()  # host ports published on the dev stack (as the runbooks do)
     ingress_host: str | None = None  # None: no Ingress; "": the app's domain; "api": api.<domain>
     ingress_annotations: dict[str, str] = field(default_factory=dict)
+    admin: bool = False  # an admin surface: own Ingress, only from `apps.<app>.admin.allowCidrs`
+    cors_env: str | None = None  # env var that gets the allowed CORS origins (comma-separated)
     read_only_root: bool = True
     run_as_user: int = 10001
-    writable_paths: tuple[str, ...] = ("/tmp",)
+    writable_paths: tuple[str, ...] = ("/tmp",)  # noqa: S108 a container path (emptyDir)
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, str] = field(default_factory=dict)

@@ -7,6 +7,7 @@ import pytest
 
 from automation.stack.render import Rendered
 from components.catalog import CATALOG
+from components.k8s_manifests import SECURITY_HEADERS
 from tests.program.conftest import K8S_VERSION
 
 LABEL_KEYS = {f"app.kubernetes.io/{k}" for k in ("name", "component", "part-of", "managed-by")}
@@ -48,11 +49,10 @@ def test_prometheus_scrapes_services_exporters_and_the_pushgateway(prod: Rendere
     (db,) = prod.k8s("StatefulSet", "qr-db")
     sidecar = db["spec"]["template"]["spec"]["containers"][1]
     assert sidecar["ports"][0]["containerPort"] == 9187
-    (password,) = [e for e in sidecar["env"] if e["name"] == "DATA_SOURCE_PASS"]
-    assert password["valueFrom"]["secretKeyRef"] == {
-        "name": "qr-db-credentials",
-        "key": "POSTGRES_PASSWORD",
-    }
+    (password,) = [e for e in sidecar["env"] if e["name"] == "DATA_SOURCE_PASS_FILE"]
+    assert password["value"] == "/run/secrets/opsplane/POSTGRES_PASSWORD"
+    (volume,) = [v for v in db["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "qr-db-credentials"
 
 
 def test_alerts_route_to_the_configured_receivers(prod: Rendered) -> None:
@@ -217,7 +217,10 @@ def test_secrets_reach_containers_only_through_secret_refs(prod: Rendered) -> No
                 assert not any(
                     word in env["name"] for word in ("PASSWORD", "SECRET", "KEY", "URL")
                 ) or env["name"] in ("SPRING_DATASOURCE_URL", "API_URL", "BACKEND_URL"), env
-    assert not prod.k8s("ConfigMap")
+    # the only ConfigMaps are the ingress security headers: no secret ever lands in one
+    maps = {c["metadata"]["name"]: c["data"] for c in prod.k8s("ConfigMap")}
+    assert set(maps) == {"qr-security-headers", "quickbite-security-headers"}
+    assert all(set(data) == set(SECURITY_HEADERS) for data in maps.values())
 
 
 def test_qr_api_gets_the_runbook_quota_tuning(prod: Rendered) -> None:

@@ -42,15 +42,15 @@ def test_installs_version_matched_pg_client_and_redis_cli() -> None:
     assert "postgresql-client-${PG_MAJOR}" in runs
     assert "redis-tools" in runs
     assert "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump --version" in runs  # build fails if absent
-    assert "pip install -r requirements.txt" in runs
+    assert "pip install --require-hashes -r requirements.lock" in runs
 
 
 def test_copies_the_automation_package_and_runs_it() -> None:
     steps = instructions()
     copies = [args.split() for op, args in steps if op == "COPY"]
     sources = [c[0] for c in copies]
-    assert sources == ["requirements.txt", "automation/", "components/", "contract/"]
-    for source in ("automation/", "components/"):
+    assert sources == ["requirements.lock", "automation/", "components/", "contract/"]
+    for source in ("automation/", "components/", "contract/"):
         assert (ROOT / source / "__init__.py").exists()
     assert (ROOT / "automation" / "__main__.py").exists()
     entrypoint = next(args for op, args in steps if op == "ENTRYPOINT")
