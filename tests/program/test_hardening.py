@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from automation.render import Rendered
+from automation.stack.render import Rendered
 from components.config import ConfigError, parse_settings
 from components.k8s_manifests import (
     CUSTOM_HEADERS_ANNOTATION,
