@@ -49,13 +49,14 @@ def check_redis(url: str, timeout: float = 10.0) -> None:
             f"--redis-url: Redis at {label} did not answer within {timeout:.0f}s; "
             "check the host, port and network"
         ) from None
-    answer = (result.stdout.strip() or result.stderr.strip()).splitlines()
-    if result.returncode != 0 or answer[:1] != ["PONG"]:
-        reason = answer[-1] if answer else f"redis-cli exit {result.returncode}"
-        raise TaskFailed(
-            f"--redis-url: Redis at {label} is not usable ({reason}); check the URL, its "
-            "password and that Redis is up"
-        )
+    if result.returncode == 0 and result.stdout.strip() == "PONG":
+        return
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    reason = lines[0].strip() if lines else f"redis-cli exit {result.returncode}"
+    raise TaskFailed(
+        f"--redis-url: Redis at {label} is not usable ({reason}); check the URL, its "
+        "password and that Redis is up"
+    )
 
 
 def redis_cli_base(url: str) -> tuple[list[str], dict[str, str], str]:

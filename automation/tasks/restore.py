@@ -932,11 +932,11 @@ class CleanupReport:
 
 
 def cleanup_candidates(url: str) -> list[str]:
-    """Pre-restore copies and the leftovers of restores and drills that did not finish (those a
-    running process claims are not listed)."""
+    """Pre-restore copies, then the `_restore_`/`_verify_` databases of restores and drills (one
+    in use, e.g. a restore running now, is listed and then skipped by `cleanup`)."""
     found = pgswap.leftovers(url, database_name(url))
     return [x.name for x in found if x.kind == bf.KIND_PRE_RESTORE] + [
-        x.name for x in found if x.interrupted
+        x.name for x in found if x.kind != bf.KIND_PRE_RESTORE
     ]
 
 
