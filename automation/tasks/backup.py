@@ -370,7 +370,7 @@ def abort_stale_uploads(
             continue
         if not parsed[3].startswith(own):
             continue
-        idle = (now - upload_activity(client, opts.bucket, upload)).total_seconds()
+        idle = (now - upload_activity(client, opts.bucket, upload, parsed[2])).total_seconds()
         if idle < opts.stale_upload_seconds:
             continue
         with s3io.s3_errors(client, opts.bucket, upload["Key"]):
@@ -382,13 +382,16 @@ def abort_stale_uploads(
     return aborted
 
 
-def upload_activity(client: Any, bucket: str, upload: dict[str, Any]) -> datetime:
-    """When an open multipart upload last made progress: its newest part, else its start."""
+def upload_activity(client: Any, bucket: str, upload: dict[str, Any], run_id: str) -> datetime:
+    """When an open multipart upload last made progress: its newest part, else its start (the
+    later of S3's `Initiated` and the run id's time: some stores report no useful `Initiated`)."""
     with s3io.s3_errors(client, bucket, upload["Key"]):
         parts = client.list_parts(
             Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
         ).get("Parts", [])
-    return max([upload["Initiated"], *(p["LastModified"] for p in parts)])
+    times = [upload["Initiated"], *(p["LastModified"] for p in parts)]
+    started = bf.run_time(run_id)
+    return max(times + ([started] if started else []))
 
 
 def run_backup(

@@ -36,13 +36,14 @@ def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
 
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
+KILL_SIGNAL_ENV = "OPSPLANE_TEST_KILL_SIGNAL"  # default SIGKILL; SIGSTOP pauses the process there
 
 
 def kill_point(step: str) -> None:
-    """Tests only: SIGKILL this process at `step` when OPSPLANE_TEST_KILL_AT names it (the crash
+    """Tests only: signal this process at `step` when OPSPLANE_TEST_KILL_AT names it (the crash
     tests of backup, verify-backup and restore; nothing sets it in production)."""
     if os.environ.get(KILL_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")])
 
 
 GZIP_MAGIC = b"\x1f\x8b"

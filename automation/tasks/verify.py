@@ -37,6 +37,7 @@ from automation.tasks.backups import (
     BackupRef,
     BarFactory,
     find_backup,
+    kill_point,
     no_bar,
     prometheus_text,
     push_metrics,
@@ -284,6 +285,7 @@ def _advancing(chunks: Iterable[bytes], advance: Advance) -> Iterator[bytes]:
     for chunk in chunks:
         advance(len(chunk))
         yield chunk
+        kill_point("verify_restoring")
 
 
 def throwaway_name(database: str) -> str:
