@@ -750,8 +750,8 @@ def _drop(url: str, name: str) -> str | None:
     reporting a failure)."""
     try:
         return pgswap.drop_database(url, name, force=True)
-    except OpsError as exc:
-        return str(exc)
+    except OpsError:  # connecting failed
+        return "PostgreSQL is not reachable"
     except Exception as exc:  # psycopg errors outside the statement (the server went away)
         return first_line(exc)
 

@@ -44,6 +44,7 @@ from automation.tasks.backups import (
 )
 from automation.tasks.io import pgtools, s3io
 from automation.tasks.io.gz import gunzip_stream
+from automation.tasks.pgload import die_with_parent
 from contract import backup_layout as bf
 
 VERIFY_SUCCESS = "opsplane_backup_verify_success"
@@ -187,7 +188,12 @@ def run_with_stdin(
     """Run a tool with `chunks` streamed to its stdin; a non-zero exit is ToolFailed with its
     last error line. The writer runs in this thread; stderr is drained by another."""
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=die_with_parent,  # killed with us: never commits a half-fed restore at EOF
     )
     errors: list[str] = []
     reader = threading.Thread(target=_collect_errors, args=(proc.stderr, errors), daemon=True)
