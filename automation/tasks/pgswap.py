@@ -9,6 +9,7 @@ either the old or the new database under the live name, never anything in betwee
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks.io.pgtools import connect, first_line, with_database
 from contract import backup_layout as bf
 
@@ -288,9 +289,16 @@ def swap(
                         f"the live database {live!r} is unchanged"
                     ) from None
                 time.sleep(0.2 * attempt)
+            except psycopg.OperationalError as exc:
+                raise TaskFailed(
+                    f"PostgreSQL went away during the swap ({first_line(exc)}): both renames are "
+                    f"one transaction, so {live!r} holds the old or the restored database, never "
+                    f"a mix; once the server is back, `restore --cleanup --dry-run` shows what "
+                    f"is left ({new!r} if the swap did not commit)"
+                ) from None
     finally:
         if live_exists:
-            _reallow(url, live, pre_restore)
+            _reallow_quietly(url, live, pre_restore)
     return ended
 
 
@@ -333,6 +341,13 @@ def _rename(old: str, new: str) -> sql.Composed:
     return sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
         sql.Identifier(old), sql.Identifier(new)
     )
+
+
+def _reallow_quietly(url: str, live: str, pre_restore: str) -> None:
+    """`_reallow`, unless the server is gone: then the next restore or `--cleanup` re-allows
+    (`blocked_live`), and the error being raised is the one worth reading."""
+    with contextlib.suppress(OpsError, psycopg.OperationalError):
+        _reallow(url, live, pre_restore)
 
 
 def _reallow(url: str, live: str, pre_restore: str) -> None:

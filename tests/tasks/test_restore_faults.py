@@ -286,6 +286,33 @@ class TestServerStoppedMidRestore:
             assert code == 0, err
             assert json.loads(out)["dropped"] == [left]
 
+    def test_stopped_during_the_swap_is_one_honest_line(self, s3) -> None:
+        with private_postgres() as (server, admin):
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE qr")
+            url = other_db_url(admin, "qr")
+            create_qr(url, rows=200)
+            bucket = s3.create_bucket()
+            managed_backup(url, bucket, "qr")
+            scramble(url)
+            old = table_checksums(url)
+            args = ["restore", "--database-url", url, "--bucket", bucket, "--app", "qr",
+                    "--latest", "--yes"]  # fmt: skip
+            proc = automation(*args, env={KILL_ENV: "swap_begin", KILL_SIGNAL_ENV: "SIGSTOP"})
+            wait_stopped(proc)
+            stop_fast(server)
+            proc.send_signal(signal.SIGCONT)
+            _, err = proc.communicate(timeout=120)
+
+            assert proc.returncode == 1, err
+            assert "Traceback" not in err
+            [line] = [x for x in err.splitlines() if x.startswith("error:")]
+            assert "PostgreSQL went away during the swap" in line and "--cleanup" in line
+            start(server)
+            with psycopg.connect(admin, autocommit=True) as conn:  # as the next restore would
+                conn.execute('ALTER DATABASE "qr" WITH ALLOW_CONNECTIONS true')
+            assert table_checksums(url) == old  # the swap never committed
+
 
 class _Server:
     """`databases()` wants an object with `url()`: the private server's maintenance URL."""
