@@ -369,7 +369,7 @@ def print_report(document: dict[str, Any], *, as_json: bool) -> None:
         if db.get("pre_restore"):
             typer.echo(f"previous database kept as {db['pre_restore']} (drop: restore --cleanup)")
         for name in db.get("leftovers", []):
-            typer.echo(f"leftover of an interrupted restore: {name} (drop: restore --cleanup)")
+            typer.echo(f"leftover of {task.interrupted(name)}: {name} (drop: restore --cleanup)")
     for part in ("redis", "objects"):
         if part in document:
             typer.echo(f"{part}: {document[part]}")
