@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from automation.console import emit_json, handle_errors, stderr
+from automation.console import emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks.backup import DEFAULT_GZIP_LEVEL, BackupOptions, run_backup
 from automation.tasks.backups import list_backups, pin
@@ -115,7 +115,7 @@ def backup(
         retention_days=retention_days,
         pushgateway=pushgateway,
     )
-    result = run_backup(options, report=say)
+    result = run_backup(options, report=say, bar=progress)
     if json:
         emit_json(result.to_dict())
     else:
@@ -129,7 +129,10 @@ def list_command(
     app: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
     json: Json = False,
 ) -> None:
-    """Backups, newest first: time, size, format, parts and verification state."""
+    """Backups, newest first: time, size, format, parts and verification state.
+
+    `(latest)` marks the run `--latest` picks. A run without a manifest (killed, failed, or still
+    running) is INCOMPLETE, with any upload it left open."""
     runs = list_backups(s3io.s3_client(), bucket, prefix, app)
     if json:
         emit_json([vars(r) for r in runs])
@@ -139,13 +142,13 @@ def list_command(
         return
     table = Table("time (UTC)", "app", "size", "format", "parts", "verified", "retention", "key")
     for r in runs:
-        state = "complete" if r.complete else "INCOMPLETE"
+        parts = r.parts + [f"{name} (upload open)" for name in r.open_uploads]
         table.add_row(
-            r.run_id,
+            r.run_id + (" (latest)" if r.latest else ""),
             r.app,
             human_size(r.size),
             (r.format or "-") + ("" if r.managed else " (by hand)"),
-            ", ".join(r.parts) + ("" if r.complete else f" [{state}]"),
+            ", ".join(parts) + ("" if r.complete else " [INCOMPLETE]"),
             f"{r.verified} {r.verified_at}" if r.verified else "never",
             r.retention or "-",
             r.key,
@@ -187,7 +190,9 @@ def verify_command(
     if (key is None) == (not latest):
         raise UserInputError("pass exactly one of --key KEY or --latest")
     try:
-        report = verify_backup(database_url, bucket, prefix, key, app, report_progress=say)
+        report = verify_backup(
+            database_url, bucket, prefix, key, app, report_progress=say, bar=progress
+        )
     except OpsError:
         if pushgateway:
             push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)

@@ -9,7 +9,11 @@ part verified before any is changed, then database, Redis, objects in that order
   from the app's `ops` output; the app is put in maintenance around the restore (always left
   again), or with `--where cluster` the restore runs as a cluster Job (which, for Redis, the
   program runs with Redis stopped and its data volume mounted).
-`--cleanup` lists and drops `<db>_pre_restore_*` copies and leftover `<db>_restore_*` databases.
+`--cleanup` lists and drops `<db>_pre_restore_*` copies and the leftovers of interrupted restores
+and drills (`<db>_restore_*`, `<db>_verify_*`; `pgswap.leftovers`).
+
+The target must exist (`--create` for a fresh server) and is never a template or the maintenance
+database; the confirmation says whether the database is replaced or created.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from psycopg.conninfo import make_conninfo
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
+from automation.tasks import pgswap
 from automation.tasks import restore as task
 from automation.tasks.io import pgtools
 from automation.tasks.io.s3io import s3_client
@@ -108,6 +113,12 @@ def restore(
     cleanup: Annotated[
         bool, typer.Option("--cleanup", help="List and drop pre-restore copies and leftovers.")
     ] = False,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create", help="The database does not exist yet (a fresh server): create it."
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Verify the backup and show the plan; change nothing.")
@@ -128,7 +139,7 @@ def restore(
             )
         if not app:
             raise UserInputError("--stack needs --app APP (e.g. --app qr)")
-        options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs)
+        options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs, create)
         run_stack_form(options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json)
         return
     if cleanup:
@@ -136,7 +147,9 @@ def restore(
             raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
         run_cleanup(database_url, yes=yes, dry_run=dry_run, as_json=json)
         return
-    choice = ExplicitChoice.checked(component, jobs, redis_data_dir, objects_bucket, dry_run)
+    choice = ExplicitChoice.checked(
+        component, jobs, redis_data_dir, objects_bucket, dry_run, create=create
+    )
     if choice.wants("db") and database_url is None:
         raise UserInputError(
             "restore needs --stack STACK --app APP, or --database-url URL --bucket NAME "
@@ -146,11 +159,12 @@ def restore(
         raise UserInputError("--bucket is required: the bucket holding the backups")
     if bool(key) == latest:
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
+    case = target_case(database_url, create) if choice.wants("db") else ""
     client = s3_client()
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
     objects = explicit_objects(choice, client, source)
     if not dry_run:
-        ask_before_restore(choice, database_url, source, yes)
+        ask_before_restore(choice, database_url, source, yes, case)
     document: dict[str, Any] = {"component": choice.component}
     with verified_parts(choice, database_url, client, source, objects, dry_run=dry_run) as parts:
         if dry_run:
@@ -160,21 +174,30 @@ def restore(
     print_report(document, as_json=json)
 
 
+def target_case(url: str | None, create: bool) -> str:
+    """Refuse a protected or missing target (before anything is read); say which case it is."""
+    assert url is not None
+    live = pgtools.database_name(url)
+    info = pgswap.check_target(url, live, create=create)
+    if info is None:
+        return f"create database {pgtools.describe(url)} (it does not exist yet: --create)"
+    return (
+        f"replace the existing database {pgtools.describe(url)} (the current one is kept as "
+        f"{live}_pre_restore_<time>)"
+    )
+
+
 def ask_before_restore(
-    choice: ExplicitChoice, url: str | None, source: task.BackupRef, yes: bool
+    choice: ExplicitChoice, url: str | None, source: task.BackupRef, yes: bool, case: str
 ) -> None:
     what = []
     if choice.wants("db") and url is not None:
-        live = pgtools.database_name(url)
-        what.append(
-            f"database {pgtools.describe(url)} (the current one is kept as "
-            f"{live}_pre_restore_<time>)"
-        )
+        what.append(case)
     if choice.wants("redis"):
         what.append(f"Redis data in {choice.redis_data_dir} (previous files kept)")
     if choice.objects_bucket and choice.wants("objects"):
         what.append(f"objects in bucket {choice.objects_bucket}")
-    confirm(f"Replace {'; '.join(what)} from s3://{source.bucket}/{source.key}?", yes=yes)
+    confirm(f"Restore: {'; '.join(what)}, from s3://{source.bucket}/{source.key}?", yes=yes)
 
 
 # --- what to restore, verified before anything changes ------------------------------------------
@@ -187,6 +210,7 @@ class Choice:
     component: str
     jobs: int
     redis_data_dir: Path | None
+    create: bool = False  # the database may not exist yet (`--create`)
 
     def wants(self, part: str) -> bool:
         return self.component in (part, "all")
@@ -217,6 +241,8 @@ class ExplicitChoice(Choice):
         redis_data_dir: Path | None,
         objects_bucket: str | None,
         dry_run: bool,
+        *,
+        create: bool = False,
     ) -> ExplicitChoice:
         """A dry run verifies the Redis part in a temporary directory: no data dir needed."""
         check_component(component)
@@ -226,7 +252,14 @@ class ExplicitChoice(Choice):
             raise UserInputError(
                 "--component objects needs --objects-bucket NAME: the app's bucket to restore into"
             )
-        return cls(component, jobs, redis_data_dir, objects_bucket, dry_run)
+        return cls(
+            component,
+            jobs,
+            redis_data_dir,
+            create=create,
+            objects_bucket=objects_bucket,
+            dry_run=dry_run,
+        )
 
 
 @dataclass
@@ -259,7 +292,14 @@ def verified_parts(
             assert url is not None
             parts.database = cleanup.enter_context(
                 task.DatabaseRestore(
-                    url, client, source, jobs=choice.jobs, dry_run=dry_run, log=say, bar=bar
+                    url,
+                    client,
+                    source,
+                    jobs=choice.jobs,
+                    dry_run=dry_run,
+                    create=choice.create,
+                    log=say,
+                    bar=bar,
                 )
             )
             parts.database.verify()
@@ -329,7 +369,7 @@ def print_report(document: dict[str, Any], *, as_json: bool) -> None:
         if db.get("pre_restore"):
             typer.echo(f"previous database kept as {db['pre_restore']} (drop: restore --cleanup)")
         for name in db.get("leftovers", []):
-            typer.echo(f"leftover of an interrupted restore: {name} (drop: restore --cleanup)")
+            typer.echo(f"leftover of {task.interrupted(name)}: {name} (drop: restore --cleanup)")
     for part in ("redis", "objects"):
         if part in document:
             typer.echo(f"{part}: {document[part]}")
@@ -369,6 +409,7 @@ class StackForm:
         where: str,
         redis_data_dir: Path | None,
         jobs: int,
+        create: bool = False,
     ) -> None:
         check_component(component)
         if where not in WHERE:
@@ -382,7 +423,7 @@ class StackForm:
             raise redis_dir_missing(component)
         self.stack, self.app, self.where = stack, app, where
         self.key = None if backup in (None, "", "latest") else backup
-        self.choice = Choice(component, jobs, redis_data_dir)
+        self.choice = Choice(component, jobs, redis_data_dir, create)
 
     @property
     def component(self) -> str:
@@ -456,10 +497,11 @@ def run_stack_form(
     client = client_for(backup.get("endpoint"), backup.get("region"))
     bucket, prefix = str(backup.get("bucket")), str(backup.get("prefix") or bf.DEFAULT_PREFIX)
     source = task.resolve_source(client, bucket, prefix=prefix, app=form.app, key=form.key)
+    case = f"; {target_case(url, form.choice.create)}" if form.wants("db") else ""
     if not dry_run:
         confirm(
             f"Restore {form.component} of {form.app} on stack {stack.name} from "
-            f"s3://{bucket}/{source.key}? ({form.app} goes into maintenance meanwhile)",
+            f"s3://{bucket}/{source.key}{case}? ({form.app} goes into maintenance meanwhile)",
             yes=yes,
         )
     document = restore_components(stack, form, ops, url, client, source, dry_run=dry_run)
@@ -543,6 +585,7 @@ def cluster_args(form: StackForm, ops: dict[str, Any]) -> list[str]:
     args = ["--bucket", str(backup.get("bucket")), "--prefix", prefix, "--app", form.app]
     args += ["--component", form.component, "--jobs", str(form.choice.jobs), "--yes", "--json"]
     args += ["--key", form.key] if form.key else ["--latest"]
+    args += ["--create"] if form.choice.create else []
     bucket = object_bucket(ops)
     if form.wants("objects") and bucket is not None:
         args += ["--objects-bucket", bucket]

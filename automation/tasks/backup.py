@@ -6,8 +6,16 @@ already compressed) into an S3 multipart upload: no temporary file, memory bound
 8 MiB parts. The dump and the row counts recorded next to it come from one exported snapshot,
 so the counts `verify-backup` checks are exactly what the dump holds, even under writes.
 
+Every target (database, Redis, the object bucket, the backup bucket) is checked before the
+first byte is dumped, so an unreachable one fails in seconds, not after the dump.
+
 Failure anywhere aborts the upload in progress, deletes the parts this run stored, writes no
-manifest (a run without one is never "latest") and raises one clear line.
+manifest (a run without one is never "latest") and raises one clear line. A run that is killed
+cannot clean up: its parts and open multipart uploads stay, `backups list` shows the run as
+INCOMPLETE, and the next run of the app that stores the same part aborts those uploads once
+they have been idle for `stale_upload_seconds`. The manifest is written only if no object has
+its key (`If-None-Match`), on top of run ids that are unique to the microsecond plus a random
+suffix: two runs never overwrite each other.
 """
 
 from __future__ import annotations
@@ -25,10 +33,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks.backups import prometheus_text, push_metrics
+from automation.tasks.backups import (
+    Advance,
+    BarFactory,
+    kill_point,
+    no_bar,
+    prometheus_text,
+    push_metrics,
+)
 from automation.tasks.io import pgtools, s3io
 from components.backup_lifecycle import apply_lifecycle, lifecycle_rules
 from contract import backup_layout as bf
@@ -40,6 +56,9 @@ READ_AHEAD = 8  # chunks
 DEFAULT_GZIP_LEVEL = 1
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LAST_SUCCESS = "opsplane_backup_last_success_timestamp_seconds"
+# an open multipart upload of another run idle this long belongs to a killed run: a live one sends
+# an 8 MiB part every few seconds (pg_dump waiting on a lock is the slow case, hence an hour)
+STALE_UPLOAD_SECONDS = 3600
 
 Reporter = Callable[[str], None]
 
@@ -57,6 +76,7 @@ class BackupOptions:
     apply_lifecycle: bool = False
     retention_days: int = 30
     pushgateway: str | None = None
+    stale_upload_seconds: float = STALE_UPLOAD_SECONDS
 
 
 @dataclass
@@ -204,6 +224,14 @@ def read_ahead(stream: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
         thread.join(timeout=5)
 
 
+def counted(chunks: Iterator[bytes], advance: Advance) -> Iterator[bytes]:
+    """`chunks`, each counted into a progress bar as it passes."""
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
+        kill_point("uploading")
+
+
 def _drain(stream: Any, tail: deque[str]) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").strip()
@@ -212,11 +240,15 @@ def _drain(stream: Any, tail: deque[str]) -> None:
 
 
 def backup_database(
-    client: Any, opts: BackupOptions, app: str, run_id: str, report: Reporter
+    client: Any,
+    opts: BackupOptions,
+    result: BackupResult,
+    report: Reporter,
+    bar: BarFactory = no_bar,
 ) -> tuple[bf.Part, bf.DatabaseFacts]:
     """Dump the database into the run; returns the stored part and the facts recorded with it."""
     assert opts.database_url is not None
-    url = opts.database_url
+    url, app, run_id = opts.database_url, result.app, result.run_id
     pg_dump = pgtools.tools_for(url, "pg_dump")["pg_dump"]
     part_name = bf.DB_CUSTOM if opts.format == "custom" else bf.DB_PLAIN
     key = bf.part_key(opts.prefix, app, run_id, part_name)
@@ -230,30 +262,45 @@ def backup_database(
             snapshot = str(snapshot_row[0]) if snapshot_row else None
             facts = collect_facts(conn, pgtools.database_name(url))
         report(f"db: dumping {pgtools.describe(url)} ({len(facts.tables)} tables) to {key}")
-        chunks = pg_dump_chunks(pg_dump, url, opts.format, snapshot)
-        if opts.format == "plain":
-            chunks = s3io.gzip_chunks(chunks, opts.gzip_level)
-        metadata = {
-            bf.META_FORMAT: opts.format,
-            bf.META_SERVER_VERSION: facts.server_version,
-            bf.META_APP: app,
-            bf.META_RUN: run_id,
-        }
-        if facts.migration_head:
-            metadata[bf.META_MIGRATION_HEAD] = facts.migration_head
-        stored = s3io.upload_stream(
-            client,
-            opts.bucket,
-            key,
-            chunks,
-            metadata=metadata,
-            tags={bf.TAG_RETENTION: bf.RETENTION_STANDARD},
-            content_type="application/gzip"
-            if opts.format == "plain"
-            else "application/octet-stream",
-        )
+        with bar("db: pg_dump -> S3 (bytes dumped)", None) as advance:
+            stored = _upload_dump(client, opts, key, pg_dump, snapshot, facts, result, advance)
     report(f"db: stored {stored.size:,} bytes, sha256 {stored.sha256[:12]}…")
     return bf.Part(key=key, format=opts.format, sha256=stored.sha256, size=stored.size), facts
+
+
+def _upload_dump(
+    client: Any,
+    opts: BackupOptions,
+    key: str,
+    pg_dump: Path,
+    snapshot: str | None,
+    facts: bf.DatabaseFacts,
+    result: BackupResult,
+    advance: Advance,
+) -> s3io.Stored:
+    """pg_dump (of the exported snapshot) -> gzip (plain) -> one S3 object with our metadata."""
+    assert opts.database_url is not None
+    app, run_id = result.app, result.run_id
+    chunks = counted(pg_dump_chunks(pg_dump, opts.database_url, opts.format, snapshot), advance)
+    if opts.format == "plain":
+        chunks = s3io.gzip_chunks(chunks, opts.gzip_level)
+    metadata = {
+        bf.META_FORMAT: opts.format,
+        bf.META_SERVER_VERSION: facts.server_version,
+        bf.META_APP: app,
+        bf.META_RUN: run_id,
+    }
+    if facts.migration_head:
+        metadata[bf.META_MIGRATION_HEAD] = facts.migration_head
+    return s3io.upload_stream(
+        client,
+        opts.bucket,
+        key,
+        chunks,
+        metadata=metadata,
+        tags={bf.TAG_RETENTION: bf.RETENTION_STANDARD},
+        content_type="application/gzip" if opts.format == "plain" else "application/octet-stream",
+    )
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -281,12 +328,80 @@ def validate(opts: BackupOptions) -> str:
     return app
 
 
-def run_backup(opts: BackupOptions, report: Reporter = lambda _: None) -> BackupResult:
+def preflight(client: Any, opts: BackupOptions) -> None:
+    """Check every target before the long work: the backup bucket, the database (and a pg_dump
+    of its major), Redis (PING with the credentials) and the object bucket. One line on failure,
+    nothing stored."""
+    from automation.tasks.redis_backup import check_redis
+
+    s3io.check_bucket(client, opts.bucket, opts.prefix.strip("/") + "/")
+    if opts.database_url:
+        pgtools.tools_for(opts.database_url, "pg_dump")
+    if opts.redis_url:
+        check_redis(opts.redis_url)
+    if opts.objects_bucket:
+        s3io.check_bucket(client, opts.objects_bucket)
+
+
+def parts_written(opts: BackupOptions) -> tuple[str, ...]:
+    """The part names (or name prefixes) this run stores."""
+    names: list[str] = []
+    if opts.database_url:
+        names.append(bf.DB_CUSTOM if opts.format == "custom" else bf.DB_PLAIN)
+    if opts.redis_url:
+        names.append(bf.REDIS_PART)
+    if opts.objects_bucket:
+        names.append(bf.OBJECTS_DIR)
+    return tuple(names)
+
+
+def abort_stale_uploads(
+    client: Any, opts: BackupOptions, app: str, run_id: str, report: Reporter
+) -> list[str]:
+    """Abort the multipart uploads killed runs of `app` left for the parts this run stores (idle
+    for `stale_upload_seconds`: not a run still going). Returns their keys."""
+    own = parts_written(opts)
+    now = datetime.now(UTC)
+    aborted = []
+    where = f"{opts.prefix.strip('/')}/{app}/"
+    for upload in s3io.in_progress_uploads(client, opts.bucket, where):
+        parsed = bf.parse_run_key(upload["Key"])
+        if parsed is None or parsed[1] != app or parsed[2] == run_id:
+            continue
+        if not parsed[3].startswith(own):
+            continue
+        idle = (now - upload_activity(client, opts.bucket, upload, parsed[2])).total_seconds()
+        if idle < opts.stale_upload_seconds:
+            continue
+        with s3io.s3_errors(client, opts.bucket, upload["Key"]):
+            client.abort_multipart_upload(
+                Bucket=opts.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        aborted.append(upload["Key"])
+        report(f"aborted the open upload of interrupted run {parsed[2]}: {upload['Key']}")
+    return aborted
+
+
+def upload_activity(client: Any, bucket: str, upload: dict[str, Any], run_id: str) -> datetime:
+    """When an open multipart upload last made progress: its newest part, else its start (the
+    later of S3's `Initiated` and the run id's time: some stores report no useful `Initiated`)."""
+    with s3io.s3_errors(client, bucket, upload["Key"]):
+        parts = client.list_parts(
+            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        ).get("Parts", [])
+    times = [upload["Initiated"], *(p["LastModified"] for p in parts)]
+    started = bf.run_time(run_id)
+    return max(times + ([started] if started else []))
+
+
+def run_backup(
+    opts: BackupOptions, report: Reporter = lambda _: None, bar: BarFactory = no_bar
+) -> BackupResult:
     """One backup run. Returns what was stored; raises TaskFailed having stored nothing."""
     app = validate(opts)
     started = time.monotonic()
     client = s3io.s3_client()
-    s3io.check_bucket(client, opts.bucket, opts.prefix.strip("/") + "/")
+    preflight(client, opts)
     if opts.apply_lifecycle:
         rules = lifecycle_rules(opts.retention_days, prefix=opts.prefix)
         with s3io.s3_errors(client, opts.bucket):
@@ -299,8 +414,9 @@ def run_backup(opts: BackupOptions, report: Reporter = lambda _: None) -> Backup
         bucket=opts.bucket,
         manifest_key=bf.part_key(opts.prefix, app, run_id, bf.MANIFEST),
     )
+    abort_stale_uploads(client, opts, app, run_id, report)
     try:
-        store_parts(client, opts, result, report)
+        store_parts(client, opts, result, report, bar)
         write_manifest(client, opts, result)
     except BaseException:
         s3io.delete_quietly(client, opts.bucket, [p.key for p in result.parts])
@@ -312,20 +428,26 @@ def run_backup(opts: BackupOptions, report: Reporter = lambda _: None) -> Backup
     return result
 
 
-def store_parts(client: Any, opts: BackupOptions, result: BackupResult, report: Reporter) -> None:
+def store_parts(
+    client: Any,
+    opts: BackupOptions,
+    result: BackupResult,
+    report: Reporter,
+    bar: BarFactory = no_bar,
+) -> None:
     """Store each requested part, appending it to `result` as soon as it is stored."""
     # imported here: both modules use this module's streaming helpers
     from automation.tasks.objects_backup import mirror_bucket
     from automation.tasks.redis_backup import backup_redis
 
     if opts.database_url:
-        part, facts = backup_database(client, opts, result.app, result.run_id, report)
+        part, facts = backup_database(client, opts, result, report, bar)
         result.parts.append(part)
         result.database = facts
     if opts.redis_url:
         result.parts.append(
             backup_redis(client, opts.bucket, opts.prefix, result.app, result.run_id,
-                         opts.redis_url, opts.gzip_level, report)
+                         opts.redis_url, opts.gzip_level, report, bar)
         )  # fmt: skip
     if opts.objects_bucket:
         mirror_bucket(
@@ -343,15 +465,27 @@ def write_manifest(client: Any, opts: BackupOptions, result: BackupResult) -> No
         parts=result.parts,
         database=result.database,
     )
-    s3io.put_bytes(
-        client,
-        opts.bucket,
-        result.manifest_key,
-        manifest.to_json(),
-        ContentType="application/json",
-        Metadata={bf.META_APP: result.app, bf.META_RUN: result.run_id},
-        Tagging=f"{bf.TAG_RETENTION}={bf.RETENTION_STANDARD}",
-    )
+    extra = {
+        "ContentType": "application/json",
+        "Metadata": {bf.META_APP: result.app, bf.META_RUN: result.run_id},
+        "Tagging": f"{bf.TAG_RETENTION}={bf.RETENTION_STANDARD}",
+    }
+    key, body = result.manifest_key, manifest.to_json()
+    try:
+        client.put_object(Bucket=opts.bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+    except ClientError as exc:
+        code = s3io.error_code(exc)
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise TaskFailed(
+                f"s3://{opts.bucket}/{key} already exists: another backup run has the same run "
+                "id; nothing was overwritten, run the backup again"
+            ) from None
+        if code not in ("NotImplemented", "501"):
+            raise s3io.explain(exc, client, opts.bucket, key) from None
+        # a store without conditional writes: the unique run id alone keeps runs apart
+        s3io.put_bytes(client, opts.bucket, key, body, **extra)
+    except BotoCoreError as exc:
+        raise s3io.explain(exc, client, opts.bucket, key) from None
 
 
 def part_kind(part: bf.Part) -> str:

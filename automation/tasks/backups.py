@@ -8,7 +8,12 @@ under any key, no metadata): for those, the recorded facts are simply absent (`N
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +23,28 @@ import requests
 from automation.errors import TaskFailed, UserInputError
 from automation.tasks.io import s3io
 from contract import backup_layout as bf
+
+Advance = Callable[[float], None]
+# `bar(description, total)` -> a context giving `advance(n)`: `automation.console.progress` in the
+# commands (a bar on stderr), `no_bar` in tests and Jobs that want none
+BarFactory = Callable[[str, "float | None"], AbstractContextManager[Advance]]
+
+
+@contextlib.contextmanager
+def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
+    yield lambda n=1: None
+
+
+KILL_ENV = "OPSPLANE_TEST_KILL_AT"
+KILL_SIGNAL_ENV = "OPSPLANE_TEST_KILL_SIGNAL"  # default SIGKILL; SIGSTOP pauses the process there
+
+
+def kill_point(step: str) -> None:
+    """Tests only: signal this process at `step` when OPSPLANE_TEST_KILL_AT names it (the crash
+    tests of backup, verify-backup and restore; nothing sets it in production)."""
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.Signals[os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")])
+
 
 GZIP_MAGIC = b"\x1f\x8b"
 CUSTOM_MAGIC = b"PGDMP"
@@ -61,7 +88,7 @@ class RunSummary:
     app: str
     run_id: str
     key: str  # the manifest key, or the object's key for a hand-made dump
-    complete: bool  # manifest.json present
+    complete: bool  # manifest.json present (INCOMPLETE otherwise: killed, failed or running)
     managed: bool
     size: int
     parts: list[str]
@@ -70,6 +97,8 @@ class RunSummary:
     verified: str | None = None
     verified_at: str | None = None
     retention: str | None = None
+    open_uploads: list[str] = field(default_factory=list)  # parts still being (or never) uploaded
+    latest: bool = False  # what `--latest` picks (restore, verify-backup)
 
 
 # --- finding -------------------------------------------------------------------------------------
@@ -188,9 +217,9 @@ def _is_manifest(key: str) -> bool:
     return parsed is not None and parsed[3] == bf.MANIFEST
 
 
-def _run_sort_key(key: str) -> str:
+def _run_sort_key(key: str) -> tuple[str, str]:
     parsed = bf.parse_run_key(key)
-    return parsed[2] if parsed else ""
+    return bf.run_sort_key(parsed[2]) if parsed else ("", "")
 
 
 def _app_prefix(prefix: str, app: str | None) -> str:
@@ -204,23 +233,39 @@ def _app_prefix(prefix: str, app: str | None) -> str:
 def list_backups(
     client: Any, bucket: str, prefix: str = bf.DEFAULT_PREFIX, app: str | None = None
 ) -> list[RunSummary]:
-    """Every run under the prefix (newest first), plus hand-made dumps found under it."""
-    s3io.check_bucket(client, bucket, _app_prefix(prefix, app))
+    """Every run under the prefix (newest first, in `bf.run_sort_key` order, the order `--latest`
+    uses), plus hand-made dumps found under it. A run a killed backup left (no manifest, perhaps
+    only multipart uploads never completed) is listed too, `complete=False`."""
+    where = _app_prefix(prefix, app)
+    s3io.check_bucket(client, bucket, where)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    uploads: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     loose: list[dict[str, Any]] = []
-    for obj in s3io.list_keys(client, bucket, _app_prefix(prefix, app)):
+    for obj in s3io.list_keys(client, bucket, where):
         parsed = bf.parse_run_key(obj["Key"])
         if parsed:
             runs[(parsed[1], parsed[2])].append(obj)
         elif _looks_like_dump(obj["Key"]):
             loose.append(obj)
-    summaries = [_summarize_run(client, bucket, objs) for objs in runs.values()]
+    for upload in s3io.in_progress_uploads(client, bucket, where):
+        if parsed := bf.parse_run_key(upload["Key"]):
+            uploads[(parsed[1], parsed[2])].append(upload)
+    summaries = [
+        _summarize_run(client, bucket, runs.get(run, []), uploads.get(run, []))
+        for run in runs.keys() | uploads.keys()
+    ]
     summaries += [_summarize_loose(client, bucket, obj) for obj in loose]
-    return sorted(summaries, key=lambda s: (s.run_id, s.last_modified), reverse=True)
+    summaries.sort(key=lambda s: (bf.run_sort_key(s.run_id), s.last_modified), reverse=True)
+    newest = next((s for s in summaries if s.complete and s.managed and s.format), None)
+    if newest is not None:
+        newest.latest = True
+    return summaries
 
 
-def _summarize_run(client: Any, bucket: str, objects: list[dict[str, Any]]) -> RunSummary:
-    first = bf.parse_run_key(objects[0]["Key"])
+def _summarize_run(
+    client: Any, bucket: str, objects: list[dict[str, Any]], uploads: list[dict[str, Any]]
+) -> RunSummary:
+    first = bf.parse_run_key((objects or uploads)[0]["Key"])
     assert first is not None
     prefix, app, run_id, _ = first
     manifest_key = bf.part_key(prefix, app, run_id, bf.MANIFEST)
@@ -233,16 +278,18 @@ def _summarize_run(client: Any, bucket: str, objects: list[dict[str, Any]]) -> R
     parts = sorted(
         {"objects" if name.startswith(bf.OBJECTS_DIR) else name for name in by_part} - {bf.MANIFEST}
     )
+    times = [o["LastModified"] for o in objects] + [u["Initiated"] for u in uploads]
     return RunSummary(
         app=app,
         run_id=run_id,
-        key=manifest_key if complete else objects[0]["Key"],
+        key=manifest_key if complete else bf.run_prefix(prefix, app, run_id),
         complete=complete,
         managed=True,
         size=sum(int(o["Size"]) for o in objects),
         parts=parts,
         format={bf.DB_PLAIN: "plain", bf.DB_CUSTOM: "custom"}.get(db_name or ""),
-        last_modified=max(o["LastModified"] for o in objects).isoformat(),
+        last_modified=max(times).isoformat(),
+        open_uploads=sorted({bf.parse_run_key(u["Key"])[3] for u in uploads}),  # type: ignore[index]
         verified=tags.get(bf.TAG_VERIFIED),
         verified_at=tags.get(bf.TAG_VERIFIED_AT),
         retention=tags.get(bf.TAG_RETENTION),

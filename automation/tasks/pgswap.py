@@ -9,6 +9,7 @@ either the old or the new database under the live name, never anything in betwee
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +17,18 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from automation.errors import TaskFailed
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks.io.pgtools import connect, first_line, with_database
+from contract import backup_layout as bf
 
 MAINTENANCE_DB = "postgres"
-MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: longer names are silently truncated by PostgreSQL
-RESTORE_INFIX = "_restore_"
-PRE_RESTORE_INFIX = "_pre_restore_"
+MAX_IDENTIFIER = bf.MAX_IDENTIFIER
+RESTORE_INFIX = f"_{bf.KIND_RESTORE}_"
+PRE_RESTORE_INFIX = f"_{bf.KIND_PRE_RESTORE}_"
+# never a restore target: the templates every CREATE DATABASE copies, and the maintenance database
+# every restore (and most tools) connect to
+PROTECTED = frozenset({"template0", "template1", "postgres", MAINTENANCE_DB})
+CLAIM_NAMESPACE = 0x6F707370  # 'opsp': the first key of every opsplane advisory lock
 
 
 @dataclass
@@ -74,14 +80,131 @@ def list_databases(url: str, like_prefix: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A database following the throwaway pattern (`contract.backup_layout.throwaway_name`)."""
+
+    name: str
+    live: str
+    kind: str  # restore | pre_restore | verify
+    in_use: bool  # claimed by a running opsplane process (a restore or drill now), or connected
+
+    @property
+    def interrupted(self) -> bool:
+        """Left behind by a restore or drill that did not finish (a pre-restore copy is kept
+        on purpose, so it is never `interrupted`)."""
+        return self.kind != bf.KIND_PRE_RESTORE and not self.in_use
+
+
+_LEFTOVERS = """
+SELECT d.datname,
+       EXISTS (SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid
+                 AND l.objid = hashtext(d.datname)::oid AND l.objsubid = 2)
+       OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)
+FROM pg_database d ORDER BY d.datname"""
+
+
+def leftovers(url: str, live: str | None = None) -> list[Leftover]:
+    """Every throwaway database on the server behind `url` (only those next to `live` when given):
+    `<db>_restore_*`, `<db>_pre_restore_*`, `<db>_verify_*`. One query; what `restore --cleanup`
+    drops and `status` reports."""
+    with admin_connect(url) as conn:
+        rows = conn.execute(_LEFTOVERS, (CLAIM_NAMESPACE,)).fetchall()
+    found = []
+    for name, in_use in rows:
+        parsed = bf.parse_throwaway(name)
+        if parsed is not None and (live is None or parsed.belongs_to(live)):
+            found.append(Leftover(name, parsed.live, parsed.kind, bool(in_use)))
+    return found
+
+
 def restore_leftovers(url: str, live: str, exclude: str | None = None) -> list[str]:
-    """`<live>_restore_*` databases: targets of restores that did not finish."""
-    return [n for n in list_databases(url, live + RESTORE_INFIX) if n != exclude]
+    """`<live>_restore_*` and `<live>_verify_*` databases no running process claims: the targets
+    of restores and drills that did not finish."""
+    return [x.name for x in leftovers(url, live) if x.interrupted and x.name != exclude]
 
 
 def pre_restore_copies(url: str, live: str) -> list[str]:
     """`<live>_pre_restore_*` databases: what the live database was before each restore."""
-    return list_databases(url, live + PRE_RESTORE_INFIX)
+    return [x.name for x in leftovers(url, live) if x.kind == bf.KIND_PRE_RESTORE]
+
+
+class Claim:
+    """Session-level advisory locks held on one maintenance-database connection while a restore or
+    drill runs: PostgreSQL releases them when the process dies, however it dies, so a claimed
+    throwaway database is in use and an unclaimed one is a leftover. `exclusive` keys refuse a
+    second holder (one restore per live database), naming what the first is doing."""
+
+    def __init__(self, url: str, label: str) -> None:
+        self.url, self.label = url, label
+        self._conn: psycopg.Connection | None = None
+
+    def __enter__(self) -> Claim:
+        self._conn = admin_connect(self.url)
+        name = f"opsplane {self.label}"[:MAX_IDENTIFIER]
+        self._conn.execute("SELECT set_config('application_name', %s, false)", (name,))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()  # ends the session: PostgreSQL drops its locks with it
+
+    def take(self, key: str, *, what: str | None = None) -> None:
+        """Hold the lock on `key`; with `what`, it is exclusive: a second holder is refused."""
+        assert self._conn is not None, "use Claim as a context manager"
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_NAMESPACE, key)
+        ).fetchone()
+        if row and row[0]:
+            return
+        holder = self._holder(key)
+        raise TaskFailed(
+            f"{what or key}: already running ({holder}); wait for it to finish, or end that "
+            "process and run `restore --cleanup`"
+        )
+
+    def _holder(self, key: str) -> str:
+        assert self._conn is not None
+        row = self._conn.execute(
+            """SELECT a.application_name, a.backend_start FROM pg_locks l
+               JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid
+                 AND l.objid = hashtext(%s)::oid AND l.objsubid = 2""",
+            (CLAIM_NAMESPACE, key),
+        ).fetchone()
+        if row is None:
+            return "it has just ended; try again"
+        return f"{row[0] or 'another session'}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}"
+
+
+def check_target(url: str, live: str, *, create: bool) -> DatabaseInfo | None:
+    """Refuse a restore target that must never be replaced, or that does not exist without
+    `create`. Returns the live database's info (None: it does not exist and will be created)."""
+    if live in PROTECTED:
+        raise UserInputError(
+            f"--database-url names {live!r}, a template or maintenance database: restore never "
+            "replaces it; name the app's database"
+        )
+    info = database_info(url, live)
+    if info is None and not create:
+        raise UserInputError(
+            f"database {live!r} does not exist on that server: check the name in --database-url, "
+            "or pass --create to restore into a new database (a fresh server)"
+        )
+    if info is not None and _is_template(url, live):
+        raise UserInputError(
+            f"database {live!r} is a template (datistemplate): restore never replaces one"
+        )
+    return info
+
+
+def _is_template(url: str, name: str) -> bool:
+    with admin_connect(url) as conn:
+        row = conn.execute(
+            "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def create_like(url: str, name: str, like: DatabaseInfo | None) -> None:
@@ -166,9 +289,16 @@ def swap(
                         f"the live database {live!r} is unchanged"
                     ) from None
                 time.sleep(0.2 * attempt)
+            except psycopg.OperationalError as exc:
+                raise TaskFailed(
+                    f"PostgreSQL went away during the swap ({first_line(exc)}): both renames are "
+                    f"one transaction, so {live!r} holds the old or the restored database, never "
+                    f"a mix; once the server is back, `restore --cleanup --dry-run` shows what "
+                    f"is left ({new!r} if the swap did not commit)"
+                ) from None
     finally:
         if live_exists:
-            _reallow(url, live, pre_restore)
+            _reallow_quietly(url, live, pre_restore)
     return ended
 
 
@@ -211,6 +341,13 @@ def _rename(old: str, new: str) -> sql.Composed:
     return sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
         sql.Identifier(old), sql.Identifier(new)
     )
+
+
+def _reallow_quietly(url: str, live: str, pre_restore: str) -> None:
+    """`_reallow`, unless the server is gone: then the next restore or `--cleanup` re-allows
+    (`blocked_live`), and the error being raised is the one worth reading."""
+    with contextlib.suppress(OpsError, psycopg.OperationalError):
+        _reallow(url, live, pre_restore)
 
 
 def _reallow(url: str, live: str, pre_restore: str) -> None:

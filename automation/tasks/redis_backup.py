@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from automation.errors import UserInputError
-from automation.tasks.backup import process_chunks
+from automation.errors import TaskFailed, UserInputError
+from automation.tasks.backup import counted, process_chunks
+from automation.tasks.backups import BarFactory, no_bar
 from automation.tasks.io import s3io
 from contract import backup_layout as bf
 
@@ -24,7 +26,42 @@ _HEX_MARK = re.compile(rb"^[0-9a-f]{40}$")
 
 
 def redis_cli_args(url: str) -> tuple[list[str], dict[str, str], str]:
-    """redis-cli arguments and environment for a redis:// or rediss:// URL; plus a safe label."""
+    """`redis-cli --rdb -` arguments and environment for a redis:// URL; plus a safe label."""
+    args, env, label = redis_cli_base(url)
+    return [*args, "--rdb", "-"], env, label
+
+
+def check_redis(url: str, timeout: float = 10.0) -> None:
+    """Redis answers PING with these credentials, or one line saying why not (before any work)."""
+    args, env, label = redis_cli_base(url)
+    try:
+        result = subprocess.run(
+            [*args, "PING"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TaskFailed(
+            f"--redis-url: Redis at {label} did not answer within {timeout:.0f}s; "
+            "check the host, port and network"
+        ) from None
+    if result.returncode == 0 and result.stdout.strip() == "PONG":
+        return
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    reason = lines[0].strip() if lines else f"redis-cli exit {result.returncode}"
+    raise TaskFailed(
+        f"--redis-url: Redis at {label} is not usable ({reason}); check the URL, its "
+        "password and that Redis is up"
+    )
+
+
+def redis_cli_base(url: str) -> tuple[list[str], dict[str, str], str]:
+    """redis-cli connection arguments and environment for a redis:// or rediss:// URL; plus a
+    safe label (host:port, never the password)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise UserInputError(
@@ -45,7 +82,7 @@ def redis_cli_args(url: str) -> tuple[list[str], dict[str, str], str]:
     env.pop("REDISCLI_AUTH", None)
     if parts.password:
         env["REDISCLI_AUTH"] = unquote(parts.password)
-    return [*args, "--rdb", "-"], env, f"{parts.hostname}:{port}"
+    return args, env, f"{parts.hostname}:{port}"
 
 
 def strip_eof_mark(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -74,8 +111,6 @@ def check_rdb_header(chunks: Iterable[bytes], label: str) -> Iterator[bytes]:
         if first and chunk:
             first = False
             if not chunk.startswith(RDB_MAGIC):
-                from automation.errors import TaskFailed
-
                 raise TaskFailed(f"Redis at {label} did not send an RDB snapshot")
         yield chunk
 
@@ -89,22 +124,23 @@ def backup_redis(
     url: str,
     gzip_level: int,
     report: Callable[[str], None],
+    bar: BarFactory = no_bar,
 ) -> bf.Part:
     """Store the RDB snapshot as `redis.rdb.gz` in the run; returns the part."""
     args, env, label = redis_cli_args(url)
     key = bf.part_key(prefix, app, run_id, bf.REDIS_PART)
     report(f"redis: snapshot of {label} to {key}")
-    rdb = check_rdb_header(
-        strip_eof_mark(process_chunks(args, env, f"redis-cli --rdb ({label})")), label
-    )
-    stored = s3io.upload_stream(
-        client,
-        bucket,
-        key,
-        s3io.gzip_chunks(rdb, gzip_level),
-        metadata={bf.META_FORMAT: "rdb", bf.META_APP: app, bf.META_RUN: run_id},
-        tags={bf.TAG_RETENTION: bf.RETENTION_STANDARD},
-        content_type="application/gzip",
-    )
+    chunks = process_chunks(args, env, f"redis-cli --rdb ({label})")
+    with bar("redis: snapshot -> gzip -> S3 (bytes read)", None) as advance:
+        rdb = check_rdb_header(strip_eof_mark(counted(chunks, advance)), label)
+        stored = s3io.upload_stream(
+            client,
+            bucket,
+            key,
+            s3io.gzip_chunks(rdb, gzip_level),
+            metadata={bf.META_FORMAT: "rdb", bf.META_APP: app, bf.META_RUN: run_id},
+            tags={bf.TAG_RETENTION: bf.RETENTION_STANDARD},
+            content_type="application/gzip",
+        )
     report(f"redis: stored {stored.size:,} bytes")
     return bf.Part(key=key, format="rdb", sha256=stored.sha256, size=stored.size)

@@ -8,7 +8,10 @@ Steps (each timed in the report):
    contents listed. Its data blocks are read here too for a dry run or when no sha256 was
    recorded; otherwise the matching sha256 says the file is what pg_dump wrote, and the load
    (step 3) is what inflates every block, once.
-2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database).
+0. refuse a target that is a template or the maintenance database, or that does not exist
+   (unless `create`), and a second restore of the same database while one runs (`pgswap.Claim`).
+2. create `<db>_restore_<ts>` (owner, encoding and locale of the live database); names follow
+   `contract.backup_layout.throwaway_name`, unique even for two restores in the same second.
 3. load, `--jobs N` sessions. Plain (`pgload.ScriptLoader`): streamed again S3 -> gunzip -> psql
    with no temp file (and checksummed again, so a backup replaced in between is caught); COPY
    rows and index builds go N-wide. Custom: `pg_restore --jobs N` up to the first foreign key,
@@ -16,7 +19,8 @@ Steps (each timed in the report):
 4. check: every table the manifest recorded exists with its row count, and the migration head
    matches.
 5. swap (see `pgswap.swap`): live -> `<db>_pre_restore_<ts>`, new -> live, in one transaction.
-A failure before the swap drops the new database and leaves the live one untouched.
+A failure before the swap drops the new database and leaves the live one untouched; when the drop
+itself fails (the server stopped), the error says so, names the leftover and `restore --cleanup`.
 
 Verification checks what `verify.check_backup_integrity` checks (sha256, size, the archive read
 to its end; for a checksummed custom archive the load does the reading), done here so that a
@@ -41,21 +45,30 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks import pgload, pgswap
 from automation.tasks.backup import migration_head, table_row_counts
-from automation.tasks.backups import BackupRef, find_backup
+from automation.tasks.backups import (
+    KILL_ENV,  # noqa: F401  (re-exported: the crash tests import it from here)
+    Advance,
+    BackupRef,
+    BarFactory,
+    find_backup,
+    kill_point,
+    no_bar,
+)
 from automation.tasks.io.gz import gunzip_stream
 from automation.tasks.io.pgtools import (
     connect,
     database_name,
+    db_errors,
     find_pg_tool,
+    first_line,
     server_major,
     with_database,
 )
@@ -63,23 +76,9 @@ from automation.tasks.io.s3io import MultipartUpload, iter_object
 from automation.tasks.verify import ToolFailed, drain, run_with_stdin
 from contract import backup_layout as bf
 
-KILL_ENV = "OPSPLANE_TEST_KILL_AT"
 READ_CHUNK = 256 * 1024
 
 Log = Callable[[str], None]
-Advance = Callable[[float], None]
-BarFactory = Callable[[str, "float | None"], AbstractContextManager[Advance]]
-
-
-@contextlib.contextmanager
-def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
-    yield lambda n=1: None
-
-
-def kill_point(step: str) -> None:
-    """Tests only: SIGKILL this process at `step` when OPSPLANE_TEST_KILL_AT names it."""
-    if os.environ.get(KILL_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- what to restore ------------------------------------------------------------------------------
@@ -506,7 +505,7 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 def check_restored(url: str, manifest: bf.Manifest | None) -> tuple[dict[str, int], str | None]:
     """Compare the restored database with the facts recorded at backup time."""
-    with connect(url) as conn:
+    with connect(url) as conn, db_errors(f"checking the restored database {database_name(url)}"):
         counts = table_row_counts(conn)
         head_now = migration_head(conn)
     facts = manifest.database if manifest else None
@@ -528,8 +527,8 @@ def check_restored(url: str, manifest: bf.Manifest | None) -> tuple[dict[str, in
 
 
 def restore_stamp(now: datetime | None = None) -> str:
-    """Lower-case, sortable, valid in an unquoted identifier: 20251122_075300."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M%S")
+    """Lower-case, sortable, unique, valid unquoted: 20251122_075300_3f9a (see the contract)."""
+    return bf.throwaway_stamp(now)
 
 
 class DatabaseRestore:
@@ -551,10 +550,12 @@ class DatabaseRestore:
         *,
         jobs: int = 1,
         dry_run: bool = False,
+        create: bool = False,
         log: Log = lambda line: None,
         bar: BarFactory = no_bar,
     ) -> None:
         self.url, self.client, self.source = url, client, source
+        self.create = create
         self.jobs, self.log, self.bar = jobs, log, bar
         self.live = database_name(url)
         self.report = RestoreReport(
@@ -567,14 +568,25 @@ class DatabaseRestore:
         self._inflated = 0
         self._major = 0
         self._verified = False
+        self._claim: pgswap.Claim | None = None
 
     def __enter__(self) -> DatabaseRestore:
         self._tmp = tempfile.TemporaryDirectory(prefix="opsplane-restore-")
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._claim is not None:
+            self._claim.__exit__(*exc)
+            self._claim = None
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def _take_claim(self) -> None:
+        """One restore of a database at a time: the second is refused, naming the first. Held
+        until the restore ends (or its process dies: PostgreSQL then releases it)."""
+        claim = pgswap.Claim(self.url, f"restore of {self.live} (pid {os.getpid()})")
+        self._claim = claim.__enter__()
+        claim.take(f"restore:{self.live}", what=f"a restore of {self.live}")
 
     @property
     def work(self) -> Path:
@@ -589,9 +601,12 @@ class DatabaseRestore:
         dropped, if one does not inflate), instead of twice. A dry run, or an archive without
         a recorded checksum, has every block read here."""
         report = self.report
+        pgswap.check_target(self.url, self.live, create=self.create)
+        if not self.dry_run:
+            self._take_claim()
         report.leftovers = pgswap.restore_leftovers(self.url, self.live)
         for name in report.leftovers:
-            self.log(f"leftover of an interrupted restore: {name} (drop with `restore --cleanup`)")
+            self.log(f"leftover of {interrupted(name)}: {name} (drop with `restore --cleanup`)")
         if pgswap.blocked_live(self.url, self.live):
             self.log(f"{self.live} refuses connections (an interrupted swap); restore re-allows")
         self._major = server_major(pgswap.admin_url(self.url))
@@ -618,15 +633,18 @@ class DatabaseRestore:
         new = f"{live}{pgswap.RESTORE_INFIX}{stamp}"
         pre = f"{live}{pgswap.PRE_RESTORE_INFIX}{stamp}"
         pgswap.check_name_length(pre)
-        live_info = pgswap.database_info(url, live)
+        live_info = pgswap.check_target(url, live, create=self.create)
+        if self._claim is None:
+            self._take_claim()
+        assert self._claim is not None
+        self._claim.take(new)  # `new` is in use, not a leftover, while this process lives
         with report.step("create", self.log) as step:
             pgswap.create_like(url, new, live_info)
             step.detail = new
         try:
             self._load_and_check(with_database(url, new))
-        except BaseException:
-            self.log(f"restore failed: dropping {new}; the live database {live} is unchanged")
-            pgswap.drop_database(url, new, force=True)
+        except BaseException as exc:
+            self._discard(new, exc)
             raise
         kill_point("before_swap")
         with report.step("swap", self.log) as step:
@@ -638,6 +656,23 @@ class DatabaseRestore:
         report.restored_from = new
         report.pre_restore = pre if live_info is not None else None
         return report
+
+    def _discard(self, new: str, exc: BaseException) -> None:
+        """After a failed load: drop `new` and say so, or (the server is gone) say what is left
+        and how to remove it. Raises a TaskFailed carrying both when the drop failed."""
+        why = _drop(self.url, new)
+        if why is None:
+            self.log(f"restore failed: dropped {new}; the live database {self.live} is unchanged")
+            return
+        self.report.leftovers.append(new)
+        left = (
+            f"the live database {self.live} is unchanged; {new} is left behind (dropping it "
+            f"failed: {why}): remove it with `python -m automation restore --cleanup "
+            f"--database-url ...` once the server is back"
+        )
+        self.log(f"restore failed: {left}")
+        if isinstance(exc, OpsError):
+            raise TaskFailed(f"{exc}; {left}") from None
 
     def _load_and_check(self, new_url: str) -> None:
         report, source = self.report, self.source
@@ -688,16 +723,37 @@ def restore_database(
     *,
     jobs: int = 1,
     dry_run: bool = False,
+    create: bool = False,
     log: Log = lambda line: None,
     bar: BarFactory = no_bar,
 ) -> RestoreReport:
     """Verify, restore into a new database, check it, swap it in. See the module doc."""
-    with DatabaseRestore(url, client, source, jobs=jobs, dry_run=dry_run, log=log, bar=bar) as job:
+    with DatabaseRestore(
+        url, client, source, jobs=jobs, dry_run=dry_run, create=create, log=log, bar=bar
+    ) as job:
         job.verify()
         if dry_run:
             log("dry run: the backup is good; nothing was changed")
             return job.report
         return job.apply()
+
+
+def interrupted(name: str) -> str:
+    """What left the throwaway database `name` behind, for messages."""
+    parsed = bf.parse_throwaway(name)
+    kind = parsed.kind if parsed else bf.KIND_RESTORE
+    return "an interrupted verify-backup" if kind == bf.KIND_VERIFY else "an interrupted restore"
+
+
+def _drop(url: str, name: str) -> str | None:
+    """Drop `name` (forced); None when done, else why not (never raises: the caller is already
+    reporting a failure)."""
+    try:
+        return pgswap.drop_database(url, name, force=True)
+    except OpsError:  # connecting failed
+        return "PostgreSQL is not reachable"
+    except Exception as exc:  # psycopg errors outside the statement (the server went away)
+        return first_line(exc)
 
 
 def _repair_blocked_live(url: str, live: str, report: RestoreReport, log: Log) -> None:
@@ -876,8 +932,12 @@ class CleanupReport:
 
 
 def cleanup_candidates(url: str) -> list[str]:
-    live = database_name(url)
-    return pgswap.pre_restore_copies(url, live) + pgswap.restore_leftovers(url, live)
+    """Pre-restore copies, then the `_restore_`/`_verify_` databases of restores and drills (one
+    in use, e.g. a restore running now, is listed and then skipped by `cleanup`)."""
+    found = pgswap.leftovers(url, database_name(url))
+    return [x.name for x in found if x.kind == bf.KIND_PRE_RESTORE] + [
+        x.name for x in found if x.kind != bf.KIND_PRE_RESTORE
+    ]
 
 
 def cleanup(url: str, names: list[str], log: Log = lambda line: None) -> CleanupReport:
@@ -889,12 +949,13 @@ def cleanup(url: str, names: list[str], log: Log = lambda line: None) -> Cleanup
         pgswap.set_allow_connections(url, live, True)
         report.repaired.append(f"re-allowed connections to {live}")
     for name in names:
-        if not (
-            name.startswith(live + pgswap.RESTORE_INFIX)
-            or name.startswith(live + pgswap.PRE_RESTORE_INFIX)
-        ):
-            raise UserInputError(f"{name} is not a restore leftover of {live}")
-        why = pgswap.drop_database(url, name, force=False)
+        parsed = bf.parse_throwaway(name)
+        if parsed is None or not parsed.belongs_to(live):
+            raise UserInputError(f"{name} is not a restore or verify-backup leftover of {live}")
+    busy = {x.name for x in pgswap.leftovers(url, live) if x.in_use}
+    for name in names:
+        why = "in use (a restore or verify-backup running now?)" if name in busy else None
+        why = why or pgswap.drop_database(url, name, force=False)
         if why is None:
             report.dropped.append(name)
             log(f"dropped {name}")

@@ -6,9 +6,12 @@ reads every data block). `restore` checks the same before it creates anything (r
 except that a checksummed custom archive's blocks are read there by the load itself.
 
 `verify_backup` is the runbook's "restore into a throwaway database and look at the migration
-history": restore into `<db>_verify_<ts>`, compare tables, row counts and migration head with the
-facts recorded at backup time, always drop the throwaway database, tag the backup
-`verified=ok|failed`, and report. Dumps made by hand (no metadata) are checked as far as
+history": restore into `<db>_verify_<ts>` (`contract.backup_layout.throwaway_name`), compare
+tables, row counts and migration head with the facts recorded at backup time, always drop the
+throwaway database, tag the backup `verified=ok|failed`, and report. While the drill runs, the
+throwaway database is claimed (`pgswap.Claim`): if the process is killed, PostgreSQL releases
+the claim and the database shows up as a leftover for `restore --cleanup` (and `status`); the
+next drill reports leftovers too. Dumps made by hand (no metadata) are checked as far as
 possible, and the report says what could not be checked.
 """
 
@@ -21,17 +24,27 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from psycopg import sql
 
 from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.tasks import pgswap
 from automation.tasks.backup import collect_facts
-from automation.tasks.backups import BackupRef, find_backup, prometheus_text, push_metrics
+from automation.tasks.backups import (
+    Advance,
+    BackupRef,
+    BarFactory,
+    find_backup,
+    kill_point,
+    no_bar,
+    prometheus_text,
+    push_metrics,
+)
 from automation.tasks.io import pgtools, s3io
 from automation.tasks.io.gz import gunzip_stream
+from automation.tasks.pgload import die_with_parent
 from contract import backup_layout as bf
 
 VERIFY_SUCCESS = "opsplane_backup_verify_success"
@@ -77,6 +90,7 @@ class VerifyReport:
     database: str | None = None
     checks: list[Check] = field(default_factory=list)
     not_checked: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)  # of earlier restores and drills
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
@@ -90,7 +104,7 @@ class VerifyReport:
 
 
 def check_backup_integrity(
-    client: Any, ref: BackupRef, pg_restore: Path | None = None
+    client: Any, ref: BackupRef, pg_restore: Path | None = None, advance: Advance | None = None
 ) -> IntegrityReport:
     """Stream the object once: checksum and size as recorded, and the archive readable to the end.
 
@@ -105,6 +119,8 @@ def check_backup_integrity(
         for chunk in chunks:
             hasher.update(chunk)
             size += len(chunk)
+            if advance is not None:
+                advance(len(chunk))
             yield chunk
 
     stream = counted(s3io.iter_object(client, ref.bucket, ref.key))
@@ -172,7 +188,12 @@ def run_with_stdin(
     """Run a tool with `chunks` streamed to its stdin; a non-zero exit is ToolFailed with its
     last error line. The writer runs in this thread; stderr is drained by another."""
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=die_with_parent,  # killed with us: never commits a half-fed restore at EOF
     )
     errors: list[str] = []
     reader = threading.Thread(target=_collect_errors, args=(proc.stderr, errors), daemon=True)
@@ -223,7 +244,7 @@ def create_database(admin_url: str, name: str) -> None:
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    fix = f'drop it by hand: DROP DATABASE "{name}"'
+    fix = "it is left behind: remove it with `python -m automation restore --cleanup`"
     with (
         pgtools.connect(admin_url, autocommit=True) as conn,
         pgtools.db_errors(f"could not drop the throwaway database {name}", fix),
@@ -233,10 +254,18 @@ def drop_database(admin_url: str, name: str) -> None:
         )
 
 
-def restore_into(client: Any, ref: BackupRef, target_url: str, tools: dict[str, Path]) -> None:
+def restore_into(
+    client: Any,
+    ref: BackupRef,
+    target_url: str,
+    tools: dict[str, Path],
+    advance: Advance | None = None,
+) -> None:
     """Stream the backup into an empty database; stops at the first SQL error."""
     env = pgtools.libpq_env(target_url)
     chunks = s3io.iter_object(client, ref.bucket, ref.key)
+    if advance is not None:
+        chunks = _advancing(chunks, advance)
     if ref.format == "plain":
         args = [
             str(tools["psql"]),
@@ -258,9 +287,16 @@ def restore_into(client: Any, ref: BackupRef, target_url: str, tools: dict[str, 
         run_with_stdin(args, chunks, env, "restore (pg_restore) failed")
 
 
-def throwaway_name(database: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
-    return f"{database[: 63 - len(stamp) - 8]}_verify_{stamp}"
+def _advancing(chunks: Iterable[bytes], advance: Advance) -> Iterator[bytes]:
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
+        kill_point("verify_restoring")
+
+
+def throwaway_name(database: str) -> str:
+    """`<db>_verify_<stamp>`: unique, and found again by `pgswap.leftovers`."""
+    return bf.throwaway_name(database, bf.KIND_VERIFY, bf.throwaway_stamp())
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -314,6 +350,7 @@ def verify_backup(
     key: str | None = None,
     app: str | None = None,
     report_progress: Reporter = lambda _: None,
+    bar: BarFactory = no_bar,
 ) -> VerifyReport:
     """Check, restore, compare, drop; tag the result on the backup. Raises only for bad input or
     when the drill itself could not run (database or S3 unreachable)."""
@@ -321,9 +358,12 @@ def verify_backup(
     ref = find_backup(client, bucket, prefix, app, key)
     tools = pgtools.tools_for(database_url, "psql", "pg_restore")
     report = VerifyReport(bucket=bucket, key=ref.key, app=ref.app or app, format=ref.format)
+    report.leftovers = pgswap.restore_leftovers(database_url, pgtools.database_name(database_url))
+    for name in report.leftovers:
+        report_progress(f"leftover of an earlier restore or drill: {name} (restore --cleanup)")
     report_progress(f"verifying s3://{bucket}/{ref.key} ({ref.format}, {ref.size:,} bytes)")
     try:
-        judge(client, ref, database_url, tools, report, report_progress)
+        judge(client, ref, database_url, tools, report, Drill(report_progress, bar))
     except OpsError:
         # the drill could not finish (e.g. no CREATEDB): no verdict, unless a check already failed
         if any(not c.ok for c in report.checks):
@@ -333,19 +373,28 @@ def verify_backup(
     return report
 
 
+@dataclass
+class Drill:
+    """How the drill shows what it does: lines, and bars over the bytes read."""
+
+    say: Reporter
+    bar: BarFactory
+
+
 def judge(
     client: Any,
     ref: BackupRef,
     database_url: str,
     tools: dict[str, Path],
     report: VerifyReport,
-    progress: Reporter,
+    drill: Drill,
 ) -> None:
     """Run every check into `report` (a failed check is recorded, not raised)."""
     if not ref.managed:
         report.not_checked.append("checksum (none recorded: backup made by hand)")
     try:
-        integrity = check_backup_integrity(client, ref, tools["pg_restore"])
+        with drill.bar("integrity (sha256, archive read)", ref.size or None) as advance:
+            integrity = check_backup_integrity(client, ref, tools["pg_restore"], advance)
     except TaskFailed as exc:
         report.add("integrity", False, str(exc))
         return
@@ -358,25 +407,41 @@ def judge(
     )
     name = throwaway_name(pgtools.database_name(database_url))
     report.database = name
-    target = pgtools.with_database(database_url, name)
-    create_database(database_url, name)
-    try:
-        progress(f"restoring into throwaway database {name}")
-        started = time.monotonic()
+    with pgswap.Claim(database_url, f"verify-backup {name}") as claim:
+        claim.take(name)  # in use while this process lives; a leftover if it is killed
+        create_database(database_url, name)
         try:
-            restore_into(client, ref, target, tools)
-        except TaskFailed as exc:
-            report.add("restore", False, str(exc))
-            return
-        report.restore_seconds = round(time.monotonic() - started, 3)
-        report.add("restore", True, f"restored in {report.restore_seconds:.2f}s")
-        with pgtools.connect(target) as conn, pgtools.db_errors(f"reading {name}"):
-            restored = collect_facts(conn, name)
-        compare_with_recorded(report, ref, restored)
-    finally:
-        drop_database(database_url, name)
-        progress(f"dropped {name}")
+            restore_and_compare(client, ref, name, database_url, tools, report, drill)
+        finally:
+            drop_database(database_url, name)
+            drill.say(f"dropped {name}")
     report.ok = all(c.ok for c in report.checks)
+
+
+def restore_and_compare(
+    client: Any,
+    ref: BackupRef,
+    name: str,
+    database_url: str,
+    tools: dict[str, Path],
+    report: VerifyReport,
+    drill: Drill,
+) -> None:
+    """Restore into the throwaway database `name`, then compare it with what was recorded."""
+    target = pgtools.with_database(database_url, name)
+    drill.say(f"restoring into throwaway database {name}")
+    started = time.monotonic()
+    try:
+        with drill.bar(f"restore into {name}", ref.size or None) as advance:
+            restore_into(client, ref, target, tools, advance)
+    except TaskFailed as exc:
+        report.add("restore", False, str(exc))
+        return
+    report.restore_seconds = round(time.monotonic() - started, 3)
+    report.add("restore", True, f"restored in {report.restore_seconds:.2f}s")
+    with pgtools.connect(target) as conn, pgtools.db_errors(f"reading {name}"):
+        restored = collect_facts(conn, name)
+    compare_with_recorded(report, ref, restored)
 
 
 def record_result(client: Any, ref: BackupRef, report: VerifyReport) -> None:
@@ -389,7 +454,7 @@ def record_result(client: Any, ref: BackupRef, report: VerifyReport) -> None:
         ref.key,
         {
             bf.TAG_VERIFIED: "ok" if report.ok else "failed",
-            bf.TAG_VERIFIED_AT: bf.new_run_id(),
+            bf.TAG_VERIFIED_AT: bf.timestamp(),
         },
     )
 

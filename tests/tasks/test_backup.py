@@ -181,7 +181,7 @@ def test_redis_wrong_password_fails_cleanly(s3: S3, redis_server: RedisServer) -
     result = run_cli("backup", "--redis-url", bad, "--app", "qr", "--bucket", bucket)
     assert result.exit_code == 1
     line = one_line_error(result)
-    assert "redis-cli --rdb (127.0.0.1:" in line and "AUTH failed" in line
+    assert "--redis-url: Redis at 127.0.0.1:" in line and "AUTH failed" in line
     assert "wrong" not in result.stderr + result.stdout  # the password is never printed
     assert bucket_keys(s3, bucket) == []
     assert open_uploads(s3, bucket) == []
@@ -252,14 +252,21 @@ def test_pg_dump_dying_mid_stream_aborts_the_upload(
 
 
 def test_failure_after_a_stored_part_removes_the_whole_run(
-    qr_source: SourceDb, s3: S3, monkeypatch: pytest.MonkeyPatch
+    qr_source: SourceDb, s3: S3, tmp_path: Path
 ) -> None:
-    """db part stored, then the objects bucket is missing: the db part is deleted again."""
+    """db part stored, then Redis (which answers PING, so the pre-flight passes) refuses the
+    snapshot: the db part is deleted again."""
     bucket = s3.create_bucket("half")
-    result = run_cli("backup", "--database-url", qr_source.url, "--bucket", bucket,
-                     "--objects-bucket", "missing-exports-x1")  # fmt: skip
+    proc, redis = start_redis(tmp_path, "--rename-command", "SYNC", "", "--rename-command",
+                              "PSYNC", "")  # fmt: skip
+    try:
+        result = run_cli("backup", "--database-url", qr_source.url, "--bucket", bucket,
+                         "--redis-url", redis.url, "--app", "qr")  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
     assert result.exit_code == 1
-    assert "bucket 'missing-exports-x1' does not exist" in one_line_error(result)
+    assert "redis-cli --rdb" in one_line_error(result)
     assert "db: stored" in result.stderr  # it did get that far
     assert bucket_keys(s3, bucket) == []
     assert open_uploads(s3, bucket) == []

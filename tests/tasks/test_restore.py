@@ -337,7 +337,7 @@ def test_restore_when_the_live_database_is_gone(postgres, qr):
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{live}"')
 
-    report = restore(url, bucket, app="qr")
+    report = restore(url, bucket, app="qr", create=True)
 
     assert report.pre_restore is None
     assert table_checksums(url) == backed_up
