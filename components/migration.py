@@ -87,9 +87,7 @@ def job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": m.metadata(
-            name, ns, lbls, annotations={"pulumi.com/replaceUnready": "true"}
-        ),
+        "metadata": m.metadata(name, ns, lbls, annotations={"pulumi.com/replaceUnready": "true"}),
         "spec": {
             "backoffLimit": backoff_limit,
             "activeDeadlineSeconds": deadline_seconds,

@@ -87,15 +87,16 @@ def test_a_new_image_tag_is_a_new_job() -> None:
     newer = render(
         "prod", {"opsplane:apps": {"qr": {"services": {"api": {"image": "ghcr.io/o/api:2.1"}}}}}
     )
-    assert [j["metadata"]["name"] for j in newer.k8s("Job", namespace="qr")] == [
-        "qr-migrate-2-1"
-    ]
+    assert [j["metadata"]["name"] for j in newer.k8s("Job", namespace="qr")] == ["qr-migrate-2-1"]
     assert newer.outputs["ops"]["qr"]["deploy"]["images"]["api"] == "ghcr.io/o/api:2.1"
 
 
 def test_every_deployment_depends_on_its_apps_migration_job(dependencies: dict) -> None:
     prod = render("prod", FLYWAY_JOB)
-    for app, services in {"qr": ("api", "web", "admin"), "quickbite": ("backend", "frontend")}.items():
+    for app, services in {
+        "qr": ("api", "web", "admin"),
+        "quickbite": ("backend", "frontend"),
+    }.items():
         job_urn, _ = dependencies[f"{app}-migration-job"]
         for service in services:
             _, deps = dependencies[f"{app}-{service}-deployment"]
