@@ -451,6 +451,19 @@ def rollback_target(
     return target, (later[0].rollback_point if later else None)
 
 
+def plan_rollback(
+    stack: StackOps, app: str, to: int | None = None
+) -> tuple[DeployReport, history.DeployRecord]:
+    """What `rollback` would do: each image now -> then, and the schema head it needs."""
+    block = deploy_ops(stack, app)
+    running = dict(block["images"])
+    target, point = rollback_target(read_history(stack).get(app, []), running, to)
+    report = DeployReport(stack.name, app, "rollback", running, {**running, **target.images})
+    report.rollback_point = point
+    report.migration = f"back to deploy #{target.n} (schema head {target.schema_head or 'none'})"
+    return report, target
+
+
 def rollback(
     stack: StackOps,
     app: str,
@@ -460,17 +473,11 @@ def rollback(
     to: int | None = None,
     restore_data: bool = False,
     soak_seconds: float | None = None,
-    dry_run: bool = False,
 ) -> DeployReport:
     """Back to the image set of an earlier succeeded deploy, with the same schema check."""
     block = deploy_ops(stack, app)
-    running = dict(block["images"])
-    target, point = rollback_target(read_history(stack).get(app, []), running, to)
-    report = DeployReport(stack.name, app, "rollback", running, {**running, **target.images})
-    report.rollback_point = point
-    report.migration = f"back to deploy #{target.n} (schema head {target.schema_head or 'none'})"
-    if dry_run:
-        return report
+    report, target = plan_rollback(stack, app, to)
+    point = report.rollback_point
     with report.step("schema-check", on_output) as step:
         report.schema_before = probes.schema_head()
         ok = compatible(target.schema_head, report.schema_before, block.get("compatibleHeads", []))
