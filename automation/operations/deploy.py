@@ -407,8 +407,13 @@ def refusal(stack_name: str, report: DeployReport) -> str:
 
 
 def outcome_message(stack_name: str, report: DeployReport, cause: str) -> str:
+    why = (
+        "the schema head did not move"
+        if report.schema_after == report.schema_before
+        else f"schema head {report.schema_after} is declared compatible"
+    )
     done = {
-        "rolled-back": "rolled back to the previous images (the schema head did not move)",
+        "rolled-back": f"rolled back to the previous images ({why})",
         "restored": f"data restored to {report.rollback_point} and the previous images are back",
         "refused": refusal(stack_name, report),
     }[report.result]

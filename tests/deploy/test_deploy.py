@@ -306,3 +306,16 @@ def test_a_firing_error_rate_alert_fails_the_soak(world: World, alertmanager: st
     Alertmanager.firing = [{"labels": {"alertname": "HighErrorRate", "app": "quickbite"}}]
     code, _, err = deploy("--image", f"api={NEW}", "--alertmanager-url", alertmanager)
     assert code == 0, err
+
+
+def test_a_head_the_app_declared_compatible_still_rolls_back(world: World) -> None:
+    """`deploy.compatibleHeads`: an expand-only migration; the previous images read it."""
+    outputs = world.stack.outputs()
+    outputs["ops"]["qr"]["deploy"]["compatibleHeads"] = [MOVED_HEAD]
+    world.stack.set_outputs(outputs)
+    world.unhealthy.add(NEW)
+    world.moving_migrations.add(NEW)
+    code, _, err = deploy("--image", f"api={NEW}")
+    assert code == 1
+    assert f"rolled back to the previous images (schema head {MOVED_HEAD} is declared" in err
+    assert world.images()["api"] == OLD and world.head() == MOVED_HEAD

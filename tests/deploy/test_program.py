@@ -14,6 +14,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from automation.stack.render import Rendered, unwrap
 from components.config import ConfigError, parse_settings
 from components.migration import EXIT_LABEL, image_slug, migration_name
+from tests.fakes.fake_stack import sample_deploy
 from tests.program.conftest import K8S_VERSION, render, stack_config
 
 FLYWAY_JOB = {"opsplane:apps": {"quickbite": {"deploy": {"migrationJob": True}}}}
@@ -161,3 +162,11 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_fake_stacks_deploy_block_is_what_the_program_exports(stack: str) -> None:
+    """tests/fakes/fake_stack.py's `sample_deploy` stays equal to the real `ops[app].deploy`."""
+    rendered = render(stack)
+    for app in ("qr", "quickbite"):
+        assert rendered.outputs["ops"][app]["deploy"] == sample_deploy(app), (stack, app)
