@@ -45,6 +45,14 @@ AlertmanagerOpt = Annotated[
         help="Alertmanager to ask whether the error-rate alert fires during the soak.",
     ),
 ]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        help="Where the schema head, backup and restore run: local (database reachable from "
+        "here) or cluster (as Jobs). Default: cluster on a kubernetes stack, else local.",
+    ),
+]
 ImageOpt = Annotated[
     list[str] | None,
     typer.Option("--image", help="SERVICE=IMAGE[:TAG|@DIGEST]; repeat for several services."),
@@ -87,12 +95,25 @@ def error_rate_probe(alertmanager_url: str | None, app: str) -> Any:
     return firing
 
 
-def real_probes(stack: StackOps, app: str, alertmanager_url: str | None) -> op.Probes:
+def real_probes(
+    stack: StackOps, app: str, alertmanager_url: str | None, where: str | None = None
+) -> op.Probes:
     """Status, schema head, backup and restore wired to the app's `ops` output."""
     from automation.commands.restore import database_url_from_ops
     from automation.tasks.schema import read_schema_head
 
     ops = app_ops(stack, app)
+    if where not in (None, "local", "cluster"):
+        raise UserInputError(f"--where {where!r}: use local or cluster")
+    if (where or ("cluster" if ops.get("target") == "kubernetes" else "local")) == "cluster":
+        data = ClusterData(stack, app, ops)
+        return op.Probes(
+            health=status_probe(stack, app),
+            schema_head=data.head,
+            backup=data.point,
+            restore=data.restore,
+            firing=error_rate_probe(alertmanager_url, app),
+        )
     url = database_url_from_ops(ops)
     table = (op.deploy_ops(stack, app).get("migration") or {}).get("table")
     return op.Probes(
@@ -138,6 +159,45 @@ def restore_database(ops: dict[str, Any], url: str, app: str, point: str) -> str
     ) as parts:
         apply_parts(document, parts)
     return str((document.get("database") or {}).get("pre_restore") or "")
+
+
+class ClusterData:
+    """The data steps as cluster Jobs (prod: the database is only reachable inside).
+
+    The schema head comes from a backup Job's report (`database.migration_head`), so reading it
+    also takes a fresh backup; the one taken at preflight is the rollback point.
+    """
+
+    def __init__(self, stack: StackOps, app: str, ops: dict[str, Any]) -> None:
+        backup = ops.get("backup") or {}
+        self.stack, self.app, self.ops = stack, app, ops
+        self.bucket, self.prefix = str(backup.get("bucket")), str(backup.get("prefix") or "backups")
+        self.fresh: str | None = None
+
+    def _backup(self) -> dict[str, Any]:
+        from automation.operations.cluster_job import run_in_cluster
+
+        args = ["--bucket", self.bucket, "--prefix", self.prefix, "--app", self.app]
+        report = run_in_cluster(self.stack, self.app, "backup", [*args, "--format", "custom"], say)
+        self.fresh = str(report.get("manifest_key") or "") or None
+        return report
+
+    def head(self) -> str | None:
+        head = (self._backup().get("database") or {}).get("migration_head")
+        return str(head) if head else None
+
+    def point(self) -> str:
+        """The backup the preceding `head()` just took, else a new one."""
+        key, self.fresh = self.fresh, None
+        return key or str(self._backup()["manifest_key"])
+
+    def restore(self, point: str) -> str:
+        from automation.commands.restore import StackForm, cluster_args
+        from automation.operations.cluster_job import run_in_cluster
+
+        form = StackForm(self.stack.name, self.app, point, "db", "cluster", None, 2)
+        report = run_in_cluster(self.stack, self.app, "restore", cluster_args(form, self.ops), say)
+        return str((report.get("database") or {}).get("pre_restore") or "")
 
 
 # --- printing -----------------------------------------------------------------------------------
@@ -194,6 +254,7 @@ def deploy(
     ] = False,
     soak: SoakOpt = None,
     alertmanager_url: AlertmanagerOpt = None,
+    where: WhereOpt = None,
 ) -> None:
     """Deploy new images: migration first, rolling update, watched soak, safe rollback."""
     target = open_stack(stack)
@@ -216,7 +277,7 @@ def deploy(
         say(line)
     confirm(f"Deploy to {app} on stack {stack} ({len(images)} image(s))?", yes=yes)
     try:
-        report = op.deploy(target, request, real_probes(target, app, alertmanager_url), say)
+        report = op.deploy(target, request, real_probes(target, app, alertmanager_url, where), say)
     except op.DeployFailed as exc:
         print_outcome(exc.report, json)
         raise
@@ -238,6 +299,7 @@ def rollback(
     json: JsonOpt = False,
     soak: SoakOpt = None,
     alertmanager_url: AlertmanagerOpt = None,
+    where: WhereOpt = None,
 ) -> None:
     """Go back to the images of an earlier succeeded deploy, if they can run on the schema."""
     target = open_stack(stack)
@@ -250,7 +312,7 @@ def rollback(
     confirm(f"Roll {app} on stack {stack} back ({planned.migration})?", yes=yes)
     try:
         report = op.rollback(
-            target, app, real_probes(target, app, alertmanager_url), say,
+            target, app, real_probes(target, app, alertmanager_url, where), say,
             to=to, restore_data=restore_data, soak_seconds=soak,
         )  # fmt: skip
     except op.DeployFailed as exc:

@@ -6,10 +6,14 @@ follows the deployed images. One test per branch of docs/deploy.md."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,6 +34,7 @@ from tests.tasks.test_restore_support import databases
 
 OLD, NEW, NEWER = (f"ghcr.io/beetechone/qr-api:{v}" for v in ("1.0.0", "1.1.0", "1.2.0"))
 MOVED_HEAD = "b2c3d4e5f6a7"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -319,3 +324,49 @@ def test_a_head_the_app_declared_compatible_still_rolls_back(world: World) -> No
     assert code == 1
     assert f"rolled back to the previous images (schema head {MOVED_HEAD} is declared" in err
     assert world.images()["api"] == OLD and world.head() == MOVED_HEAD
+
+
+def run_job_for_real(url: str, jobs: list[str]):
+    """The cluster, played by a subprocess: the Job's command with the database URL in its
+    environment, as the Job's Secret provides it (S3 settings come from the test's env)."""
+
+    def job_runner(request: dict) -> dict:
+        jobs.append(request["task"])
+        job = subprocess.run(
+            [sys.executable, "-m", "automation", request["task"], *request["args"], "--json"],
+            cwd=REPO,
+            env={**os.environ, "OPSPLANE_DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return {
+            "status": "succeeded" if job.returncode == 0 else "failed",
+            "report": json.loads(job.stdout) if job.returncode == 0 else {},
+            "error": job.stderr.strip().splitlines()[-1] if job.returncode else None,
+        }
+
+    return job_runner
+
+
+def test_on_kubernetes_the_data_steps_run_as_cluster_jobs(world: World) -> None:
+    """prod: the schema head comes from backup Jobs (the first is the rollback point) and
+    `--restore-data` restores through a restore Job, inside maintenance."""
+    outputs = world.stack.outputs()
+    outputs["ops"]["qr"]["target"] = "kubernetes"
+    outputs["ops"]["qr"]["database"]["host"] = "db.qr.svc.cluster.local"  # not reachable here
+    world.stack.set_outputs(outputs)
+    jobs: list[str] = []
+    world.model.job_runner = run_job_for_real(world.url, jobs)
+    world.unhealthy.add(NEW)
+    world.moving_migrations.add(NEW)
+    code, out, err = deploy("--image", f"api={NEW}", "--restore-data", "--json")
+    assert code == 1, err
+    assert jobs == ["backup", "backup", "restore", "backup"]  # preflight, after, restore, final
+    report = json.loads(out)
+    assert (report["schema_before"], report["result"]) == (QR_HEAD, "restored")
+    assert report["rollback_point"].endswith("/manifest.json")
+    assert world.head() == QR_HEAD and world.images()["api"] == OLD
+    assert "opsplane:clusterJob" not in world.stack.config
+    assert MAINTENANCE_KEY not in world.stack.config
