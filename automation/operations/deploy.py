@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.stack.protocol import StackOps, app_ops
+from automation.stack.protocol import StackBusy, StackOps, app_ops
 from contract import deploy as history
 
 OnOutput = Callable[[str], None]
@@ -319,6 +319,9 @@ def deploy(
     try:
         apply(stack, report, changed, on_output)
         watch(report, probes, float(soak), on_output)
+    except StackBusy as exc:  # the update never started: only the config to put back
+        set_images(stack, request.app, {s: report.before[s] for s in changed})
+        raise TaskFailed(f"{exc}; nothing was deployed, config holds the running images") from exc
     except OpsError as exc:
         stage = report.steps[-1].name
         message = recover(stack, report, probes, request, block, on_output, f"{stage}: {exc}")

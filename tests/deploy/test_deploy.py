@@ -25,6 +25,7 @@ from automation.errors import TaskFailed
 from automation.operations.maintenance import MAINTENANCE_KEY
 from automation.operations.status import Check, StatusReport
 from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.protocol import StackBusy
 from automation.tasks.io.pgtools import database_name
 from automation.tasks.schema import read_schema_head
 from contract.deploy import HISTORY_KEY, parse_history
@@ -370,3 +371,14 @@ def test_on_kubernetes_the_data_steps_run_as_cluster_jobs(world: World) -> None:
     assert world.head() == QR_HEAD and world.images()["api"] == OLD
     assert "opsplane:clusterJob" not in world.stack.config
     assert MAINTENANCE_KEY not in world.stack.config
+
+
+def test_a_busy_stack_deploys_nothing_and_puts_the_config_back(world: World) -> None:
+    world.stack.fail_on_up = {1}
+    world.stack.up_error = lambda n: StackBusy("stack 'dev' is locked by another update")
+    code, _, err = deploy("--image", f"api={NEW}")
+    assert code == 1 and "nothing was deployed, config holds the running images" in err
+    assert world.stack.ops_sequence() == ["set_config", "up", "set_config"]
+    apps = json.loads(world.stack.config["opsplane:apps"])
+    assert apps["qr"]["services"]["api"]["image"] == OLD
+    assert world.history() == []
