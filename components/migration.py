@@ -24,6 +24,7 @@ from components.k8s import declare
 
 COMPONENT = "migrate"
 EXIT_LABEL = "opsplane.dev/migration-exit-code"
+PINNING_ANNOTATION = "opsplane.dev/image-pinning"  # as every pod says how its image is pinned
 
 
 def image_slug(image: str) -> str:
@@ -69,20 +70,24 @@ def job_manifest(
     secret_name: str,
     secret_keys: list[str],
     run_as_user: int,
+    writable_paths: tuple[str, ...],
     backoff_limit: int,
     deadline_seconds: int,
 ) -> m.Manifest:
-    """The migration Job: no service account, read-only root, the database-client label."""
+    """The migration Job: no service account, read-only root (scratch where the service has
+    it), the database-client label; a tag is pulled Always, a digest IfNotPresent."""
     lbls = m.labels(app, COMPONENT)
+    volumes, mounts = m.scratch_volumes(writable_paths)
+    pinned = "@sha256:" in image
     container = {
         "name": COMPONENT,
         "image": image,
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": "IfNotPresent" if pinned else "Always",
         "command": command,
         "env": m.plain_env(env) + m.env_from_secret(secret_name, secret_keys),
         "resources": m.resources(Resources("100m", "128Mi", "1", "512Mi")),
         "securityContext": m.container_security(read_only_root=True),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "batch/v1",
@@ -92,13 +97,18 @@ def job_manifest(
             "backoffLimit": backoff_limit,
             "activeDeadlineSeconds": deadline_seconds,
             "template": {
-                "metadata": {"labels": {**lbls, m.DB_CLIENT_LABEL: "true"}},
+                "metadata": {
+                    "labels": {**lbls, m.DB_CLIENT_LABEL: "true"},
+                    "annotations": {
+                        PINNING_ANNOTATION: f"{COMPONENT}={'digest' if pinned else 'tag'}"
+                    },
+                },
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": m.pod_security(run_as_user),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -164,6 +174,7 @@ class Migration(pulumi.ComponentResource):
                 secret_name=secret_name,
                 secret_keys=sorted(spec.secret_env),
                 run_as_user=ctx.spec.service(spec.service).run_as_user,
+                writable_paths=ctx.spec.service(spec.service).writable_paths,
                 backoff_limit=deploy.backoff_limit,
                 deadline_seconds=deploy.active_deadline_seconds,
             ),
@@ -191,7 +202,7 @@ class Migration(pulumi.ComponentResource):
             must_run=False,
             restart="no",
             read_only=True,
-            tmpfs={"/tmp": "rw,noexec,nosuid"},
+            tmpfs={p: "rw,noexec,nosuid" for p in ctx.spec.service(spec.service).writable_paths},
             user=str(ctx.spec.service(spec.service).run_as_user),
             labels=container_labels(m.labels(ctx.name, COMPONENT)),
             opts=child,

@@ -51,6 +51,10 @@ def test_qr_migration_job_runs_alembic_in_the_api_image() -> None:
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
     assert c["image"] == "ghcr.io/beetechone/qr-api:1.0.0"
+    assert c["imagePullPolicy"] == "Always"  # a tag can move; a digest would be IfNotPresent
+    assert spec["template"]["metadata"]["annotations"] == {
+        "opsplane.dev/image-pinning": "migrate=tag"
+    }
     assert c["command"] == ["alembic", "upgrade", "head"]
     assert c["env"] == [
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "qr-migrate-env",
