@@ -319,7 +319,7 @@ def rollback(
         print_outcome(exc.report, json)
         raise
     print_outcome(report, json)
-    say(f"{app} on {stack} is back on {planned.migration.removeprefix('back to ')}")
+    say(f"{app} on {stack} is {planned.migration}")
 
 
 def register(app: typer.Typer) -> None:

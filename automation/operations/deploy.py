@@ -426,49 +426,63 @@ def outcome_message(stack_name: str, report: DeployReport, cause: str) -> str:
 # --- rollback -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a rollback goes: an image set, the schema head it ran on, the backup holding the
+    data of that time, and how to name it (`label`) and ask for it again (`flag`)."""
+
+    images: dict[str, str]
+    schema_head: str | None
+    point: str | None
+    label: str
+    flag: str  # "--to N", or "" for the default
+
+
 def rollback_target(
     records: list[history.DeployRecord], running: dict[str, str], to: int | None
-) -> tuple[history.DeployRecord, str | None]:
-    """The record whose image set `rollback --to N` returns to (default: the newest succeeded
-    one that differs from what runs), and the rollback point that holds its data."""
+) -> Target:
+    """`--to N`: deploy N's images. Default: undo the last deploy when it is what runs
+    (succeeded or refused: back to the images before it, with its rollback point); else the
+    newest succeeded deploy whose images differ from what runs."""
+    last = records[-1] if records else None
+    if to is None and last and last.result in ("succeeded", "refused") and last.images == running:
+        return Target(
+            last.previous, last.schema_before, last.rollback_point,
+            f"the images before deploy #{last.n}", "",
+        )  # fmt: skip
     if to is not None:
-        target = history.find(records, to)
-        if target is None:
+        chosen = history.find(records, to)
+        if chosen is None:
             known = ", ".join(str(r.n) for r in records) or "none"
             raise UserInputError(f"--to {to}: no such deploy in the history (numbers: {known})")
-        if target.result != "succeeded":
+        if chosen.result != "succeeded":
             raise UserInputError(
-                f"--to {to}: deploy #{to} {target.result}; "
+                f"--to {to}: deploy #{to} {chosen.result}; "
                 "pick a succeeded one (`deploy --history`)"
             )
-    elif records and records[-1].result == "refused":
-        last = records[-1]  # the deploy left on new images: back to what ran before it
-        target = last.model_copy(
-            update={"images": last.previous, "schema_head": last.schema_before}
-        )
-        return target, last.rollback_point
     else:
         candidates = [r for r in records if r.result == "succeeded" and r.images != running]
         if not candidates:
             raise UserInputError(
-                "nothing to roll back to: no earlier succeeded deploy in the history "
-                "(`deploy --history`); deploy the image you want with `deploy --image`"
+                "nothing to roll back to: no earlier deploy in the history (`deploy --history`); "
+                "deploy the image you want with `deploy --image`"
             )
-        target = candidates[-1]
-    later = [r for r in records if r.n > target.n and r.rollback_point]
-    return target, (later[0].rollback_point if later else None)
+        chosen = candidates[-1]
+    later = [r for r in records if r.n > chosen.n and r.rollback_point]
+    point = later[0].rollback_point if later else None
+    return Target(
+        chosen.images, chosen.schema_head, point, f"deploy #{chosen.n}", f"--to {chosen.n}"
+    )
 
 
-def plan_rollback(
-    stack: StackOps, app: str, to: int | None = None
-) -> tuple[DeployReport, history.DeployRecord]:
+def plan_rollback(stack: StackOps, app: str, to: int | None = None) -> tuple[DeployReport, Target]:
     """What `rollback` would do: each image now -> then, and the schema head it needs."""
     block = deploy_ops(stack, app)
     running = dict(block["images"])
-    target, point = rollback_target(read_history(stack).get(app, []), running, to)
+    target = rollback_target(read_history(stack).get(app, []), running, to)
     report = DeployReport(stack.name, app, "rollback", running, {**running, **target.images})
-    report.rollback_point = point
-    report.migration = f"back to deploy #{target.n} (schema head {target.schema_head or 'none'})"
+    report.rollback_point = target.point
+    report.migration = f"back to {target.label} (schema head {target.schema_head or 'none'})"
     return report, target
 
 
@@ -485,15 +499,16 @@ def rollback(
     """Back to the image set of an earlier succeeded deploy, with the same schema check."""
     block = deploy_ops(stack, app)
     report, target = plan_rollback(stack, app, to)
-    point = report.rollback_point
+    point = target.point
     with report.step("schema-check", on_output) as step:
         report.schema_before = probes.schema_head()
         ok = compatible(target.schema_head, report.schema_before, block.get("compatibleHeads", []))
-        step.detail = f"now {report.schema_before or 'none'}, #{target.n} ran on " + (
+        step.detail = (
+            f"now {report.schema_before or 'none'}, {target.label} ran on "
             f"{target.schema_head or 'none'}"
         )
         if not ok and not restore_data:
-            raise_refused_rollback(stack, report, target, point)
+            raise_refused_rollback(stack, report, target)
     try:
         if ok:
             with report.step("apply", on_output):
@@ -512,23 +527,21 @@ def rollback(
         raise DeployFailed(f"rollback of {app} failed: {exc}", report) from exc
     report.schema_after = probes.schema_head()
     report.result = "restored" if not ok else "succeeded"
-    record(stack, report, f"rollback to #{target.n}")
+    record(stack, report, f"rollback to {target.label}")
     return report
 
 
-def raise_refused_rollback(
-    stack: StackOps, report: DeployReport, target: history.DeployRecord, point: str | None
-) -> None:
+def raise_refused_rollback(stack: StackOps, report: DeployReport, target: Target) -> None:
+    command = f"rollback --stack {stack.name} --app {report.app} {target.flag}".rstrip()
     data = (
-        f"`rollback --stack {stack.name} --app {report.app} --to {target.n} --restore-data` "
-        f"restores {point} first (writes since then are lost)"
-        if point
-        else "no rollback point is recorded after it, so only a fail-forward deploy remains"
+        f"`{command} --restore-data` restores {target.point} first (writes since then are lost)"
+        if target.point
+        else "no rollback point is recorded for it, so only a fail-forward deploy remains"
     )
     raise TaskFailed(
-        f"rollback refused, nothing was changed: deploy #{target.n} ran on schema head "
+        f"rollback refused, nothing was changed: {target.label} ran on schema head "
         f"{target.schema_head or 'none'} and the database is at {report.schema_before or 'none'}; "
-        f"its images may not read this schema. {data}"
+        f"those images may not read this schema. {data}"
     )
 
 

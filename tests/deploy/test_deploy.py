@@ -382,3 +382,17 @@ def test_a_busy_stack_deploys_nothing_and_puts_the_config_back(world: World) -> 
     apps = json.loads(world.stack.config["opsplane:apps"])
     assert apps["qr"]["services"]["api"]["image"] == OLD
     assert world.history() == []
+
+
+def test_rollback_without_to_undoes_the_last_deploy(world: World) -> None:
+    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--yes")
+    assert code == 2 and "nothing to roll back to" in err
+    assert deploy("--image", f"api={NEW}")[0] == 0
+    code, out, _ = run("rollback", "--stack", "dev", "--app", "qr", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert plan["migration"] == f"back to the images before deploy #1 (schema head {QR_HEAD})"
+    assert plan["after"]["api"] == OLD
+    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--yes", "--soak", "0.1")
+    assert code == 0, err
+    assert world.images()["api"] == OLD
+    assert f"qr on dev is back to the images before deploy #1 (schema head {QR_HEAD})" in err
