@@ -82,7 +82,7 @@ class App(pulumi.ComponentResource):
         objects_env, objects_secret_env, objects_bucket, minio = self._declare_objects(
             name, secrets
         )
-        self.migration = Migration(f"{name}-migration", ctx=ctx, opts=self._child)
+        self.migration = Migration(f"{name}-migration", ctx=ctx, after=[db], opts=self._child)
         self.workloads = self._declare_workloads(name, objects_env, objects_secret_env)
         if ctx.kubernetes:
             self._declare_ingress(name)

@@ -124,8 +124,14 @@ class Migration(pulumi.ComponentResource):
     ops: dict[str, Any]
 
     def __init__(
-        self, name: str, *, ctx: AppContext, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        *,
+        ctx: AppContext,
+        after: list[pulumi.Resource] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`after`: what must be up before the migration runs (the app's database)."""
         super().__init__("opsplane:index:Migration", name, None, opts)
         self._ctx = ctx
         self.gate, self.gate_labels = None, {}
@@ -141,7 +147,7 @@ class Migration(pulumi.ComponentResource):
             "atStart": bool(spec) and not job,
         }
         if spec is not None and job and image is not None:
-            child = pulumi.ResourceOptions(parent=self)
+            child = pulumi.ResourceOptions(parent=self, depends_on=after or None)
             if ctx.kubernetes:
                 self._declare_job(name, spec, image, child)
             else:

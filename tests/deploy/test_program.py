@@ -102,7 +102,9 @@ def test_every_deployment_depends_on_its_apps_migration_job(dependencies: dict) 
         "qr": ("api", "web", "admin"),
         "quickbite": ("backend", "frontend"),
     }.items():
-        job_urn, _ = dependencies[f"{app}-migration-job"]
+        job_urn, job_deps = dependencies[f"{app}-migration-job"]
+        db_urn, _ = dependencies[f"{app}-db-statefulset"]
+        assert db_urn in job_deps, f"{app}'s migration does not wait for its database"
         for service in services:
             _, deps = dependencies[f"{app}-{service}-deployment"]
             assert job_urn in deps, f"{app}-{service} does not wait for the migration"
@@ -126,7 +128,8 @@ def test_dev_runs_a_one_shot_migration_container_the_app_waits_for(dependencies:
     assert migrate["attach"] is True and migrate["mustRun"] is False
     assert migrate["restart"] == "no"
     assert any(e.startswith("DATABASE_URL=postgresql://qr_user:") for e in migrate["envs"])
-    urn, _ = dependencies["qr-migration-container"]
+    urn, migrate_deps = dependencies["qr-migration-container"]
+    assert dependencies["qr-db-container"][0] in migrate_deps  # the database first
     for service in ("api", "web", "admin"):
         _, deps = dependencies[f"qr-{service}-container"]
         assert urn in deps
