@@ -24,6 +24,7 @@ from components.config import PLACEHOLDER_PREFIX, Settings, cron_interval_second
 from components.context import AppContext
 from components.datastore import Datastore, postgres_shape, redis_shape
 from components.k8s import declare
+from components.migration import Migration
 from components.object_store import MinioStore, S3Bucket
 from components.rotating_secret import RotatingSecret
 from components.task_job import REDIS_DATA_MOUNT, DataVolume, TaskJob
@@ -81,6 +82,7 @@ class App(pulumi.ComponentResource):
         objects_env, objects_secret_env, objects_bucket, minio = self._declare_objects(
             name, secrets
         )
+        self.migration = Migration(f"{name}-migration", ctx=ctx, after=[db], opts=self._child)
         self.workloads = self._declare_workloads(name, objects_env, objects_secret_env)
         if ctx.kubernetes:
             self._declare_ingress(name)
@@ -263,6 +265,7 @@ class App(pulumi.ComponentResource):
                 extra_env=env,
                 extra_secret_env=secret_env,
                 extra_secret_names=uses,
+                migration=None if svc.dev_only else self.migration,
                 opts=self._child,
             )
         return out
@@ -506,6 +509,17 @@ class App(pulumi.ComponentResource):
             "secrets": self._secrets_ops(secrets),
             "maintenance": self.settings.in_maintenance(spec.name),
             "runnerImage": ctx.runner_image,
+            "deploy": self._deploy_ops(),
+        }
+
+    def _deploy_ops(self) -> dict[str, Any]:
+        """What `deploy` reads: the images running, the migration step, the soak settings."""
+        settings = self.ctx.app_settings.deploy
+        return {
+            "images": {s.name: self.ctx.service_image(s) for s in self.spec.services},
+            "migration": self.migration.ops,
+            "soakSeconds": settings.soak_seconds,
+            "compatibleHeads": list(settings.compatible_heads),
         }
 
     def _webhook_ops(self, secrets: dict[str, Any]) -> dict[str, Any] | None:

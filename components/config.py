@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from components.catalog import CATALOG
 from components.catalog.spec import AppSpec
+from contract import deploy as deploy_contract
 
 NAMESPACE = "opsplane"
 PLACEHOLDER_PREFIX = "PLACEHOLDER-"  # dev stand-ins for outside secrets; never valid in prod
@@ -159,8 +160,25 @@ class AdminAccessSettings(Model):
     auth_signin: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
 
 
+class DeploySettings(Model):
+    """How `deploy` ships new images (docs/deploy.md): the migration Job and the watched soak.
+
+    `migrationJob` None takes the catalog's default (QR: yes, `alembic upgrade head`; QuickBite:
+    no, the backend runs Flyway at start). `compatibleHeads`: schema heads whose migrations only
+    add (expand), so images built for the previous head still run on them.
+    """
+
+    migration_job: bool | None = None
+    migration_image: Image | None = None
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 0
+    active_deadline_seconds: Annotated[int, Field(ge=30)] = 900
+    soak_seconds: NonNegative = 60
+    compatible_heads: list[str] = Field(default_factory=list)
+
+
 class AppSettings(Model):
     services: dict[str, ServiceSettings] = Field(default_factory=dict)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
     postgres_image: Image | None = None
     redis_image: Image | None = None
     minio_image: Image | None = None
@@ -221,7 +239,7 @@ class ClusterJobRequest(Model):
     """
 
     app: str
-    task: Literal["restore", "replay", "verify-backup", "backup"]
+    task: Literal["restore", "replay", "verify-backup", "backup", "status"]
     args: list[str] = Field(default_factory=list)
     id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")]
     mount_redis: bool = False
@@ -251,6 +269,16 @@ class Settings(Model):
     runner_image: Image | None = None
     eks: EksSettings | None = None
     aws_region: str = "us-east-1"
+    deploy_history: dict[str, list[deploy_contract.DeployRecord]] = Field(default_factory=dict)
+
+    @field_validator("deploy_history", mode="before")
+    @classmethod
+    def _history(cls, value: Any) -> Any:
+        """Parsed by the one model automation writes it with (contract/deploy.py)."""
+        try:
+            return deploy_contract.parse_history(value)
+        except deploy_contract.HistoryError as exc:
+            raise ValueError(f"{exc.where.lstrip('.') or 'value'}: {exc.problem}") from None
 
     @field_validator("apps")
     @classmethod

@@ -11,6 +11,7 @@ from components.catalog.spec import ServiceSpec
 from components.context import AppContext, checksum, template_fields
 from components.docker_host import container_labels, env_list
 from components.k8s import declare
+from components.migration import Migration
 
 
 class Workload(pulumi.ComponentResource):
@@ -27,11 +28,16 @@ class Workload(pulumi.ComponentResource):
         extra_env: dict[str, str] | None = None,
         extra_secret_env: dict[str, pulumi.Input[str]] | None = None,
         extra_secret_names: tuple[str, ...] = (),
+        migration: Migration | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("opsplane:index:Workload", name, None, opts)
         self._ctx, self._service = ctx, service
         child = pulumi.ResourceOptions(parent=self)
+        # the Deployment/container waits for the app's migration (components/migration.py)
+        gate = migration.gate if migration is not None else None
+        self._after = pulumi.ResourceOptions(parent=self, depends_on=[gate] if gate else None)
+        self._gate_labels = migration.gate_labels if migration is not None else {}
         in_maintenance = service.writer and ctx.settings.in_maintenance(ctx.name)
         configured = ctx.service_settings_value(service, "replicas", service.replicas)
         self.replicas = 0 if in_maintenance else configured
@@ -91,7 +97,7 @@ class Workload(pulumi.ComponentResource):
                 checksum=self.checksum,
                 extra_pod_labels={m.DB_CLIENT_LABEL: "true"} if uses_db else None,
             ),
-            child,
+            self._after,
         )
         declare(
             f"{name}-service",
@@ -173,6 +179,6 @@ class Workload(pulumi.ComponentResource):
             read_only=svc.read_only_root,
             tmpfs={path: "rw,noexec,nosuid" for path in svc.writable_paths},
             user=str(svc.run_as_user),
-            labels=container_labels(m.labels(ctx.name, svc.name)),
-            opts=child,
+            labels=container_labels({**m.labels(ctx.name, svc.name), **self._gate_labels}),
+            opts=self._after,
         )

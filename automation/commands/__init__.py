@@ -8,11 +8,14 @@ missing here still works: the CLI then loads every module.
 COMMANDS: dict[str, str] = {
     "backup": "backup",
     "backups": "backup",
+    "deploy": "deploy",
     "verify-backup": "backup",
     "maintenance": "maintenance",
     "ops": "stack_info",
     "render": "render",
     "replay": "replay",
     "restore": "restore",
+    "rollback": "deploy",
     "rotate": "rotate",
+    "status": "status",
 }

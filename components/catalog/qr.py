@@ -3,6 +3,7 @@
 from components.alerting.model import Metrics, Thresholds
 from components.catalog.spec import (
     AppSpec,
+    MigrationSpec,
     ObjectStoreSpec,
     PostgresSpec,
     QuotaDefaults,
@@ -85,6 +86,13 @@ APP = AppSpec(
         max_replicas=1,
     ),
     postgres=PostgresSpec(database="qr_db", user="qr_user", migrations="alembic"),
+    # the runbook's deploy step: `alembic upgrade head` in the api image, before any pod changes
+    migration=MigrationSpec(
+        service="api",
+        command=("alembic", "upgrade", "head"),
+        table="alembic_version",
+        secret_env={"DATABASE_URL": _DATABASE_URL},
+    ),
     redis=RedisSpec(),
     objects=ObjectStoreSpec(bucket="qr-exports"),
     secrets=(

@@ -3,6 +3,7 @@
 from components.alerting.model import Metrics, Thresholds
 from components.catalog.spec import (
     AppSpec,
+    MigrationSpec,
     PostgresSpec,
     RedisSpec,
     Resources,
@@ -65,6 +66,21 @@ APP = AppSpec(
     ),
     postgres=PostgresSpec(
         database="quickbite", user="quickbite", migrations="flyway", dev_host_port=5433
+    ),
+    # Spring Boot runs Flyway when the backend starts, so by default no Job: a failed migration
+    # keeps the new pod unready and the rollout stops there (maxUnavailable 0). With config
+    # `apps.quickbite.deploy.migrationJob: true` a `flyway migrate` Job runs first instead
+    # (its image, `deploy.migrationImage` or the backend's, must carry the Flyway CLI and SQL).
+    migration=MigrationSpec(
+        service="backend",
+        command=("flyway", "migrate"),
+        table="flyway_schema_history",
+        env={
+            "FLYWAY_URL": "jdbc:postgresql://{db_host}:{db_port}/{db_name}",
+            "FLYWAY_USER": "{db_user}",
+        },
+        secret_env={"FLYWAY_PASSWORD": "{db_password}"},
+        job_by_default=False,
     ),
     redis=RedisSpec(dev_host_port=6380),
     secrets=(

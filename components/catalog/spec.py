@@ -130,6 +130,24 @@ class QuotaDefaults:
 
 
 @dataclass(frozen=True)
+class MigrationSpec:
+    """How a release migrates the schema before any pod changes (docs/deploy.md).
+
+    The migration runs `command` in the image of `service` (or the configured
+    `deploy.migrationImage`) as a Job on prod / a one-shot container on dev, named after the
+    image's tag; the app's services wait for it. `env`/`secret_env` are templates like a
+    service's. `table` holds the schema head `deploy` compares before and after.
+    """
+
+    service: str
+    command: tuple[str, ...]
+    table: str  # alembic_version | flyway_schema_history
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    job_by_default: bool = True  # False: the service migrates at start (QuickBite's Flyway)
+
+
+@dataclass(frozen=True)
 class AppSpec:
     name: str
     title: str
@@ -145,6 +163,7 @@ class AppSpec:
     mail_dev: ServiceSpec | None = None  # MailHog on dev only
     dev_minio_port: int = 9000  # dev MinIO (app bucket + backups) on 127.0.0.1
     dev_prometheus_port: int = 9090  # dev Prometheus with the app's alert rules on 127.0.0.1
+    migration: MigrationSpec | None = None
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in self.services if s.name == name)

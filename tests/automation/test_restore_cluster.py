@@ -66,7 +66,11 @@ class Cluster:
         }
         rendered = render("prod", changes)
         (redis,) = rendered.k8s("StatefulSet", "qr-redis", "qr")
-        jobs = rendered.k8s("Job", namespace="qr")
+        jobs = [  # the task Job (the migration Job is always declared too)
+            j
+            for j in rendered.k8s("Job", namespace="qr")
+            if "-migrate-" not in j["metadata"]["name"]
+        ]
         in_maintenance = "qr" in changes.get(MAINTENANCE_KEY, [])
         self.ups.append(Up(in_maintenance, redis["spec"]["replicas"], jobs[0] if jobs else None))
         outputs["ops"]["qr"]["maintenance"] = in_maintenance

@@ -200,6 +200,9 @@ def _remove_in(root: Any, segments: list[str | int]) -> bool:
 
 # --- a cheap model of the program, for `FakeStack(on_up=ProgramModel(...))` ----------------------
 JobRunner = Callable[[dict[str, Any]], dict[str, Any]]
+# runs an app's migration for a new image (app, image); raising fails that `up` before any
+# output (any pod) changes, as a failed migration Job does
+Migrator = Callable[[str, str], None]
 
 
 def model_password(app: str, secret: str, epoch: int) -> str:
@@ -262,9 +265,32 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
         "secrets": secrets,
         "maintenance": False,
         "runnerImage": "ghcr.io/opsplane/ops-runner:test",
+        "deploy": sample_deploy(app),
     }
     ops.update(overrides)
     return ops
+
+
+def sample_deploy(app: str) -> dict[str, Any]:
+    """`ops[app].deploy` as the program exports it for the committed stack files' images."""
+    qr = app == "qr"
+    owner = "beetechone/qr" if qr else "quickbite/"
+    services = ["api", "web", "admin"] if qr else ["backend", "frontend"]
+    images = {s: f"ghcr.io/{owner}{'-' if qr else ''}{s}:1.0.0" for s in services}
+    service = services[0]
+    return {
+        "images": images,
+        "migration": {
+            "table": "alembic_version" if qr else "flyway_schema_history",
+            "service": service,
+            "command": ["alembic", "upgrade", "head"] if qr else ["flyway", "migrate"],
+            "image": images[service],
+            "job": f"{app}-migrate-1-0-0" if qr else None,
+            "atStart": not qr,
+        },
+        "soakSeconds": 60,
+        "compatibleHeads": [],
+    }
 
 
 class ProgramModel:
@@ -275,19 +301,47 @@ class ProgramModel:
       is the model password of the active epoch, and while `pending` the previous one stays in
       `database.password` and the new one is `database.pendingPassword`;
     - `opsplane:clusterJob` -> output `clusterJob` from `job_runner(request)`; removed with the key.
+    - `opsplane:apps.<app>.services.<svc>.image` -> `ops[app].deploy.images`; when the migrating
+      service's image changes, `migrator(app, image)` runs first (raise to fail the `up`).
     """
 
-    def __init__(self, job_runner: JobRunner | None = None) -> None:
+    def __init__(
+        self, job_runner: JobRunner | None = None, migrator: Migrator | None = None
+    ) -> None:
         self.job_runner = job_runner
+        self.migrator = migrator
+        self.migrations: list[tuple[str, str]] = []
 
     def __call__(self, config: dict[str, str], outputs: dict[str, Any]) -> dict[str, Any]:
         maintenance = json.loads(config.get("opsplane:maintenance") or "[]")
         rotation = json.loads(config.get("opsplane:rotation") or "{}")
+        apps = json.loads(config.get("opsplane:apps") or "{}")
+        for app, ops in (outputs.get("ops") or {}).items():
+            self._apply_images(app, ops, apps.get(app) or {})
         for app, ops in (outputs.get("ops") or {}).items():
             ops["maintenance"] = app in maintenance
             self._apply_rotation(app, ops, rotation.get(app) or {})
         self._apply_cluster_job(config.get("opsplane:clusterJob"), outputs)
         return outputs
+
+    def _apply_images(self, app: str, ops: dict[str, Any], settings: dict[str, Any]) -> None:
+        from components.migration import migration_name
+
+        block = ops.get("deploy")
+        if not block:
+            return
+        services = settings.get("services") or {}
+        images = {s: (services.get(s) or {}).get("image") or i for s, i in block["images"].items()}
+        migration = block["migration"]
+        service = migration.get("service")
+        if service and images[service] != block["images"][service]:
+            self.migrations.append((app, images[service]))
+            if self.migrator is not None:
+                self.migrator(app, images[service])
+            migration["image"] = images[service]
+            if migration.get("job"):
+                migration["job"] = migration_name(app, images[service])
+        block["images"] = images
 
     @staticmethod
     def _apply_rotation(app: str, ops: dict[str, Any], states: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ ENV_SECRET_READERS = {
     ("qr-redis", "exporter"), ("quickbite-redis", "exporter"),  # redis_exporter: REDIS_PASSWORD
     *((f"{app}-{job}", job) for app in ("qr", "quickbite")
       for job in ("backup-db", "backup-redis", "restore-drill")),  # automation reads env
+    ("qr-migrate-1-0-0", "migrate"),  # alembic reads DATABASE_URL from env
 }  # fmt: skip
 ADMIN = {
     "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"],

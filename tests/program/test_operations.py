@@ -119,7 +119,8 @@ def test_cluster_job_is_declared_while_config_asks_for_it(render_stack, prod: Re
         "bucket": "opsplane-prod-backups-quickbite",
         "key": "backups/quickbite/reports/restore-1.json",
     }
-    assert "clusterJob" not in prod.outputs and not prod.k8s("Job")
+    assert "clusterJob" not in prod.outputs
+    assert not [j for j in prod.k8s("Job") if "-migrate-" not in j["metadata"]["name"]]
 
 
 def test_job_environment_names_match_what_the_tasks_read() -> None:
