@@ -527,7 +527,7 @@ def check_restored(url: str, manifest: bf.Manifest | None) -> tuple[dict[str, in
 
 
 def restore_stamp(now: datetime | None = None) -> str:
-    """Lower-case, sortable, unique, valid unquoted: 20251122_075300_3f9a (see the contract)."""
+    """Lower-case, sortable, unique, valid unquoted: 20251122_075300_3f9a07c1 (see the contract)."""
     return bf.throwaway_stamp(now)
 
 
