@@ -1,7 +1,7 @@
 """BackupPlan: scheduled backups and restore drills for one app (prod), replacing the runbooks'
 host crontab (`pg_dump | gzip` at 02:00, `find -mtime +30 -delete`, `redis-cli SAVE`, `mc mirror`).
 
-prod: a hardened backup bucket whose lifecycle rules (components.backup_lifecycle, the same data
+prod: a hardened backup bucket whose lifecycle rules (contract.backup_lifecycle, the same data
 the dev task applies through the S3 API) expire `retention=standard` backups; an IAM role for the
 ops-runner service account (IRSA) scoped to this app's prefix; CronJobs for the database, Redis,
 the object store and the weekly restore drill. dev: nothing scheduled; the backup bucket lives in
@@ -18,10 +18,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components import k8s_manifests as m
-from components.backup_lifecycle import lifecycle_rules
 from components.context import AppContext
 from components.k8s import declare
 from components.object_store import S3Bucket
+from contract.backup_lifecycle import lifecycle_rules
 
 WEBHOOK_SECRET_KEY = "OPSPLANE_WEBHOOK_SECRET"  # automation.tasks.replay.run.JOB_SECRET_ENV
 

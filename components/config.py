@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,6 +25,9 @@ from pydantic.alias_generators import to_camel
 
 from components.catalog import CATALOG
 from components.catalog.spec import AppSpec
+from contract.cluster_job import ClusterJobRequest
+from contract.maintenance import Maintenance
+from contract.rotation import RotationState, expand_shorthand
 
 NAMESPACE = "opsplane"
 PLACEHOLDER_PREFIX = "PLACEHOLDER-"  # dev stand-ins for outside secrets; never valid in prod
@@ -174,34 +176,6 @@ class EksSettings(Model):
     ]
 
 
-class RotationState(Model):
-    epoch: NonNegative = 0
-    rotated_at: datetime | None = None
-    pending: bool = False
-
-
-class ClusterJobRequest(Model):
-    """Asked for by automation (`--where cluster`): the stack declares a Job that runs a task.
-
-    `mountRedis` (restore only): the app's Redis is scaled to 0 and the Job mounts its data volume
-    and gets `--redis-data-dir <mount path>` after `args`.
-    """
-
-    app: str
-    task: Literal["restore", "replay", "verify-backup", "backup"]
-    args: list[str] = Field(default_factory=list)
-    id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")]
-    mount_redis: bool = False
-
-    @model_validator(mode="after")
-    def _mount_only_for_restore(self) -> ClusterJobRequest:
-        if self.mount_redis and self.task != "restore":
-            raise ValueError(
-                f"mountRedis: only a restore writes Redis' volume, not a {self.task!r} task"
-            )
-        return self
-
-
 class Settings(Model):
     """Everything the program needs, from `opsplane:*` config plus the stack name."""
 
@@ -211,7 +185,7 @@ class Settings(Model):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     rotation: dict[str, dict[str, RotationState]] = Field(default_factory=dict)
-    maintenance: list[str] = Field(default_factory=list)
+    maintenance: Maintenance = Field(default_factory=list)
     external_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
     require_external_secrets: bool | None = None
     cluster_job: ClusterJobRequest | None = None
@@ -232,17 +206,8 @@ class Settings(Model):
     @field_validator("rotation", mode="before")
     @classmethod
     def _epoch_shorthand(cls, value: Any) -> Any:
-        """`db-password: 2` is short for `db-password: {epoch: 2}`."""
-        if not isinstance(value, Mapping):
-            return value
-        return {
-            app: {
-                k: ({"epoch": v} if isinstance(v, int) else v) for k, v in (secrets or {}).items()
-            }
-            if isinstance(secrets, Mapping)
-            else secrets
-            for app, secrets in value.items()
-        }
+        """`db-password: 2` is short for `db-password: {epoch: 2}` (contract.rotation)."""
+        return expand_shorthand(value)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

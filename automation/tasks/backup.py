@@ -30,8 +30,9 @@ from psycopg import sql
 from automation.errors import TaskFailed, UserInputError
 from automation.tasks.backups import prometheus_text, push_metrics
 from automation.tasks.io import pgtools, s3io
-from components.backup_lifecycle import apply_lifecycle, lifecycle_rules
+from automation.tasks.io.lifecycle import apply_lifecycle
 from contract import backup_layout as bf
+from contract.backup_lifecycle import lifecycle_rules
 
 READ_CHUNK = 1024 * 1024
 READ_AHEAD = 8  # chunks
