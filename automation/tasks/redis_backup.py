@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from automation.errors import UserInputError
-from automation.tasks.backup import process_chunks
 from automation.tasks.io import s3io
+from automation.tasks.io.procs import process_chunks
 from contract import backup_layout as bf
 
 RDB_MAGIC = b"REDIS"
