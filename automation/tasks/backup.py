@@ -26,6 +26,7 @@ from psycopg import sql
 from automation.errors import TaskFailed, UserInputError
 from automation.tasks.backups import prometheus_text, push_metrics
 from automation.tasks.io import pgtools, s3io
+from automation.tasks.io.gz import DEFAULT_GZIP_LEVEL
 from automation.tasks.io.lifecycle import apply_lifecycle
 from automation.tasks.io.procs import process_chunks
 from automation.tasks.objects_backup import mirror_bucket
@@ -33,9 +34,6 @@ from automation.tasks.redis_backup import backup_redis
 from contract import backup_layout as bf
 from contract.backup_lifecycle import lifecycle_rules
 
-# zlib level 1: on QR-shaped data ~8% larger than `gzip -6` but about twice as fast, so the
-# dump, not the compressor, sets the pace (bench/backup_bench.py; docs/backups.md)
-DEFAULT_GZIP_LEVEL = 1
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LAST_SUCCESS = "opsplane_backup_last_success_timestamp_seconds"
 

@@ -25,6 +25,7 @@ from typing import Any
 import urllib3
 
 from automation.tasks.replay.ledger import Ledger, Outcome
+from automation.tasks.replay.options import DEFAULT_CONCURRENCY
 from automation.tasks.replay.ratelimit import RateLimiter
 from automation.tasks.replay.signing import Signer
 from automation.tasks.replay.sources import Event
@@ -32,7 +33,6 @@ from automation.tasks.replay.sources import Event
 THROTTLED_RETRIES = 20
 EVENT_ID_HEADER = "X-Opsplane-Event-Id"
 # 16, not 8: eight workers can at best be 8x one, and the goal is >= 8x (docs/replay.md)
-DEFAULT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from automation.errors import TaskFailed, UserInputError
+from automation.tasks.replay.options import Columns as Columns
 
 
 @dataclass(frozen=True)
@@ -79,27 +80,6 @@ def parse_time(option: str, text: str, now: datetime | None = None) -> datetime:
 
 
 # --- the app's webhook log table -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Column names of the webhook log table (the QR / QuickBite `webhook_logs` by default)."""
-
-    table: str = "webhook_logs"
-    id: str = "event_id"
-    payload: str = "payload"
-    type: str = "event_type"
-    status: str = "status"
-    created: str = "created_at"
-
-    def option_names(self) -> dict[str, str]:
-        return {
-            "--id-column": self.id,
-            "--payload-column": self.payload,
-            "--type-column": self.type,
-            "--status-column": self.status,
-            "--created-column": self.created,
-        }
 
 
 def _table_identifier(table: str) -> sql.Identifier:
