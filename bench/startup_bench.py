@@ -12,7 +12,7 @@ Each round runs, one after the other, in fresh interpreters:
 Reported: the median of each over the rounds, and help / import-pulumi as a ratio (goal < 1.0).
 
     .venv/bin/python bench/startup_bench.py                # 7 rounds
-    .venv/bin/python bench/startup_bench.py --repo /tmp/opsplane-main   # another checkout
+    .venv/bin/python bench/startup_bench.py --compare /tmp/opsplane-main  # and another checkout
 """
 
 from __future__ import annotations
@@ -82,35 +82,44 @@ def time_to_first_request(python: str, cwd: Path) -> float:
     return FirstRequest.arrived[0] - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--repo", type=Path, default=REPO, help="checkout to measure")
-    parser.add_argument("--python", default=sys.executable)
-    opts = parser.parse_args()
-    py, repo = opts.python, opts.repo.resolve()
-    sides: dict[str, list[float]] = {
-        "import pulumi.automation": [],
-        "automation --help": [],
-        "automation restore --help": [],
-        "restore: first S3 request": [],
-    }
+def measure_round(py: str, repo: Path, sides: dict[str, list[float]]) -> None:
+    """One round of every side for one checkout, appended to `sides`."""
     commands = {
         "import pulumi.automation": [py, "-c", "import pulumi.automation"],
         "automation --help": [py, "-m", "automation", "--help"],
         "automation restore --help": [py, "-m", "automation", "restore", "--help"],
     }
-    for _ in range(opts.rounds):
-        for name, args in commands.items():
-            sides[name].append(timed(args, repo))
-        sides["restore: first S3 request"].append(time_to_first_request(py, repo))
+    for name, args in commands.items():
+        sides.setdefault(name, []).append(timed(args, repo))
+    sides.setdefault("restore: first S3 request", []).append(time_to_first_request(py, repo))
+
+
+def report(repo: Path, rounds: int, sides: dict[str, list[float]]) -> None:
     medians = {name: statistics.median(values) for name, values in sides.items()}
-    print(f"{repo} ({opts.rounds} rounds, medians)")
+    print(f"{repo} ({rounds} rounds, medians)")
     for name, values in sides.items():
         spread = f"{min(values):.3f}-{max(values):.3f}"
         print(f"  {name:28} {medians[name]:.3f} s   (range {spread})")
     ratio = medians["automation --help"] / medians["import pulumi.automation"]
     print(f"  ratio --help / import pulumi.automation: {ratio:.2f} (goal < 1.0)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repo", type=Path, default=REPO, help="checkout to measure")
+    parser.add_argument(
+        "--compare", type=Path, help="a second checkout (e.g. before a change), run in turn"
+    )
+    parser.add_argument("--python", default=sys.executable)
+    opts = parser.parse_args()
+    repos = [opts.repo.resolve()] + ([opts.compare.resolve()] if opts.compare else [])
+    results: dict[Path, dict[str, list[float]]] = {repo: {} for repo in repos}
+    for _ in range(opts.rounds):
+        for repo in repos:  # alternating, so both see the same machine load
+            measure_round(opts.python, repo, results[repo])
+    for repo in repos:
+        report(repo, opts.rounds, results[repo])
 
 
 if __name__ == "__main__":

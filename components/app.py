@@ -368,7 +368,7 @@ class App(pulumi.ComponentResource):
             target=settings.target,
             namespace=spec.name if self.ctx.kubernetes else None,
             scrape=self._scrape_targets(),
-            receivers=dict(settings.alerts.receivers),
+            receivers={str(k): v for k, v in settings.alerts.receivers.items()},
             rule_labels=dict(settings.alerts.rule_labels),
             labels=m.labels(spec.name, "alerts"),
             network=self.ctx.network,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -132,13 +132,18 @@ class BackupPlan(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=store.resource.id,
-            rules=to_pulumi_rules(
-                lifecycle_rules(settings.retention_days, settings.noncurrent_days, 1)
+            rules=cast(  # plain dicts in the shape of BucketLifecycleConfigurationRuleArgsDict
+                Any,
+                to_pulumi_rules(
+                    lifecycle_rules(settings.retention_days, settings.noncurrent_days, 1)
+                ),
             ),
             opts=child,
         )
         account = f"{app}-ops-runner"
         eks = ctx.settings.eks
+        if eks is None:  # Settings requires it on a kubernetes stack
+            raise ValueError("eks: required on a kubernetes stack")
         role = aws.iam.Role(
             f"{name}-runner-role",
             name=f"opsplane-{ctx.settings.stack}-{app}-ops-runner",

@@ -155,14 +155,19 @@ class BackupSettings(Model):
     margin_minutes: Positive = 60
 
 
+Priority = Literal["P1", "P2", "P3"]
+
+
+def _default_receivers() -> dict[Priority, str]:
+    return {"P1": "pager", "P2": "chat", "P3": "email"}
+
+
 class AlertSettings(Model):
     slo_target: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.999
     rule_labels: dict[str, str] = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"}
     )
-    receivers: dict[Literal["P1", "P2", "P3"], str] = Field(
-        default_factory=lambda: {"P1": "pager", "P2": "chat", "P3": "email"}
-    )
+    receivers: dict[Priority, str] = Field(default_factory=_default_receivers)
     runbook_base_url: str = "https://github.com/opsplane/opsplane/blob/main/docs/runbook.md"
     pushgateway_url: str = "http://prometheus-pushgateway.monitoring.svc:9091"
 
@@ -277,14 +282,15 @@ def check_app(name: str, spec: AppSpec, app: AppSettings, settings: Settings) ->
                 f"apps.{name}.services.{service}.minReplicas: must be <= maxReplicas ({high}), "
                 f"got {low}"
             )
-    for service in spec.services:
+    for declared in spec.services:
         if (
-            service.default_image is None
-            and not app.services.get(service.name, ServiceSettings()).image
+            declared.default_image is None
+            and not app.services.get(declared.name, ServiceSettings()).image
         ):
             raise ValueError(
-                f"apps.{name}.services.{service.name}.image: required (no public default for "
-                f"the app's own image); set it to a reference like 'ghcr.io/org/{service.name}:1.0'"
+                f"apps.{name}.services.{declared.name}.image: required (no public default for "
+                f"the app's own image); set it to a reference like "
+                f"'ghcr.io/org/{declared.name}:1.0'"
             )
 
 

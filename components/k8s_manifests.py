@@ -516,7 +516,7 @@ def job_pod_spec(
     app: str,
     component: str,
     image: Any,
-    args: list[str],
+    args: Any,  # list[str], or an Output of one
     secret_name: str,
     secret_keys: list[str],
     env: dict[str, Any],

@@ -50,7 +50,8 @@ from typing import Any, BinaryIO
 from automation.errors import TaskFailed, UserInputError
 from automation.tasks import pgload, pgswap
 from automation.tasks.backup import migration_head, table_row_counts
-from automation.tasks.backups import BackupRef, find_backup
+from automation.tasks.backups import BackupRef as BackupRef  # commands name it task.BackupRef
+from automation.tasks.backups import find_backup
 from automation.tasks.io.gz import gunzip_stream
 from automation.tasks.io.pgtools import (
     connect,
@@ -73,7 +74,10 @@ BarFactory = Callable[[str, "float | None"], AbstractContextManager[Advance]]
 
 @contextlib.contextmanager
 def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
-    yield lambda n=1: None
+    def advance(n: float = 1) -> None:
+        pass
+
+    yield advance
 
 
 def kill_point(step: str) -> None:
@@ -435,7 +439,9 @@ class CustomLoad:
         what = f"foreign keys and later entries (psql x{self.jobs})"
         try:
             with self.bar(what, len(entries)) as step:
-                stats = loader.load(iter(lambda: proc.stdout.read(READ_CHUNK), b""))
+                stdout = proc.stdout
+                assert stdout is not None
+                stats = loader.load(iter(lambda: stdout.read(READ_CHUNK), b""))
                 step(len(entries))
         finally:
             if proc.poll() is None:

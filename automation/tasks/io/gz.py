@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 from isal import isal_zlib
 
@@ -14,7 +15,7 @@ DEFAULT_GZIP_LEVEL = 1
 
 INFLATE_LIMIT = 4 * 1024 * 1024  # max bytes inflated at once: bounds memory on repetitive dumps
 GZIP_WBITS = zlib.MAX_WBITS | 16
-_ERRORS = (zlib.error, isal_zlib.error)
+_ERRORS = (zlib.error, cast("type[Exception]", isal_zlib.error))  # isal's stub: an instance
 
 
 def gunzip_stream(chunks: Iterable[bytes], limit: int = INFLATE_LIMIT) -> Iterator[bytes]:

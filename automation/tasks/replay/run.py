@@ -53,7 +53,7 @@ class Source:
 
 def _db_name(url: str) -> str:
     try:
-        return conninfo_to_dict(url).get("dbname") or "(default)"
+        return str(conninfo_to_dict(url).get("dbname") or "(default)")
     except psycopg.ProgrammingError:
         return "(unparsable URL)"
 
