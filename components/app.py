@@ -15,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import k8s_manifests as m
-from components.alert_rules import AlertRules
+from components.alerting.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
 from components.backup_plan import BackupPlan
