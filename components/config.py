@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 from components.catalog import CATALOG
 from components.catalog.spec import AppSpec
 from contract.cluster_job import ClusterJobRequest
-from contract.maintenance import Maintenance
+from contract.maintenance import Maintenance, parse_maintenance
 from contract.rotation import RotationState, expand_shorthand
 
 NAMESPACE = "opsplane"
@@ -207,6 +207,12 @@ class Settings(Model):
             if name not in CATALOG:
                 raise ValueError(f"unknown app {name!r}; known apps: {', '.join(sorted(CATALOG))}")
         return apps
+
+    @field_validator("maintenance", mode="before")
+    @classmethod
+    def _maintenance_list(cls, value: Any) -> Maintenance:
+        """The list automation writes, parsed as automation parses it (contract.maintenance)."""
+        return parse_maintenance(value)
 
     @field_validator("rotation", mode="before")
     @classmethod

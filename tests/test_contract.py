@@ -81,3 +81,13 @@ def test_cluster_job_request() -> None:
         ClusterJobRequest(app="qr", task="backup", id="b", mount_redis=True)
     with pytest.raises(ValueError, match="task"):
         ClusterJobRequest.model_validate({"app": "qr", "task": "deploy", "id": "d"})
+
+
+def test_the_program_rejects_a_bad_maintenance_value_as_automation_does() -> None:
+    images = {"backend": {"image": "ghcr.io/o/backend:1"}, "frontend": {"image": "ghcr.io/o/f:1"}}
+    raw = {"target": "docker", "apps": {"quickbite": {"services": images}}}
+    assert config.parse_settings("dev", {**raw, "maintenance": '["quickbite"]'}).in_maintenance(
+        "quickbite"
+    )
+    with pytest.raises(config.ConfigError, match=r"maintenance: .*not a JSON list of app names"):
+        config.parse_settings("dev", {**raw, "maintenance": "[1]"})
