@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/backup_bench.py
 	$(BIN)/python bench/restore_bench.py
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/startup_bench.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache .hypothesis
