@@ -44,6 +44,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .
@@ -74,6 +75,7 @@ bench: setup
 	$(BIN)/python bench/backup_bench.py
 	$(BIN)/python bench/restore_bench.py
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/startup_bench.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache .hypothesis $(CHECKOV_VENV)

@@ -56,9 +56,9 @@ def _command_modules(command: str | None) -> list[str]:
 def __getattr__(name: str) -> Any:
     """`automation.cli.app`: the CLI with every command, built on first use."""
     if name == "app":
-        global app
-        app = build_app()
-        return app
+        built = build_app()
+        globals()["app"] = built
+        return built
     raise AttributeError(name)
 
 

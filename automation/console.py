@@ -68,4 +68,8 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
         transient=False,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: float = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance

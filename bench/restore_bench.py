@@ -1,18 +1,22 @@
-"""Restore throughput: the runbook's `gunzip -c | psql` against `automation restore`.
+"""Restore throughput: the runbook's `gunzip -c | psql` and bare `pg_restore --jobs N` against
+`automation restore`.
 
 One run, same generated database, same dump:
 1. generate a QR-shaped database whose plain SQL dump is >= --min-mb (default 200 MB);
 2. back it up twice with the backup task (plain .sql.gz and custom), to a moto S3 server;
 3. each round, one after the other: the runbook (`createdb` + `gunzip -c backup.sql.gz | psql`
-   from a local copy of the same .sql.gz), then `python -m automation restore` plain (verify +
-   create + load + check + swap) with its default --jobs, then custom with `--jobs`, each into a
-   live database that it swaps out.
+   from a local copy of the same .sql.gz), bare `pg_restore --jobs N` from a local copy of the
+   custom-format dump into an empty database (no verify, no swap: the floor), then
+   `python -m automation restore` plain (verify + create + load + check + swap) with its default
+   --jobs, then custom with `--jobs`, each into a live database that it swaps out.
 Throughput is uncompressed SQL bytes per second of wall time; the ratio is runbook seconds over
-restore seconds: per round (the two ran back to back), the median of those, and the ratio of the
-medians; peak RSS is the largest process of each side's tree (wait4 rusage: the command and the
-tools it waited for). Also printed: the moto server's CPU while a restore side runs (on 2 cores it
-competes with PostgreSQL, which a real S3 would not), the CPU PostgreSQL spent on each side, and
-the CPU time the hypervisor stole from this virtual machine during each side (/proc/stat).
+restore seconds: per round (the sides ran back to back), the median of those, and the ratio of the
+medians. The custom restore is also reported against bare `pg_restore` (goal >= 1.0x: verify,
+shadow and swap cost nothing). Peak RSS is the largest process of each side's tree (wait4 rusage:
+the command and the tools it waited for). Also printed: the moto server's CPU while a restore side
+runs (on 2 cores it competes with PostgreSQL, which a real S3 would not), the CPU PostgreSQL spent
+on each side, and the CPU time the hypervisor stole from this virtual machine during each side
+(/proc/stat).
 
     .venv/bin/python bench/restore_bench.py             # 3 rounds, about 5 minutes on 2 cores
 """
@@ -160,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-mb", type=int, default=200, help="minimum plain dump size (MB)")
     parser.add_argument("--jobs", type=int, default=2, help="--jobs of the custom-format side")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all three sides")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all four sides")
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="opsplane-restore-bench-"))
@@ -216,17 +220,22 @@ def main() -> None:
             file=sys.stderr,
         )
 
+        custom_local = work / "backup.dump"
+        s3.download_file("bench", custom.manifest_key.replace("manifest.json", "db.dump"),
+                         str(custom_local))  # fmt: skip
         psql = bin_dir / "psql"
         runbook = "runbook (gunzip -c | psql)"
+        bare = f"bare pg_restore --jobs {opts.jobs} (local file)"
+        custom_label = f"automation restore, custom --jobs {opts.jobs}"
         sides = {
             "automation restore, plain": ("live_plain", plain_key, []),
-            f"automation restore, custom --jobs {opts.jobs}": (
+            custom_label: (
                 "live_custom",
                 custom.manifest_key,
                 ["--jobs", str(opts.jobs)],
             ),
         }
-        seconds: dict[str, list[float]] = {runbook: [], **{label: [] for label in sides}}
+        seconds: dict[str, list[float]] = {runbook: [], bare: [], **{lb: [] for lb in sides}}
         rss: dict[str, float] = dict.fromkeys(seconds, 0.0)
         s3_cpu: dict[str, list[float]] = {label: [] for label in sides}
         db_cpu: dict[str, list[float]] = {label: [] for label in seconds}
@@ -242,6 +251,17 @@ def main() -> None:
             seconds[runbook].append(took)
             rss[runbook] = max(rss[runbook], peak)
             line = [f"round {round_no}: runbook {took:.1f}s"]
+            recreate(url("postgres"), "bare")
+            command = [str(bin_dir / "pg_restore"), "--jobs", str(opts.jobs), "--dbname",
+                       url("bare"), str(custom_local)]  # fmt: skip
+            before, stolen = postgres_cpu(pg_dir), stolen_seconds()
+            took, peak, _ = run_alone(command, env)
+            db_cpu[bare].append(postgres_cpu(pg_dir) - before)
+            steal[bare].append(f"{stolen_seconds() - stolen:.1f}")
+            assert counts(url("bare")) == expected
+            seconds[bare].append(took)
+            rss[bare] = max(rss[bare], peak)
+            line.append(f"bare pg_restore {took:.1f}s")
             for label, (live, key, extra) in sides.items():
                 recreate(url("postgres"), live)
                 with psycopg.connect(url(live)) as conn:
@@ -275,6 +295,12 @@ def main() -> None:
                 f"{base / median:>15.2f}x {statistics.median(ratios):>21.2f}x  {per_round:<30} "
                 f"{rss[label]:>11.0f}"
             )
+        floor = [b / c for b, c in zip(seconds[bare], seconds[custom_label], strict=True)]
+        print(
+            f"{custom_label} against {bare}: ratio of medians "
+            f"{statistics.median(seconds[bare]) / statistics.median(seconds[custom_label]):.2f}x, "
+            f"median of round ratios {statistics.median(floor):.2f}x (goal >= 1.0x)"
+        )
         for label, stolen in steal.items():
             print(f"CPU time stolen by the hypervisor during {label}: {' '.join(stolen)}")
         for label, spent in db_cpu.items():

@@ -2,7 +2,7 @@
 
 Order of construction follows the data: secrets → data stores → object store → workloads →
 ingress → backups → alerts → (optional) cluster Job. `ops` is the output contract automation
-reads (docs/ops-contract.md).
+reads (contract/ops.py, docs/ops-contract.md), built by components/ops_output.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import k8s_manifests as m
-from components.alert_rules import AlertRules
+from components.alerting.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
 from components.backup_plan import BackupPlan
@@ -26,6 +26,7 @@ from components.datastore import Datastore, postgres_shape, redis_shape
 from components.k8s import declare
 from components.migration import Migration
 from components.object_store import MinioStore, S3Bucket
+from components.ops_output import OpsParts, build_ops, template_var
 from components.rotating_secret import RotatingSecret
 from components.task_job import REDIS_DATA_MOUNT, DataVolume, TaskJob
 from components.workload import Workload
@@ -33,9 +34,7 @@ from components.workload import Workload
 OPS_RUNNER_COMPONENTS = ["backup-db", "backup-redis", "backup-objects", "restore-drill", "task"]
 
 
-def var(secret_name: str) -> str:
-    """Template variable of a secret: `db-password` → `db_password`."""
-    return secret_name.replace("-", "_")
+var = template_var  # `db-password` → `db_password`
 
 
 class App(pulumi.ComponentResource):
@@ -117,8 +116,24 @@ class App(pulumi.ComponentResource):
             }
         self.alerts = self._declare_alerts(name)
         self.cluster_job = self._declare_cluster_job(name, backup_info, cache)
-        # A plain dict of Outputs: secrecy stays on the secret leaves, not the whole object.
-        self.ops = self._ops(db, cache, secrets, backup_info, objects_bucket, minio)
+        self.ops = build_ops(
+            spec,
+            settings,
+            OpsParts(
+                db=db,
+                cache=cache,
+                secrets=secrets,
+                backup=backup_info,
+                objects_bucket=objects_bucket,
+                minio=minio,
+                workloads=self.workloads,
+                namespace=ctx.namespace,
+                network=ctx.network,
+                runner_image=ctx.runner_image,
+                rate_limit_per_minute=self.rate_limit_per_minute(),
+                deploy=self._deploy_ops(),
+            ),
+        )
         self.register_outputs({"ops": self.ops})
 
     # --- boundary -------------------------------------------------------------------------------
@@ -393,7 +408,7 @@ class App(pulumi.ComponentResource):
             target=settings.target,
             namespace=spec.name if self.ctx.kubernetes else None,
             scrape=self._scrape_targets(),
-            receivers=dict(settings.alerts.receivers),
+            receivers={str(k): v for k, v in settings.alerts.receivers.items()},
             rule_labels=dict(settings.alerts.rule_labels),
             labels=m.labels(spec.name, "alerts"),
             network=self.ctx.network,
@@ -458,60 +473,6 @@ class App(pulumi.ComponentResource):
         )
         return job.result
 
-    # --- the output contract --------------------------------------------------------------------
-
-    def _ops(
-        self,
-        db: Datastore,
-        cache: Datastore,
-        secrets: dict[str, Any],
-        backup_info: dict[str, Any],
-        objects_bucket: S3Bucket | None,
-        minio: MinioStore | None,
-    ) -> dict[str, Any]:
-        spec, ctx = self.spec, self.ctx
-        pg = spec.postgres
-        db_secret = secrets["db-password"]
-        database: dict[str, Any] = {
-            "host": db.host,
-            "port": db.port,
-            "name": pg.database,
-            "user": pg.user,
-            "password": db_secret.current,
-            "serverMajor": pg.server_major,
-            "migrations": pg.migrations,
-        }
-        if getattr(db_secret, "pending", None) is not None:
-            database["pendingPassword"] = db_secret.pending
-        objects = None
-        if spec.objects:
-            objects = {
-                "bucket": objects_bucket.bucket if objects_bucket else spec.objects.bucket,
-                "endpoint": minio.endpoint if minio else None,
-            }
-        return {
-            "app": spec.name,
-            "stack": self.settings.stack,
-            "target": self.settings.target,
-            "namespace": ctx.namespace,
-            "network": ctx.network,
-            "database": database,
-            "cache": {
-                "host": cache.host,
-                "port": cache.port,
-                "password": secrets["redis-password"].current,
-            },
-            "objects": objects,
-            "backup": backup_info,
-            "webhook": self._webhook_ops(secrets),
-            "writers": list(spec.writers),
-            "replicas": {w: self.workloads[w].configured_replicas for w in spec.writers},
-            "secrets": self._secrets_ops(secrets),
-            "maintenance": self.settings.in_maintenance(spec.name),
-            "runnerImage": ctx.runner_image,
-            "deploy": self._deploy_ops(),
-        }
-
     def _deploy_ops(self) -> dict[str, Any]:
         """What `deploy` reads: the images running, the migration step, the soak settings."""
         settings = self.ctx.app_settings.deploy
@@ -521,52 +482,6 @@ class App(pulumi.ComponentResource):
             "soakSeconds": settings.soak_seconds,
             "compatibleHeads": list(settings.compatible_heads),
         }
-
-    def _webhook_ops(self, secrets: dict[str, Any]) -> dict[str, Any] | None:
-        hook = self.spec.webhook
-        if hook is None:
-            return None
-        svc = self.spec.service(hook.service)
-        if self.ctx.kubernetes:
-            host = f"{svc.name}.{self.spec.name}.svc.cluster.local"
-            base = f"http://{host}:{svc.service_port or svc.port}"
-        else:
-            base = f"http://127.0.0.1:{svc.dev_publish[0] if svc.dev_publish else svc.port}"
-        return {
-            "url": base + hook.path,
-            "path": hook.path,
-            "signing": hook.signing,
-            "header": hook.header,
-            "secret": secrets[hook.secret].current,
-            "secretName": hook.secret,
-            "rateLimitPerMinute": self.rate_limit_per_minute(),
-            "table": hook.table,
-        }
-
-    def _secrets_ops(self, secrets: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for secret in self.spec.secrets:
-            if secret.name not in secrets:
-                continue
-            state = self.settings.rotation_state(self.spec.name, secret.name)
-            users = sorted(
-                w for w, wl in self.workloads.items() if var(secret.name) in wl.secret_names
-            )
-            if secret.name == "redis-password":
-                users.append("redis")
-            out[secret.name] = {
-                "kind": secret.kind,
-                "epoch": state.epoch if secret.kind == "generated" else None,
-                "pending": state.pending,
-                "rotatedAt": state.rotated_at.isoformat() if state.rotated_at else None,
-                "workloads": users,
-                "configKey": (
-                    f"opsplane:externalSecrets.{self.spec.name}.{secret.config_key}"
-                    if secret.kind == "external"
-                    else f"opsplane:rotation.{self.spec.name}.{secret.name}"
-                ),
-            }
-        return out
 
 
 class _External:

@@ -1,7 +1,7 @@
 """BackupPlan: scheduled backups and restore drills for one app (prod), replacing the runbooks'
 host crontab (`pg_dump | gzip` at 02:00, `find -mtime +30 -delete`, `redis-cli SAVE`, `mc mirror`).
 
-prod: a hardened backup bucket whose lifecycle rules (components.backup_lifecycle, the same data
+prod: a hardened backup bucket whose lifecycle rules (contract.backup_lifecycle, the same data
 the dev task applies through the S3 API) expire `retention=standard` backups; an IAM role for the
 ops-runner service account (IRSA) scoped to this app's prefix; CronJobs for the database, Redis,
 the object store and the weekly restore drill. dev: nothing scheduled; the backup bucket lives in
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
 
 from components import k8s_manifests as m
-from components.backup_lifecycle import lifecycle_rules
 from components.context import AppContext
 from components.k8s import declare
 from components.object_store import S3Bucket
+from contract.backup_lifecycle import lifecycle_rules
 
 WEBHOOK_SECRET_KEY = "OPSPLANE_WEBHOOK_SECRET"  # noqa: S105 env var name (automation.tasks.replay.run.JOB_SECRET_ENV)
 
@@ -132,13 +132,18 @@ class BackupPlan(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=store.resource.id,
-            rules=to_pulumi_rules(
-                lifecycle_rules(settings.retention_days, settings.noncurrent_days, 1)
+            rules=cast(  # plain dicts in the shape of BucketLifecycleConfigurationRuleArgsDict
+                Any,
+                to_pulumi_rules(
+                    lifecycle_rules(settings.retention_days, settings.noncurrent_days, 1)
+                ),
             ),
             opts=child,
         )
         account = f"{app}-ops-runner"
         eks = ctx.settings.eks
+        if eks is None:  # Settings requires it on a kubernetes stack
+            raise ValueError("eks: required on a kubernetes stack")
         role = aws.iam.Role(
             f"{name}-runner-role",
             name=f"opsplane-{ctx.settings.stack}-{app}-ops-runner",

@@ -11,7 +11,6 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +27,10 @@ from pydantic.alias_generators import to_camel
 from components.catalog import CATALOG
 from components.catalog.spec import AppSpec
 from contract import deploy as deploy_contract
+from contract.cluster_job import ClusterJobRequest
+from contract.images import check_image
+from contract.maintenance import Maintenance, parse_maintenance
+from contract.rotation import RotationState, expand_shorthand
 
 NAMESPACE = "opsplane"
 PLACEHOLDER_PREFIX = "PLACEHOLDER-"  # dev stand-ins for outside secrets; never valid in prod
@@ -60,20 +63,6 @@ def check_cron(value: str) -> str:
 
 
 # Docker reference grammar, simplified: [registry[:port]/]path[:tag][@sha256:digest]
-_IMAGE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
-
-
-def check_image(value: str) -> str:
-    if not _IMAGE.match(value):
-        raise ValueError(
-            f"must be an image reference like 'registry/name:tag' (lowercase name), got {value!r}"
-        )
-    return value
-
-
 def check_rate_limit(value: str) -> str:
     if not re.match(r"^[1-9]\d*/(second|minute|hour)$", value):
         raise ValueError(f"must look like '30/minute' (N/second|minute|hour), got {value!r}")
@@ -204,14 +193,19 @@ class BackupSettings(Model):
     margin_minutes: Positive = 60
 
 
+Priority = Literal["P1", "P2", "P3"]
+
+
+def _default_receivers() -> dict[Priority, str]:
+    return {"P1": "pager", "P2": "chat", "P3": "email"}
+
+
 class AlertSettings(Model):
     slo_target: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.999
     rule_labels: dict[str, str] = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"}
     )
-    receivers: dict[Literal["P1", "P2", "P3"], str] = Field(
-        default_factory=lambda: {"P1": "pager", "P2": "chat", "P3": "email"}
-    )
+    receivers: dict[Priority, str] = Field(default_factory=_default_receivers)
     runbook_base_url: str = "https://github.com/opsplane/opsplane/blob/main/docs/runbook.md"
     pushgateway_url: str = "http://prometheus-pushgateway.monitoring.svc:9091"
 
@@ -225,34 +219,6 @@ class EksSettings(Model):
     ]
 
 
-class RotationState(Model):
-    epoch: NonNegative = 0
-    rotated_at: datetime | None = None
-    pending: bool = False
-
-
-class ClusterJobRequest(Model):
-    """Asked for by automation (`--where cluster`): the stack declares a Job that runs a task.
-
-    `mountRedis` (restore only): the app's Redis is scaled to 0 and the Job mounts its data volume
-    and gets `--redis-data-dir <mount path>` after `args`.
-    """
-
-    app: str
-    task: Literal["restore", "replay", "verify-backup", "backup", "status"]
-    args: list[str] = Field(default_factory=list)
-    id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")]
-    mount_redis: bool = False
-
-    @model_validator(mode="after")
-    def _mount_only_for_restore(self) -> ClusterJobRequest:
-        if self.mount_redis and self.task != "restore":
-            raise ValueError(
-                f"mountRedis: only a restore writes Redis' volume, not a {self.task!r} task"
-            )
-        return self
-
-
 class Settings(Model):
     """Everything the program needs, from `opsplane:*` config plus the stack name."""
 
@@ -262,7 +228,7 @@ class Settings(Model):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     rotation: dict[str, dict[str, RotationState]] = Field(default_factory=dict)
-    maintenance: list[str] = Field(default_factory=list)
+    maintenance: Maintenance = Field(default_factory=list)
     external_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
     require_external_secrets: bool | None = None
     cluster_job: ClusterJobRequest | None = None
@@ -290,20 +256,17 @@ class Settings(Model):
                 raise ValueError(f"unknown app {name!r}; known apps: {', '.join(sorted(CATALOG))}")
         return apps
 
+    @field_validator("maintenance", mode="before")
+    @classmethod
+    def _maintenance_list(cls, value: Any) -> Maintenance:
+        """The list automation writes, parsed as automation parses it (contract.maintenance)."""
+        return parse_maintenance(value)
+
     @field_validator("rotation", mode="before")
     @classmethod
     def _epoch_shorthand(cls, value: Any) -> Any:
-        """`db-password: 2` is short for `db-password: {epoch: 2}`."""
-        if not isinstance(value, Mapping):
-            return value
-        return {
-            app: {
-                k: ({"epoch": v} if isinstance(v, int) else v) for k, v in (secrets or {}).items()
-            }
-            if isinstance(secrets, Mapping)
-            else secrets
-            for app, secrets in value.items()
-        }
+        """`db-password: 2` is short for `db-password: {epoch: 2}` (contract.rotation)."""
+        return expand_shorthand(value)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -375,14 +338,15 @@ def check_app(name: str, spec: AppSpec, app: AppSettings, settings: Settings) ->
                 f"apps.{name}.services.{service}.minReplicas: must be <= maxReplicas ({high}), "
                 f"got {low}"
             )
-    for service in spec.services:
+    for declared in spec.services:
         if (
-            service.default_image is None
-            and not app.services.get(service.name, ServiceSettings()).image
+            declared.default_image is None
+            and not app.services.get(declared.name, ServiceSettings()).image
         ):
             raise ValueError(
-                f"apps.{name}.services.{service.name}.image: required (no public default for "
-                f"the app's own image); set it to a reference like 'ghcr.io/org/{service.name}:1.0'"
+                f"apps.{name}.services.{declared.name}.image: required (no public default for "
+                f"the app's own image); set it to a reference like "
+                f"'ghcr.io/org/{declared.name}:1.0'"
             )
 
 

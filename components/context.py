@@ -31,6 +31,13 @@ class AppContext:
     runner_image: pulumi.Input[str] | None = None
 
     @property
+    def docker_network(self) -> pulumi.Input[str]:
+        """The Docker network (dev); set by `App` before any container is declared."""
+        if self.network is None:
+            raise ValueError(f"{self.name}: no Docker network declared yet")
+        return self.network
+
+    @property
     def name(self) -> str:
         return self.spec.name
 

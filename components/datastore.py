@@ -5,7 +5,7 @@ and a container published on 127.0.0.1 only (so automation on the host can reach
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_docker as docker
@@ -213,18 +213,20 @@ class Datastore(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _store_env(shape: StoreShape, env: dict[str, str], secret_name: str) -> list[dict]:
+    def _store_env(
+        shape: StoreShape, env: dict[str, str], secret_name: str
+    ) -> list[dict[str, Any]]:
         if shape.password_file_env:
             file_env = {shape.password_file_env: f"{SECRETS_DIR}/{shape.password_env}"}
             return m.plain_env({**env, **file_env})
         return m.plain_env(env) + m.env_from_secret(secret_name, [shape.password_env])
 
     @staticmethod
-    def _exporter_container(shape: StoreShape, secret_name: str) -> dict:
+    def _exporter_container(shape: StoreShape, secret_name: str) -> dict[str, Any]:
         env = {k: v.format(host="localhost") for k, v in shape.exporter_env.items()}
         if shape.exporter_password_file_env:
             env[shape.exporter_password_file_env] = f"{SECRETS_DIR}/{shape.password_env}"
-            password: list[dict] = []
+            password: list[dict[str, Any]] = []
         else:
             ref = {"secretKeyRef": {"name": secret_name, "key": shape.password_env}}
             password = [{"name": shape.exporter_password_env, "valueFrom": ref}]
@@ -253,7 +255,7 @@ class Datastore(pulumi.ComponentResource):
             envs=env_list(env, {shape.password_env: password}),
             command=shape.docker_command or None,
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=[shape.kind])
+                docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network, aliases=[shape.kind])
             ],
             ports=[
                 docker.ContainerPortArgs(
@@ -288,7 +290,7 @@ class Datastore(pulumi.ComponentResource):
             name=shape.exporter_job(ctx.name),
             image=exporter_image.image_id,
             envs=env_list(plain, {shape.exporter_password_env: password}),
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.network)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "wget", "-qO-", f"http://127.0.0.1:{shape.exporter_port}/metrics"],
                 interval="30s",

@@ -19,5 +19,5 @@ def env_list(
     return pulumi.Output.secret(envs) if secret else envs
 
 
-def container_labels(labels: Mapping[str, str]) -> list[docker.ContainerLabelArgs]:
+def container_labels(labels: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())]

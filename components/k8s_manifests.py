@@ -291,7 +291,9 @@ def security_headers(name: str, ns: str, app: str) -> Manifest:
     }
 
 
-def admin_access(allow_cidrs: list[str], auth_url: str | None, auth_signin: str | None) -> dict:
+def admin_access(
+    allow_cidrs: list[str], auth_url: str | None, auth_signin: str | None
+) -> dict[str, str]:
     """ingress-nginx annotations that admit only `allow_cidrs`, optionally behind external auth."""
     notes = {"nginx.ingress.kubernetes.io/whitelist-source-range": ",".join(allow_cidrs)}
     if auth_url:
@@ -591,7 +593,7 @@ def job_pod_spec(
     app: str,
     component: str,
     image: Any,
-    args: list[str],
+    args: Any,  # list[str], or an Output of one
     secret_name: str,
     secret_keys: list[str],
     env: dict[str, Any],

@@ -203,7 +203,7 @@ class Migration(pulumi.ComponentResource):
                 {k: ctx.render(v) for k, v in sorted(spec.env.items())},
                 ctx.render_all(spec.secret_env),
             ),
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.network)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network)],
             attach=True,  # `up` waits for it to exit
             must_run=False,
             restart="no",

@@ -121,7 +121,7 @@ class MinioStore(pulumi.ComponentResource):
             command=["server", "/data", "--console-address", ":9001"],
             envs=envs,
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=["minio"])
+                docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network, aliases=["minio"])
             ],
             ports=[
                 docker.ContainerPortArgs(internal=9000, external=port, ip="127.0.0.1"),
@@ -151,7 +151,7 @@ class MinioStore(pulumi.ComponentResource):
                 + make_buckets
             ],
             envs=envs,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.network)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network)],
             must_run=False,
             restart="on-failure",
             max_retry_count=10,

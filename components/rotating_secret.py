@@ -12,7 +12,7 @@ import pulumi
 import pulumi_random as random
 
 from components.catalog.spec import SecretSpec
-from components.config import RotationState
+from contract.rotation import RotationState
 
 
 class RotatingSecret(pulumi.ComponentResource):

@@ -14,9 +14,9 @@ from typing import Any
 import pulumi
 
 from components import k8s_manifests as m
-from components.config import ClusterJobRequest
 from components.context import AppContext
 from components.k8s import declare
+from contract.cluster_job import ClusterJobRequest
 
 REDIS_DATA_MOUNT = "/redis-data"
 

@@ -157,7 +157,7 @@ class Workload(pulumi.ComponentResource):
             image=image.image_id,
             envs=env_list(env, secret_env),
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=ctx.network, aliases=[svc.name])
+                docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network, aliases=[svc.name])
             ],
             ports=[
                 docker.ContainerPortArgs(internal=svc.port, external=host)

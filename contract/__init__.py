@@ -1,5 +1,7 @@
-"""What the Pulumi program and automation share, defined once: the backup layout (and, as it
-moves here, the `ops` output types and the config keys automation writes).
+"""What the Pulumi program and automation share, each defined once: the `ops` output types
+(`ops`), the config keys automation writes (`rotation`, `maintenance`, `cluster_job`), the backup
+layout and its lifecycle rules.
 
-Pure: imports nothing of ours and no Pulumi. `components` and `automation` both import it.
+Pure: imports nothing of ours and no Pulumi (tests/test_layers.py). Imported by `components` and
+`automation` alike.
 """

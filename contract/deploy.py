@@ -12,7 +12,7 @@ goes back to); `previous` the set before it. The newest `KEEP` records per app a
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -56,7 +56,7 @@ class HistoryError(ValueError):
         self.where, self.problem = where, problem
 
 
-def parse_history(raw: str | dict | None) -> History:
+def parse_history(raw: str | dict[str, Any] | None) -> History:
     """The stored value (JSON text or the decoded object) as records, oldest first per app."""
     if raw is None or raw == "":
         return {}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 import subprocess
 import sys
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -95,3 +97,54 @@ def test_running_one_command_imports_only_its_module() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert full.returncode == 0 and "--database-url" in full.stdout
+
+
+HELP_PROBE = """
+import json, runpy, sys
+from importlib.util import _LazyModule
+sys.argv = ["automation", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("automation", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+loaded = sorted(n for n, m in sys.modules.items() if not isinstance(m, _LazyModule))
+print(json.dumps({"code": code, "modules": loaded}))
+"""
+NOT_FOR_HELP = ("pulumi", "boto3", "botocore", "s3transfer", "psycopg", "psycopg_binary")
+# What `--help` may run of ours: the CLI, every command module, and the light modules they name.
+HELP_MODULES = {
+    "automation", "automation.__main__", "automation.cli", "automation.commands",
+    "automation.console", "automation.errors", "automation.lazy", "automation.stack",
+    "automation.stack.protocol", "automation.tasks", "automation.tasks.io",
+    "automation.tasks.io.gz", "automation.tasks.replay", "automation.tasks.replay.options",
+    "automation.tasks.replay.ratelimit", "automation.tasks.replay.signing", "contract",
+    "contract.backup_layout", "automation.operations", "automation.operations.maintenance",
+    "contract.maintenance",
+}  # fmt: skip
+
+
+def help_modules(*args: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    result = json.loads(out.splitlines()[-1])
+    assert result["code"] in (0, None), args
+    return set(result["modules"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("restore", "--help"), ("backup", "--help"), ("backups", "pin", "--help"),
+     ("verify-backup", "--help"), ("replay", "--help"), ("rotate", "--help"),
+     ("maintenance", "on", "--help"), ("ops", "--help"), ("render", "--help")],
+)  # fmt: skip
+def test_help_imports_no_pulumi_boto3_or_psycopg(args: tuple[str, ...]) -> None:
+    """`--help` at any level: none of the heavy libraries, and only the light modules of ours."""
+    modules = help_modules(*args)
+    assert sorted(m for m in modules if m.split(".")[0] in NOT_FOR_HELP) == []
+    ours = {m for m in modules if m.split(".")[0] in ("automation", "components", "contract")}
+    assert {m for m in ours if not m.startswith("automation.commands.")} <= HELP_MODULES

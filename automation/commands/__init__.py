@@ -3,6 +3,9 @@
 COMMANDS maps each top-level command to the module that registers it, so `python -m automation
 NAME` imports that module only (tests/test_cli.py checks the map against the modules). A command
 missing here still works: the CLI then loads every module.
+
+Imported by `automation.cli` only. Commands parse options and print; they call operations and
+tasks, naming Pulumi, boto3 and psycopg users through `automation.lazy` so `--help` stays cheap.
 """
 
 COMMANDS: dict[str, str] = {

@@ -8,7 +8,7 @@ or on a command line).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,11 +17,24 @@ from rich.table import Table
 
 from automation.console import emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.tasks.backup import DEFAULT_GZIP_LEVEL, BackupOptions, run_backup
-from automation.tasks.backups import list_backups, pin
-from automation.tasks.io import pgtools, s3io
-from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
+from automation.lazy import lazy_function, lazy_module
+from automation.tasks.io.gz import DEFAULT_GZIP_LEVEL
 from contract import backup_layout as bf
+
+if TYPE_CHECKING:
+    from automation.tasks.backup import BackupOptions, run_backup
+    from automation.tasks.backups import list_backups, pin
+    from automation.tasks.io import pgtools, s3io
+    from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
+else:  # psycopg and boto3 load when a command runs, not for --help
+    BackupOptions = lazy_function("automation.tasks.backup", "BackupOptions")
+    run_backup = lazy_function("automation.tasks.backup", "run_backup")
+    list_backups = lazy_function("automation.tasks.backups", "list_backups")
+    pin = lazy_function("automation.tasks.backups", "pin")
+    pgtools = lazy_module("automation.tasks.io.pgtools")
+    s3io = lazy_module("automation.tasks.io.s3io")
+    push_verify_result = lazy_function("automation.tasks.verify", "push_verify_result")
+    verify_backup = lazy_function("automation.tasks.verify", "verify_backup")
 
 DatabaseUrl = Annotated[
     str,

@@ -12,14 +12,19 @@ watched soak, and on failure a rollback only when the schema head did not move.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from automation.console import confirm, emit_json, handle_errors, stderr
 from automation.errors import UserInputError
-from automation.operations import deploy as op
+from automation.lazy import lazy_module
 from automation.stack.protocol import StackOps, app_ops
+
+if TYPE_CHECKING:
+    from automation.operations import deploy as op
+else:  # the deploy engine (and what it imports) loads when a deploy runs, not for --help
+    op = lazy_module("automation.operations.deploy")
 
 StackOpt = Annotated[str, typer.Option("--stack", help="Pulumi stack, e.g. dev or prod.")]
 AppOpt = Annotated[str, typer.Option("--app", help="App name (qr, quickbite).")]

@@ -13,7 +13,7 @@ import typer
 
 from automation.console import confirm, emit_json, handle_errors, stderr
 from automation.operations import maintenance as mm
-from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack import open_stack
 from automation.stack.protocol import StackOps, app_ops
 
 StackOpt = Annotated[str, typer.Option("--stack", help="Pulumi stack, e.g. dev or prod.")]
@@ -64,7 +64,7 @@ def maintenance_on(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Put APP in maintenance: its writers stop (prod: scaled to zero) until `maintenance off`."""
-    target = pulumi_stack.open_stack(stack)
+    target = open_stack(stack)
     before = status_of(target, app)
     writers = ", ".join(before["writers"]) or "none"
     if dry_run or (before["configured"] and before["deployed"]):
@@ -93,7 +93,7 @@ def maintenance_off(
     stack: StackOpt, app: AppOpt, json: JsonOpt = False, dry_run: DryRunOpt = False
 ) -> None:
     """Take APP out of maintenance: its writers return to their configured replicas."""
-    target = pulumi_stack.open_stack(stack)
+    target = open_stack(stack)
     before = status_of(target, app)
     in_maintenance = before["configured"] or before["deployed"]
     if dry_run or not in_maintenance:
@@ -114,7 +114,7 @@ def maintenance_off(
 @handle_errors
 def maintenance_status(stack: StackOpt, app: AppOpt, json: JsonOpt = False) -> None:
     """Show whether APP is in maintenance (configured and deployed) and which writers it stops."""
-    status = status_of(pulumi_stack.open_stack(stack), app)
+    status = status_of(open_stack(stack), app)
     if json:
         emit_json(status)
         return

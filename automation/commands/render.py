@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from automation.console import emit_json, handle_errors, stderr
-from automation.stack.render import run_program, write_render
+from automation.lazy import lazy_function
+
+if TYPE_CHECKING:
+    from automation.stack.render import run_program, write_render
+else:  # the render loads Pulumi's mock runtime and the program: only when it runs
+    run_program = lazy_function("automation.stack.render", "run_program")
+    write_render = lazy_function("automation.stack.render", "write_render")
 
 
 @handle_errors

@@ -11,21 +11,36 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from psycopg.conninfo import make_conninfo
 
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import TaskFailed, UserInputError
+from automation.lazy import lazy_function, lazy_module
 from automation.stack.protocol import StackOps, app_ops
-from automation.tasks.replay import run as rr
-from automation.tasks.replay.delivery import DEFAULT_CONCURRENCY, DeliveryConfig
-from automation.tasks.replay.ledger import Outcome
+from automation.tasks.replay.options import (
+    DEFAULT_CONCURRENCY,
+    JOB_DATABASE_URL_ENV,
+    JOB_SECRET_ENV,
+    Columns,
+)
 from automation.tasks.replay.ratelimit import Rate, parse_rate
-from automation.tasks.replay.run import JOB_DATABASE_URL_ENV, JOB_SECRET_ENV
 from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
-from automation.tasks.replay.sources import Columns, Event, Filters, parse_time
+
+if TYPE_CHECKING:
+    from psycopg.conninfo import make_conninfo
+
+    from automation.tasks.replay import run as rr
+    from automation.tasks.replay.delivery import DeliveryConfig
+    from automation.tasks.replay.ledger import Outcome
+    from automation.tasks.replay.sources import Event, Filters, parse_time
+else:  # psycopg and the delivery engine load when a replay runs, not for --help
+    rr = lazy_module("automation.tasks.replay.run")
+    make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
+    DeliveryConfig = lazy_function("automation.tasks.replay.delivery", "DeliveryConfig")
+    Filters = lazy_function("automation.tasks.replay.sources", "Filters")
+    parse_time = lazy_function("automation.tasks.replay.sources", "parse_time")
 
 DEFAULT_RATE = "30/minute"  # the QR runbook's `/billing/*` limit
 

@@ -24,19 +24,29 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from psycopg.conninfo import make_conninfo
 
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.lazy import lazy_function, lazy_module
 from automation.stack.protocol import StackOps, app_ops
-from automation.tasks import pgswap
-from automation.tasks import restore as task
-from automation.tasks.io import pgtools
-from automation.tasks.io.s3io import s3_client
 from contract import backup_layout as bf
+
+if TYPE_CHECKING:
+    from psycopg.conninfo import make_conninfo
+
+    from automation.tasks import pgswap
+    from automation.tasks import restore as task
+    from automation.tasks.io import pgtools
+    from automation.tasks.io.s3io import s3_client
+else:  # psycopg and boto3 load when a restore runs, not for --help
+    make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
+    pgswap = lazy_module("automation.tasks.pgswap")
+    task = lazy_module("automation.tasks.restore")
+    pgtools = lazy_module("automation.tasks.io.pgtools")
+    s3_client = lazy_function("automation.tasks.io.s3io", "s3_client")
 
 COMPONENTS = ("db", "redis", "objects", "all")
 WHERE = ("local", "cluster")

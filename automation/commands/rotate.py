@@ -6,7 +6,7 @@ Bumps the secret's rotation epoch and runs `up` (the database password goes to P
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,12 +15,16 @@ from rich.table import Table
 from automation.commands.maintenance import print_progress
 from automation.console import confirm, emit_json, handle_errors, stderr
 from automation.errors import TaskFailed, UserInputError
-from automation.operations import rotation
-from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack import open_stack
 from automation.stack.protocol import StackOps
+
+if TYPE_CHECKING:  # the module itself is imported when a rotation runs (it loads psycopg)
+    from automation.operations import rotation
 
 
 def _show_list(stack: StackOps, app: str, as_json: bool) -> None:
+    from automation.operations import rotation
+
     infos = rotation.list_secrets(stack, app)
     if as_json:
         emit_json({"stack": stack.name, "app": app, "secrets": [i.as_dict() for i in infos]})
@@ -85,7 +89,9 @@ def rotate(
     ] = False,
 ) -> None:
     """Rotate one secret of APP: new value, database first (db-password), then the pods roll."""
-    target = pulumi_stack.open_stack(stack)
+    from automation.operations import rotation
+
+    target = open_stack(stack)
     if list_:
         _show_list(target, app, json)
         return

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from automation.console import emit_json, handle_errors
-from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack import open_stack
 from automation.stack.protocol import app_ops
 
 REDACTED = "[secret]"
@@ -43,7 +43,7 @@ def show_ops(
     json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """Show APP's ops contract on STACK (database, cache, backup, webhook, secrets), redacted."""
-    ops = redact(app_ops(pulumi_stack.open_stack(stack), app))
+    ops = redact(app_ops(open_stack(stack), app))
     if json:
         emit_json(ops)
     else:

@@ -1,4 +1,7 @@
-"""Stack operations: maintenance, rotation, in-cluster Jobs, and the stack forms of restore and
-replay. Each reads the app's `ops` output through `StackOps`, changes config, runs `up`, and calls
-tasks. Imports `contract`, `automation.stack.protocol`, `automation.tasks`; never `commands`.
+"""Stack operations: maintenance, rotation, in-cluster Jobs (later the stack forms of restore and
+replay, status, deploy). Each reads the app's `ops` output through `StackOps`, changes config,
+runs `up`, and calls tasks.
+
+Import `contract`, `automation.errors`, `automation.stack.protocol` and `automation.tasks`; never
+`commands`, `cli` or the Pulumi adapter. Imported by commands.
 """

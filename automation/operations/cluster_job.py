@@ -25,10 +25,14 @@ from typing import Any
 
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
+from contract.cluster_job import (
+    CLUSTER_JOB_KEY,
+    CLUSTER_JOB_OUTPUT,
+    CLUSTER_TASKS,
+    ClusterJobRequest,
+)
 
-CLUSTER_JOB_KEY = "opsplane:clusterJob"
-CLUSTER_JOB_OUTPUT = "clusterJob"
-TASKS = ("restore", "replay", "verify-backup", "backup", "status")
+TASKS = CLUSTER_TASKS  # the one list: contract.cluster_job.ClusterTask
 OnOutput = Callable[[str], None]
 ReportReader = Callable[[str, str], bytes]  # (bucket, key) -> the object's bytes
 
@@ -95,9 +99,8 @@ def run_in_cluster(
         raise UserInputError(f"cluster task {task!r}: only restore may mount Redis' data volume")
     ops = app_ops(stack, app)  # unknown app -> one-line error before anything changes
     _refuse_if_busy(stack)
-    request: dict[str, Any] = {"app": app, "task": task, "args": list(args), "id": job_id(task)}
-    if mount_redis:
-        request["mountRedis"] = True
+    fields = {"app": app, "task": task, "args": list(args), "id": job_id(task)}
+    request = ClusterJobRequest.model_validate({**fields, "mountRedis": mount_redis}).to_config()
     stack.set_config(CLUSTER_JOB_KEY, json.dumps(request))
     try:
         result = _run_job(stack, ops, request, on_output, read_report)

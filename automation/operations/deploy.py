@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackBusy, StackOps, app_ops
 from contract import deploy as history
+from contract.images import check_image
 
 OnOutput = Callable[[str], None]
 ERROR_RATE_ALERT = "HighErrorRate"
@@ -135,8 +136,6 @@ def deploy_ops(stack: StackOps, app: str) -> dict[str, Any]:
 
 def parse_images(values: list[str], known: dict[str, str]) -> dict[str, str]:
     """`--image SERVICE=IMAGE[:TAG|@DIGEST]` values, checked against the app's services."""
-    from components.config import check_image
-
     images: dict[str, str] = {}
     for value in values:
         service, sep, image = value.partition("=")

@@ -8,14 +8,14 @@ always leaves what it entered, and never ends a maintenance someone else started
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackBusy, StackOps, app_ops
+from contract.maintenance import MAINTENANCE_KEY, parse_maintenance
+from contract.maintenance import to_config as maintenance_value
 
-MAINTENANCE_KEY = "opsplane:maintenance"
 OnOutput = Callable[[str], None]
 
 
@@ -31,19 +31,16 @@ def off_command(stack: StackOps, app: str) -> str:
 def apps_in_maintenance(stack: StackOps) -> list[str]:
     """The apps the stack's config puts in maintenance (unset -> none)."""
     raw = stack.get_config(MAINTENANCE_KEY)
-    if raw is None or not raw.strip():
+    if raw is None:
         return []
     try:
-        apps = json.loads(raw)
-    except json.JSONDecodeError:
-        apps = None
-    if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
+        return parse_maintenance(raw)
+    except ValueError:
         raise UserInputError(
             f"config {MAINTENANCE_KEY} on stack {stack.name!r} is {raw!r}, not a JSON list of app "
             f"names: fix it with `pulumi config set --stack {stack.name} {MAINTENANCE_KEY} "
             """'["qr"]'` (or `pulumi config rm`)"""
-        )
-    return apps
+        ) from None
 
 
 def is_deployed_in_maintenance(stack: StackOps, app: str) -> bool:
@@ -53,7 +50,7 @@ def is_deployed_in_maintenance(stack: StackOps, app: str) -> bool:
 
 def _write_apps(stack: StackOps, apps: list[str]) -> None:
     if apps:
-        stack.set_config(MAINTENANCE_KEY, json.dumps(sorted(set(apps))))
+        stack.set_config(MAINTENANCE_KEY, maintenance_value(apps))
     else:
         stack.remove_config(MAINTENANCE_KEY)
 

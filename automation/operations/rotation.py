@@ -33,24 +33,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
+from contract.rotation import ROTATION_KEY, RotationState, parse_rotation
 
-ROTATION_KEY = "opsplane:rotation"
 DB_PASSWORD = "db-password"
 EXTERNAL_SECRETS_KEY = "opsplane:externalSecrets"
 OnOutput = Callable[[str], None]
 
 
-# --- config state -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RotationState:
-    epoch: int = 0
-    rotated_at: str | None = None
-    pending: bool = False
-
-    def to_config(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "rotatedAt": self.rotated_at, "pending": self.pending}
-
-
+# --- config state (contract.rotation: the one model the program reads too) ---------------------
 def _bad_rotation(stack: StackOps, detail: str) -> UserInputError:
     return UserInputError(
         f"config {ROTATION_KEY} on stack {stack.name!r}: {detail}; fix it with "
@@ -74,20 +64,13 @@ def read_rotation(stack: StackOps) -> dict[str, dict[str, Any]]:
 
 def state_of(stack: StackOps, app: str, secret: str) -> RotationState | None:
     """The configured rotation state of one secret, or None when config never mentioned it."""
-    entry = read_rotation(stack).get(app, {}).get(secret)
-    if entry is None:
-        return None
-    if isinstance(entry, int) and not isinstance(entry, bool):
-        return RotationState(epoch=entry)
-    if not isinstance(entry, dict) or not isinstance(entry.get("epoch", 0), int):
+    try:
+        rotation = parse_rotation(read_rotation(stack))
+    except ValueError as exc:
         raise _bad_rotation(
-            stack, f"{app}.{secret} must be an int or {{epoch, rotatedAt, pending}}"
-        )
-    return RotationState(
-        epoch=int(entry.get("epoch", 0)),
-        rotated_at=entry.get("rotatedAt"),
-        pending=bool(entry.get("pending", False)),
-    )
+            stack, f"{exc} (each secret is an int or {{epoch, rotatedAt, pending}})"
+        ) from None
+    return rotation.get(app, {}).get(secret)
 
 
 def write_state(stack: StackOps, app: str, secret: str, state: RotationState) -> None:
@@ -95,10 +78,6 @@ def write_state(stack: StackOps, app: str, secret: str, state: RotationState) ->
     rotation = read_rotation(stack)
     rotation.setdefault(app, {})[secret] = state.to_config()
     stack.set_config(ROTATION_KEY, json.dumps(rotation, sort_keys=True))
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- what the app has ---------------------------------------------------------------------------
@@ -140,7 +119,7 @@ def list_secrets(stack: StackOps, app: str) -> list[SecretInfo]:
                 kind=kind,
                 epoch=epoch if kind == "generated" else None,
                 workloads=list(spec.get("workloads") or []),
-                rotated_at=(state.rotated_at if state else None) or spec.get("rotatedAt"),
+                rotated_at=(state.rotated_at_text if state else None) or spec.get("rotatedAt"),
                 pending=state.pending if state else False,
                 config_key=spec.get("configKey"),
             )
@@ -353,7 +332,7 @@ def _timed(report: RotationReport, name: str, action: Callable[[], Any]) -> Any:
 
 def _rotate_generated(stack: StackOps, plan: RotationPlan, on_output: OnOutput) -> RotationReport:
     report = RotationReport(plan)
-    state = RotationState(epoch=plan.to_epoch, rotated_at=utc_now(), pending=False)
+    state = RotationState(epoch=plan.to_epoch, rotated_at=datetime.now(UTC), pending=False)
     _timed(report, "set epoch", lambda: write_state(stack, plan.app, plan.secret, state))
     try:
         _timed(report, "up (roll workloads)", lambda: stack.up(on_output))
@@ -456,7 +435,7 @@ def _apply(
 
 def _activate(stack: StackOps, app: str, on_output: OnOutput, report: RotationReport) -> None:
     state = state_of(stack, app, DB_PASSWORD) or RotationState()
-    active = RotationState(epoch=state.epoch, rotated_at=utc_now(), pending=False)
+    active = RotationState(epoch=state.epoch, rotated_at=datetime.now(UTC), pending=False)
     try:
         _timed(report, "set active", lambda: write_state(stack, app, DB_PASSWORD, active))
         _timed(report, "up (roll pods)", lambda: stack.up(on_output))
@@ -494,7 +473,7 @@ def resume(
         report.status = "nothing to resume"
         return report
     if info.pending:
-        done = RotationState(epoch=epoch, rotated_at=utc_now(), pending=False)
+        done = RotationState(epoch=epoch, rotated_at=datetime.now(UTC), pending=False)
         write_state(stack, app, secret, done)
     try:
         _timed(report, "up (finish)", lambda: stack.up(on_output))

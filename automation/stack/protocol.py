@@ -51,7 +51,7 @@ def app_ops(stack: StackOps, app: str) -> dict[str, Any]:
     """The `ops` contract object of one app (see docs/ops-contract.md)."""
     from automation.errors import UserInputError
 
-    ops = stack.outputs().get("ops") or {}
+    ops: dict[str, dict[str, Any]] = stack.outputs().get("ops") or {}
     if app not in ops:
         known = ", ".join(sorted(ops)) or "none"
         raise UserInputError(

@@ -130,7 +130,7 @@ class PulumiStack:
         summary = result.summary
         return UpResult(
             result=summary.result,
-            resource_changes=dict(summary.resource_changes or {}),
+            resource_changes={str(k): v for k, v in (summary.resource_changes or {}).items()},
             outputs={key: output.value for key, output in result.outputs.items()},
         )
 

@@ -43,7 +43,8 @@ class Registered:
 
     def manifest(self) -> dict[str, Any]:
         """The Kubernetes object, secrets redacted, numbers as JSON would have them."""
-        return redact_wrapped(normalize_numbers(self.inputs))
+        manifest: dict[str, Any] = redact_wrapped(normalize_numbers(self.inputs))
+        return manifest
 
 
 @dataclass
@@ -65,7 +66,9 @@ class Rendered:
     def kubernetes_objects(self) -> list[dict[str, Any]]:
         return [r.manifest() for r in self.resources if r.is_kubernetes]
 
-    def k8s(self, kind: str, name: str | None = None, namespace: str | None = None) -> list[dict]:
+    def k8s(
+        self, kind: str, name: str | None = None, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
             o
             for o in self.kubernetes_objects()
@@ -283,7 +286,7 @@ def run_program(
         raise UserInputError(str(exc)) from None
     captured: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi leaves it unannotated
     def _run() -> Any:
         outputs = declare(settings)
 

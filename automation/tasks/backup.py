@@ -20,17 +20,13 @@ suffix: two runs never overwrite each other.
 
 from __future__ import annotations
 
-import queue
 import re
-import subprocess
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,20 +36,20 @@ from automation.errors import TaskFailed, UserInputError
 from automation.tasks.backups import (
     Advance,
     BarFactory,
-    kill_point,
+    counted,
     no_bar,
     prometheus_text,
     push_metrics,
 )
 from automation.tasks.io import pgtools, s3io
-from components.backup_lifecycle import apply_lifecycle, lifecycle_rules
+from automation.tasks.io.gz import DEFAULT_GZIP_LEVEL
+from automation.tasks.io.lifecycle import apply_lifecycle
+from automation.tasks.io.procs import process_chunks
+from automation.tasks.objects_backup import mirror_bucket
+from automation.tasks.redis_backup import backup_redis
 from contract import backup_layout as bf
+from contract.backup_lifecycle import lifecycle_rules
 
-READ_CHUNK = 1024 * 1024
-READ_AHEAD = 8  # chunks
-# zlib level 1: on QR-shaped data ~8% larger than `gzip -6` but about twice as fast, so the
-# dump, not the compressor, sets the pace (bench/backup_bench.py; docs/backups.md)
-DEFAULT_GZIP_LEVEL = 1
 APP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LAST_SUCCESS = "opsplane_backup_last_success_timestamp_seconds"
 # an open multipart upload of another run idle this long belongs to a killed run: a live one sends
@@ -161,82 +157,6 @@ def pg_dump_chunks(
     if snapshot:
         args.append(f"--snapshot={snapshot}")
     yield from process_chunks(args, pgtools.libpq_env(url), f"pg_dump of {pgtools.describe(url)}")
-
-
-def process_chunks(args: list[str], env: dict[str, str], what: str) -> Iterator[bytes]:
-    """A child process's stdout in chunks; killed if the consumer stops; errors are one line."""
-    try:
-        proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
-        )
-    except OSError as exc:
-        raise TaskFailed(f"{what}: cannot start {args[0]}: {exc.strerror}") from None
-    tail: deque[str] = deque(maxlen=20)
-    reader = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
-    reader.start()
-    try:
-        assert proc.stdout is not None
-        yield from read_ahead(proc.stdout)
-        code = proc.wait()
-        reader.join(timeout=5)
-        if code != 0:
-            errors = [line for line in tail if "error" in line.lower()] or list(tail) or ["?"]
-            raise TaskFailed(f"{what} failed (exit {code}): {errors[-1]}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def read_ahead(stream: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
-    """Chunks of `stream`, read by a thread up to `depth` chunks ahead of the consumer.
-
-    Without it the pipeline is serial: while this process compresses a chunk, pg_dump blocks on
-    the full 64 KiB pipe. With it, pg_dump and compression overlap (bounded: depth x 1 MiB).
-    """
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            while not stop.is_set():
-                item: bytes | BaseException | None = stream.read(READ_CHUNK) or None
-                while not stop.is_set():
-                    try:
-                        chunks.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if item is None:
-                    return
-        except (OSError, ValueError) as exc:
-            chunks.put(exc)
-
-    thread = threading.Thread(target=pump, name="read-ahead", daemon=True)
-    thread.start()
-    try:
-        while (item := chunks.get()) is not None:
-            if isinstance(item, BaseException):
-                raise TaskFailed(f"reading the dump failed: {item}")
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-def counted(chunks: Iterator[bytes], advance: Advance) -> Iterator[bytes]:
-    """`chunks`, each counted into a progress bar as it passes."""
-    for chunk in chunks:
-        advance(len(chunk))
-        yield chunk
-        kill_point("uploading")
-
-
-def _drain(stream: Any, tail: deque[str]) -> None:
-    for raw in iter(stream.readline, b""):
-        line = raw.decode(errors="replace").strip()
-        if line:
-            tail.append(line)
 
 
 def backup_database(
@@ -391,7 +311,8 @@ def upload_activity(client: Any, bucket: str, upload: dict[str, Any], run_id: st
         ).get("Parts", [])
     times = [upload["Initiated"], *(p["LastModified"] for p in parts)]
     started = bf.run_time(run_id)
-    return max(times + ([started] if started else []))
+    newest: datetime = max(times + ([started] if started else []))
+    return newest
 
 
 def run_backup(
@@ -436,10 +357,6 @@ def store_parts(
     bar: BarFactory = no_bar,
 ) -> None:
     """Store each requested part, appending it to `result` as soon as it is stored."""
-    # imported here: both modules use this module's streaming helpers
-    from automation.tasks.objects_backup import mirror_bucket
-    from automation.tasks.redis_backup import backup_redis
-
     if opts.database_url:
         part, facts = backup_database(client, opts, result, report, bar)
         result.parts.append(part)

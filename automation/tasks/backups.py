@@ -32,7 +32,10 @@ BarFactory = Callable[[str, "float | None"], AbstractContextManager[Advance]]
 
 @contextlib.contextmanager
 def no_bar(description: str, total: float | None = None) -> Iterator[Advance]:
-    yield lambda n=1: None
+    def advance(n: float = 1) -> None:
+        pass
+
+    yield advance
 
 
 KILL_ENV = "OPSPLANE_TEST_KILL_AT"
@@ -44,6 +47,14 @@ def kill_point(step: str) -> None:
     tests of backup, verify-backup and restore; nothing sets it in production)."""
     if os.environ.get(KILL_ENV) == step:
         os.kill(os.getpid(), signal.Signals[os.environ.get(KILL_SIGNAL_ENV, "SIGKILL")])
+
+
+def counted(chunks: Iterator[bytes], advance: Advance) -> Iterator[bytes]:
+    """`chunks`, each counted into a progress bar as it passes."""
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
+        kill_point("uploading")
 
 
 GZIP_MAGIC = b"\x1f\x8b"

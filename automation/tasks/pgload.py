@@ -68,7 +68,8 @@ _DONE = b"@@opsplane-entry-done"
 
 def _resolve_prctl() -> Callable[[int, int], int] | None:
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        prctl: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
     except (OSError, AttributeError):
         return None  # not Linux: children simply outlive us (the new database is never live)
 

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks.backup import counted, process_chunks
-from automation.tasks.backups import BarFactory, no_bar
+from automation.tasks.backups import BarFactory, counted, no_bar
 from automation.tasks.io import s3io
+from automation.tasks.io.procs import process_chunks
 from contract import backup_layout as bf
 
 RDB_MAGIC = b"REDIS"

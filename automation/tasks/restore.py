@@ -56,12 +56,12 @@ from automation.tasks.backup import migration_head, table_row_counts
 from automation.tasks.backups import (
     KILL_ENV,  # noqa: F401  (re-exported: the crash tests import it from here)
     Advance,
-    BackupRef,
     BarFactory,
     find_backup,
     kill_point,
     no_bar,
 )
+from automation.tasks.backups import BackupRef as BackupRef  # commands name it task.BackupRef
 from automation.tasks.io.gz import gunzip_stream
 from automation.tasks.io.pgtools import (
     connect,
@@ -434,7 +434,9 @@ class CustomLoad:
         what = f"foreign keys and later entries (psql x{self.jobs})"
         try:
             with self.bar(what, len(entries)) as step:
-                stats = loader.load(iter(lambda: proc.stdout.read(READ_CHUNK), b""))
+                stdout = proc.stdout
+                assert stdout is not None
+                stats = loader.load(iter(lambda: stdout.read(READ_CHUNK), b""))
                 step(len(entries))
         finally:
             if proc.poll() is None:

@@ -1,2 +1,2 @@
 """Alert rules as code: typed definitions (model), the rules (rules), Kubernetes/Prometheus
-documents (manifests). The `AlertRules` component lives in `components/alert_rules.py`."""
+documents (manifests), and the `AlertRules` component that declares them (alert_rules)."""

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pulumi.runtime import settings as runtime_settings
 
-from components.alert_rules import PROMETHEUS_IMAGE, AlertRules
 from components.alerting import manifests as am
+from components.alerting.alert_rules import PROMETHEUS_IMAGE, AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
 from components.catalog import CATALOG

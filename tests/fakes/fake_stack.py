@@ -210,31 +210,122 @@ def model_password(app: str, secret: str, epoch: int) -> str:
     return f"{app}-{secret}-epoch{epoch}-model"
 
 
-def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[str, Any]:
-    """An `ops` object for one app shaped like docs/ops-contract.md (values are placeholders)."""
-    qr = app == "qr"
-    writers = ["api", "web", "admin"] if qr else ["backend"]
-    generated = {"db-password": writers[:1], "redis-password": [writers[0], "redis"]}
-    external: dict[str, tuple[str, list[str]]] = {}
-    if qr:
-        external = {
+# What the program exports per app and stack, by hand (tests/program/test_fake_ops.py keeps it
+# equal to the offline render: same keys everywhere, same values but secrets and the image digest).
+_APPS: dict[str, dict[str, Any]] = {
+    "qr": {
+        "db": ("qr_db", "qr_user", "alembic"),
+        "dev_ports": (5432, 6379, 9000),
+        "writers": {"api": (1, 3), "web": (1, 2), "admin": (1, 1)},
+        "generated": {"db-password": ["api"], "redis-password": ["api", "redis"]},
+        "external": {
             "stripe-secret-key": ("stripeSecretKey", ["api"]),
             "stripe-webhook-secret": ("stripeWebhookSecret", ["api"]),
             "auth0-client-secret": ("auth0ClientSecret", ["api"]),
-        }
-    else:
-        generated["jwt-secret"] = ["backend"]
-        external = {"payment-webhook-secret": ("paymentWebhookSecret", ["backend"])}
-    secrets: dict[str, dict[str, Any]] = {
-        name: {
-            "kind": "generated",
-            "epoch": 0,
-            "workloads": users,
-            "configKey": f"opsplane:rotation.{app}.{name}",
-        }
-        for name, users in generated.items()
+        },
+        "objects": "exports",
+        "webhook": ("api", 8000, "/billing/webhook", "stripe", "Stripe-Signature",
+                    "stripe-webhook-secret", 30),
+    },
+    "quickbite": {
+        "db": ("quickbite", "quickbite", "flyway"),
+        "dev_ports": (5433, 6380, 9010),
+        "writers": {"backend": (1, 3)},
+        "generated": {
+            "db-password": ["backend"], "redis-password": ["backend", "redis"],
+            "jwt-secret": ["backend"],
+        },
+        "external": {"payment-webhook-secret": ("paymentWebhookSecret", ["backend"])},
+        "objects": None,
+        "webhook": ("backend", 8080, "/api/payments/webhook", "hmac-sha256",
+                    "X-Razorpay-Signature", "payment-webhook-secret", 60),
+    },
+}  # fmt: skip
+PROD_RUNNER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/opsplane/ops-runner@sha256:" + (
+    "0" * 64
+)
+
+
+def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[str, Any]:
+    """The `ops` object the program exports for `app` on `stack` (dev or prod); secrets are the
+    model's passwords (epoch 0) and the prod runner image has a placeholder digest."""
+    data, dev = _APPS[app], stack == "dev"
+    db_name, db_user, migrations = data["db"]
+    db_port, redis_port, minio_port = data["dev_ports"] if dev else (5432, 6379, None)
+    ops: dict[str, Any] = {
+        "app": app,
+        "stack": stack,
+        "target": "docker" if dev else "kubernetes",
+        "namespace": None if dev else app,
+        "network": app if dev else None,
+        "database": {
+            "host": "127.0.0.1" if dev else f"db.{app}.svc.cluster.local",
+            "port": db_port,
+            "name": db_name,
+            "user": db_user,
+            "password": model_password(app, "db-password", 0),
+            "serverMajor": 16,
+            "migrations": migrations,
+        },
+        "cache": {
+            "host": "127.0.0.1" if dev else f"redis.{app}.svc.cluster.local",
+            "port": redis_port,
+            "password": model_password(app, "redis", 0),
+        },
+        "objects": _sample_objects(app, stack, data["objects"], minio_port),
+        "backup": {
+            "bucket": f"{app}-backups" if dev else f"opsplane-{stack}-backups-{app}",
+            "prefix": "backups",
+            "endpoint": f"http://127.0.0.1:{minio_port}" if dev else None,
+            "region": "us-east-1",
+        },
+        "webhook": _sample_webhook(app, dev, data["webhook"]),
+        "writers": list(data["writers"]),
+        "replicas": {w: counts[0 if dev else 1] for w, counts in data["writers"].items()},
+        "secrets": _sample_secrets(app, dev, data),
+        "maintenance": False,
+        "runnerImage": "opsplane/ops-runner:dev" if dev else PROD_RUNNER_IMAGE,
+        "deploy": sample_deploy(app),
     }
-    for name, (key, users) in external.items():
+    ops.update(overrides)
+    return ops
+
+
+def _sample_objects(
+    app: str, stack: str, bucket: str | None, minio_port: int | None
+) -> dict[str, Any] | None:
+    if bucket is None:
+        return None
+    if minio_port is not None:
+        return {"bucket": f"{app}-{bucket}", "endpoint": f"http://127.0.0.1:{minio_port}"}
+    return {"bucket": f"opsplane-{stack}-{app}-{bucket}", "endpoint": None}
+
+
+def _sample_webhook(app: str, dev: bool, hook: tuple[Any, ...]) -> dict[str, Any]:
+    service, port, path, signing, header, secret, rate = hook
+    host = "127.0.0.1" if dev else f"{service}.{app}.svc.cluster.local"
+    return {
+        "url": f"http://{host}:{port}{path}",
+        "path": path,
+        "signing": signing,
+        "header": header,
+        "secret": model_password(app, secret, 0),
+        "secretName": secret,
+        "rateLimitPerMinute": rate,
+        "table": "webhook_logs",
+    }
+
+
+def _sample_secrets(app: str, dev: bool, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    generated = dict(data["generated"])
+    if dev:
+        generated["minio-password"] = []
+    secrets: dict[str, dict[str, Any]] = {
+        name: {"kind": "generated", "epoch": 0, "workloads": users,
+               "configKey": f"opsplane:rotation.{app}.{name}"}
+        for name, users in generated.items()
+    }  # fmt: skip
+    for name, (key, users) in data["external"].items():
         secrets[name] = {
             "kind": "external",
             "epoch": None,
@@ -242,33 +333,8 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
             "configKey": f"opsplane:externalSecrets.{app}.{key}",
         }
     for spec in secrets.values():
-        spec.update(k8sSecret=f"{app}-secrets", pending=False, rotatedAt=None)
-    db_name, db_user = ("qr_db", "qr_user") if qr else ("quickbite", "quickbite")
-    ops: dict[str, Any] = {
-        "app": app,
-        "stack": stack,
-        "target": "docker" if stack == "dev" else "kubernetes",
-        "namespace": None if stack == "dev" else app,
-        "network": f"opsplane-{stack}" if stack == "dev" else None,
-        "database": {
-            "host": "127.0.0.1",
-            "port": 5432,
-            "name": db_name,
-            "user": db_user,
-            "password": model_password(app, "db-password", 0),
-            "serverMajor": 16,
-            "migrations": "alembic" if qr else "flyway",
-        },
-        "cache": {"host": "redis", "port": 6379, "password": model_password(app, "redis", 0)},
-        "writers": writers,
-        "replicas": dict.fromkeys(writers, 2),
-        "secrets": secrets,
-        "maintenance": False,
-        "runnerImage": "ghcr.io/opsplane/ops-runner:test",
-        "deploy": sample_deploy(app),
-    }
-    ops.update(overrides)
-    return ops
+        spec.update(pending=False, rotatedAt=None)
+    return secrets
 
 
 def sample_deploy(app: str) -> dict[str, Any]:

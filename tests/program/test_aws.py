@@ -7,8 +7,8 @@ import json
 import pytest
 
 from automation.stack.render import Rendered, unwrap
-from components.backup_lifecycle import lifecycle_rules
 from components.backup_plan import to_pulumi_rules
+from contract.backup_lifecycle import lifecycle_rules
 
 BUCKETS = [
     "opsplane-prod-qr-exports",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from automation.stack.render import Rendered, write_render
+from contract import ops as ops_types
 
 FIELDS = {
     "app", "stack", "target", "namespace", "network", "database", "cache", "objects", "backup",
@@ -27,6 +28,26 @@ def test_both_stacks_export_the_contract_for_both_apps(stack: str, dev, prod) ->
         assert set(contract["backup"]) == {"bucket", "prefix", "endpoint", "region"}
         assert contract["webhook"]["signing"] in ("stripe", "hmac-sha256")
         assert contract["stack"] == stack
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_ops_output_has_the_contract_types_keys(stack: str, dev, prod) -> None:
+    """contract/ops.py's TypedDicts name exactly the keys the program exports."""
+    assert ops_types.fields(ops_types.AppOps) == FIELDS
+    parts = {
+        "database": ops_types.DatabaseOps, "cache": ops_types.CacheOps,
+        "objects": ops_types.ObjectsOps, "backup": ops_types.BackupOps,
+        "webhook": ops_types.WebhookOps,
+    }  # fmt: skip
+    rendered: Rendered = {"dev": dev, "prod": prod}[stack]
+    for app, ops in rendered.outputs["ops"].items():
+        for key, model in parts.items():
+            if ops[key] is not None:
+                assert set(ops[key]) - {"pendingPassword"} == ops_types.fields(model) - {
+                    "pendingPassword"
+                }, (app, key)
+        for name, secret in ops["secrets"].items():
+            assert set(secret) == ops_types.fields(ops_types.SecretOps), (app, name)
 
 
 def test_contract_values(dev, prod) -> None:

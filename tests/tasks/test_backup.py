@@ -315,7 +315,8 @@ def test_pin_and_unpin_retag_every_object_of_the_run(
 
 
 def test_lifecycle_applied_by_the_task_reads_back_equal(qr_source: SourceDb, s3: S3) -> None:
-    from components.backup_lifecycle import current_rules, lifecycle_rules, normalize
+    from automation.tasks.io.lifecycle import current_rules
+    from contract.backup_lifecycle import lifecycle_rules, normalize
 
     bucket = s3.create_bucket("lc")
     client = s3.client()
@@ -344,7 +345,7 @@ def test_lifecycle_applied_by_the_task_reads_back_equal(qr_source: SourceDb, s3:
 
 
 def test_lifecycle_rules_are_the_boto3_shape() -> None:
-    from components.backup_lifecycle import lifecycle_rules
+    from contract.backup_lifecycle import lifecycle_rules
 
     rules = lifecycle_rules(30)
     assert [r["ID"] for r in rules] == [

@@ -123,7 +123,7 @@ def test_stack_form_bad_input(
 ) -> None:
     ops = {
         "qr": qr_ops(postgres, "x", receiver),
-        "quickbite": sample_ops("quickbite", "dev"),
+        "quickbite": sample_ops("quickbite", "dev", webhook=None),  # an app without a webhook
         "shop2": qr_ops(postgres, "x", receiver, secret=None, secretName="shop-webhook-secret"),
     }
     use_stack(monkeypatch, FakeStack("dev", outputs={"ops": ops}))

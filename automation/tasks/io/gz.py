@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 from isal import isal_zlib
 
+# zlib level 1: on QR-shaped data ~8% larger than `gzip -6` but about twice as fast, so the
+# dump, not the compressor, sets the pace (bench/backup_bench.py; docs/backups.md)
+DEFAULT_GZIP_LEVEL = 1
+
 INFLATE_LIMIT = 4 * 1024 * 1024  # max bytes inflated at once: bounds memory on repetitive dumps
 GZIP_WBITS = zlib.MAX_WBITS | 16
-_ERRORS = (zlib.error, isal_zlib.error)
+_ERRORS = (zlib.error, cast("type[Exception]", isal_zlib.error))  # isal's stub: an instance
 
 
 def gunzip_stream(chunks: Iterable[bytes], limit: int = INFLATE_LIMIT) -> Iterator[bytes]:

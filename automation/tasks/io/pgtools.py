@@ -89,13 +89,13 @@ def libpq_env(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
     for var in _LIBPQ_ENV.values():
         env.pop(var, None)
     for key, value in parse_url(url).items():
-        var = _LIBPQ_ENV.get(key)
-        if var is None:
+        name = _LIBPQ_ENV.get(key)
+        if name is None:
             raise UserInputError(
                 f"--database-url: connection option {key!r} is not supported by the tasks; "
                 f"use only {', '.join(sorted(_LIBPQ_ENV))}"
             )
-        env[var] = value
+        env[name] = value
     return env
 
 

@@ -278,7 +278,8 @@ def iter_object(
 
 def head(client: Any, bucket: str, key: str) -> dict[str, Any]:
     with s3_errors(client, bucket, key):
-        return client.head_object(Bucket=bucket, Key=key)
+        response: dict[str, Any] = client.head_object(Bucket=bucket, Key=key)
+        return response
 
 
 def put_bytes(client: Any, bucket: str, key: str, body: bytes, **extra: Any) -> None:
@@ -288,7 +289,8 @@ def put_bytes(client: Any, bucket: str, key: str, body: bytes, **extra: Any) -> 
 
 def get_bytes(client: Any, bucket: str, key: str) -> bytes:
     with s3_errors(client, bucket, key):
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
 
 
 def replace_metadata(
@@ -372,7 +374,10 @@ def list_keys(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]
 def in_progress_uploads(client: Any, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
     """Multipart uploads started and neither completed nor aborted (tests and diagnostics)."""
     with s3_errors(client, bucket):
-        return client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+        uploads: list[dict[str, Any]] = client.list_multipart_uploads(
+            Bucket=bucket, Prefix=prefix
+        ).get("Uploads", [])
+        return uploads
 
 
 def upload_stream(

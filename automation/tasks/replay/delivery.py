@@ -25,6 +25,7 @@ from typing import Any
 import urllib3
 
 from automation.tasks.replay.ledger import Ledger, Outcome
+from automation.tasks.replay.options import DEFAULT_CONCURRENCY
 from automation.tasks.replay.ratelimit import RateLimiter
 from automation.tasks.replay.signing import Signer
 from automation.tasks.replay.sources import Event
@@ -32,7 +33,6 @@ from automation.tasks.replay.sources import Event
 THROTTLED_RETRIES = 20
 EVENT_ID_HEADER = "X-Opsplane-Event-Id"
 # 16, not 8: eight workers can at best be 8x one, and the goal is >= 8x (docs/replay.md)
-DEFAULT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -108,15 +108,9 @@ class Worker:
             if attempts == 0:
                 self.ledger.begin(event.id)
             attempts += 1
-            try:
-                response = self.post(event)
-            except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
-                status, error = None, f"connection error: {_short(exc)}"
-            except urllib3.exceptions.TimeoutError:
-                status, error = None, f"timeout: no answer within {self.config.timeout:g}s"
-            except urllib3.exceptions.HTTPError as exc:
-                status, error = None, f"connection error: {_short(exc)}"
-            else:
+            response, error = self._post_once(event)
+            status = None
+            if response is not None:
                 status = response.status
                 if 200 <= status < 300:
                     return self._finish(event, attempts, status, None, delivered=True)
@@ -135,6 +129,17 @@ class Worker:
                 return self._finish(event, attempts, status, error)
             if self.stop.wait(backoff_delay(self.config, failures)):
                 return self._finish(event, attempts, None, f"interrupted: after {error}")
+
+    def _post_once(self, event: Event) -> tuple[urllib3.BaseHTTPResponse | None, str | None]:
+        """One POST: (response, None), or (None, what went wrong) when no answer came."""
+        try:
+            return self.post(event), None
+        except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
+            return None, f"connection error: {_short(exc)}"
+        except urllib3.exceptions.TimeoutError:
+            return None, f"timeout: no answer within {self.config.timeout:g}s"
+        except urllib3.exceptions.HTTPError as exc:
+            return None, f"connection error: {_short(exc)}"
 
     def _finish(
         self,

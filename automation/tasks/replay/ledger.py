@@ -140,7 +140,7 @@ class DbLedger:
                 return self._connect()
         return self._idle.get()
 
-    def _execute(self, query: str, params: Any, what: str) -> list[tuple]:
+    def _execute(self, query: str, params: Any, what: str) -> list[tuple[Any, ...]]:
         conn = self._borrow()
         try:
             cursor = conn.execute(query, params)
@@ -156,7 +156,8 @@ class DbLedger:
     def _take_lock_and_create(self) -> None:
         with self._conns_lock:
             lock_conn = self._connect()
-        if not lock_conn.execute(_LOCK_SQL).fetchone()[0]:
+        locked = lock_conn.execute(_LOCK_SQL).fetchone()
+        if not (locked and locked[0]):
             raise TaskFailed(
                 "another replay is running against this database (its ledger is locked); "
                 "wait for it to finish, then rerun"
@@ -261,7 +262,7 @@ class FileLedger:
                     ) from None
         return states
 
-    def _append(self, record: dict) -> None:
+    def _append(self, record: dict[str, Any]) -> None:
         """Write one record and return once an fsync covers it (fsyncs are shared: group commit)."""
         assert self._handle is not None, "ledger opened read-only"
         line = json.dumps(record, sort_keys=True) + "\n"

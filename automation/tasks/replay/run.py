@@ -22,6 +22,8 @@ from psycopg.conninfo import conninfo_to_dict
 from automation.errors import UserInputError
 from automation.tasks.replay.delivery import DeliveryConfig, deliver_all
 from automation.tasks.replay.ledger import DELIVERED, SENDING, DbLedger, FileLedger, Ledger, Outcome
+from automation.tasks.replay.options import JOB_DATABASE_URL_ENV as JOB_DATABASE_URL_ENV
+from automation.tasks.replay.options import JOB_SECRET_ENV as JOB_SECRET_ENV
 from automation.tasks.replay.ratelimit import Rate, RateLimiter
 from automation.tasks.replay.sources import (
     Columns,
@@ -33,8 +35,6 @@ from automation.tasks.replay.sources import (
 )
 
 # what the in-cluster Job reads: the stack declares these from the app's Kubernetes Secrets
-JOB_SECRET_ENV = "OPSPLANE_WEBHOOK_SECRET"
-JOB_DATABASE_URL_ENV = "OPSPLANE_DATABASE_URL"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Source:
 
 def _db_name(url: str) -> str:
     try:
-        return conninfo_to_dict(url).get("dbname") or "(default)"
+        return str(conninfo_to_dict(url).get("dbname") or "(default)")
     except psycopg.ProgrammingError:
         return "(unparsable URL)"
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from automation.errors import TaskFailed, UserInputError
+from automation.tasks.replay.options import Columns as Columns
 
 
 @dataclass(frozen=True)
@@ -81,27 +83,6 @@ def parse_time(option: str, text: str, now: datetime | None = None) -> datetime:
 # --- the app's webhook log table -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Column names of the webhook log table (the QR / QuickBite `webhook_logs` by default)."""
-
-    table: str = "webhook_logs"
-    id: str = "event_id"
-    payload: str = "payload"
-    type: str = "event_type"
-    status: str = "status"
-    created: str = "created_at"
-
-    def option_names(self) -> dict[str, str]:
-        return {
-            "--id-column": self.id,
-            "--payload-column": self.payload,
-            "--type-column": self.type,
-            "--status-column": self.status,
-            "--created-column": self.created,
-        }
-
-
 def _table_identifier(table: str) -> sql.Identifier:
     schema, _, name = table.rpartition(".")
     return sql.Identifier(schema, name) if schema else sql.Identifier(name)
@@ -143,12 +124,12 @@ def _like_pattern(glob: str) -> str:
 
 def _select_query(
     columns: Columns, filters: Filters, payload_type: str
-) -> tuple[sql.Composed, list]:
+) -> tuple[sql.Composed, list[Any]]:
     ident = sql.Identifier
     payload = ident(columns.payload)
     payload_expr = payload if payload_type == "bytea" else sql.SQL("{}::text").format(payload)
     where: list[sql.Composable] = []
-    params: list = []
+    params: list[Any] = []
     if filters.status is not None:
         where.append(sql.SQL("{} = %s").format(ident(columns.status)))
         params.append(filters.status)
@@ -213,7 +194,7 @@ def _first(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _row_event(row: tuple) -> Event:
+def _row_event(row: tuple[Any, ...]) -> Event:
     event_id, payload, event_type, status, created = row
     body = bytes(payload) if isinstance(payload, bytes | memoryview) else str(payload).encode()
     return Event(event_id, body, event_type, status, _as_datetime(created))
@@ -272,8 +253,9 @@ def _list_spans(text: str, path: Path) -> list[str]:
 def _file_event(raw: bytes, where: str, path: Path) -> Event:
     try:
         obj = json.loads(raw)
-    except ValueError as exc:
-        raise UserInputError(f"--from-file {path}: {where} is not JSON ({exc.msg})") from None
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes not UTF-8
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise UserInputError(f"--from-file {path}: {where} is not JSON ({detail})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         raise UserInputError(f"--from-file {path}: {where} is not an event object with an 'id'")
     created = obj.get("created")

@@ -9,7 +9,8 @@ The rules replace the runbook's `find backups -name "backup_*.sql.gz" -mtime +30
 
 `lifecycle_rules` returns the exact shape of boto3's `put_bucket_lifecycle_configuration`
 (`LifecycleConfiguration={"Rules": ...}`); the Pulumi program converts the same dicts into
-pulumi-aws lifecycle resources, so both environments run one definition.
+pulumi-aws lifecycle resources and the backup task applies them to MinIO
+(automation/tasks/io/lifecycle.py), so both environments run one definition.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from contract.backup_layout import RETENTION_STANDARD, TAG_RETENTION
+
 RULE_EXPIRE = "opsplane-expire-standard-backups"
 RULE_NONCURRENT = "opsplane-expire-noncurrent-versions"
 RULE_ABORT = "opsplane-abort-incomplete-multipart"
 OUR_RULES = (RULE_EXPIRE, RULE_NONCURRENT, RULE_ABORT)
 
-RETENTION_TAG = {"Key": "retention", "Value": "standard"}  # backup_format.TAG_RETENTION
+RETENTION_TAG = {"Key": TAG_RETENTION, "Value": RETENTION_STANDARD}
 
 
 def lifecycle_rules(
@@ -69,18 +72,6 @@ def _standard_retention_filter(scope: str) -> dict[str, Any]:
     return {"Tag": dict(RETENTION_TAG)}
 
 
-def current_rules(client: Any, bucket: str) -> list[dict[str, Any]]:
-    """The bucket's lifecycle rules, or [] when it has none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return list(client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
-            return []
-        raise
-
-
 def normalize(rule: dict[str, Any]) -> dict[str, Any]:
     """A rule in a comparable form: S3 stores may echo a rule with extra empty fields."""
     keep = (
@@ -109,23 +100,6 @@ def normalize(rule: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def apply_lifecycle(client: Any, bucket: str, rules: list[dict[str, Any]]) -> bool:
-    """Make the bucket carry `rules` (keeping rules that are not ours). True when it changed.
-
-    Idempotent: reads the configuration back and writes only when it differs, so running the
-    backup task every night does not rewrite the bucket configuration every night.
-    """
-    existing = current_rules(client, bucket)
-    ours = {r["ID"] for r in rules}
-    others = [r for r in existing if r.get("ID") not in ours and r.get("ID") not in OUR_RULES]
-    wanted = others + rules
-    if sorted(map(_key, existing)) == sorted(map(_key, wanted)):
-        return False
-    client.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": wanted}
-    )
-    return True
-
-
-def _key(rule: dict[str, Any]) -> str:
+def rule_key(rule: dict[str, Any]) -> str:
+    """A rule as comparable text (`normalize`d, keys sorted)."""
     return json.dumps(normalize(rule), sort_keys=True)
