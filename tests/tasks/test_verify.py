@@ -57,8 +57,9 @@ def verified_tag(s3: S3, bucket: str, key: str) -> str | None:
     return s3io.get_tags(s3.client(), bucket, key).get("verified")
 
 
-def no_throwaway_left(postgres: Postgres) -> bool:
-    return not [d for d in databases(postgres) if "_verify_" in d]
+def no_throwaway_left(postgres: Postgres, source: SourceDb) -> bool:
+    """No drill database of `source` is left (other tests leave theirs on the shared server)."""
+    return not [d for d in databases(postgres) if d.startswith(f"{source.name}_verify_")]
 
 
 def test_checksum_mismatch_fails_with_one_line(
@@ -77,7 +78,7 @@ def test_checksum_mismatch_fails_with_one_line(
     assert "checksum mismatch: recorded sha256" in line and "use another one" in line
     assert "size mismatch" in line  # gzip level 1 makes it a different size too
     assert verified_tag(s3, bucket, key) == "failed"
-    assert no_throwaway_left(postgres)  # integrity fails before any database is created
+    assert no_throwaway_left(postgres, source)  # integrity fails before any database is created
 
     # same size, valid gzip, one recorded digit off: only the checksum can tell
     replace_body(s3, bucket, key, data)
@@ -159,7 +160,7 @@ def test_recorded_facts_are_really_compared(source: SourceDb, s3: S3, postgres: 
     assert "public.accounts 500 != 501" in checks["row counts"]["detail"]
     assert checks["migration head"]["ok"] is False
     assert QR_HEAD in checks["migration head"]["detail"]
-    assert no_throwaway_left(postgres)
+    assert no_throwaway_left(postgres, source)
 
 
 def test_runbook_style_dump_verifies_and_says_what_it_could_not_check(
@@ -206,7 +207,7 @@ def test_unrestorable_sql_fails_and_the_throwaway_database_is_dropped(
     line = one_line_error(result)
     assert "restore (psql) failed" in line and "no_such_function" in line
     assert verified_tag(s3, bucket, key) == "failed"
-    assert no_throwaway_left(postgres)
+    assert no_throwaway_left(postgres, source)
 
 
 def test_not_a_backup_is_bad_input(source: SourceDb, s3: S3) -> None:
