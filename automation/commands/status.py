@@ -10,6 +10,7 @@ See docs/status.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,13 @@ def check_url(option: str, url: Str, schemes: tuple[str, ...], example: str) -> 
         raise UserInputError(f"{option}: expected a URL like {example}, got {url[:40]!r}")
 
 
+def check_database_url(url: Str) -> None:
+    """A postgresql:// URL, or a libpq conninfo string (`host=... dbname=...`)."""
+    if url is not None and ("://" in url or "=" not in url):
+        check_url("--database-url", url, ("postgresql", "postgres"),
+                  "postgresql://user:pass@host:5432/db")  # fmt: skip
+
+
 def check_numbers(timeout: float, watch: float | None) -> None:
     if not 0 < timeout <= MAX_TIMEOUT:
         raise UserInputError(f"--timeout {timeout:g}: must be > 0 and <= {MAX_TIMEOUT:g} seconds")
@@ -54,8 +62,7 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
     """StatusTargets from the explicit options, after checking each one."""
     from automation.operations.status import DEFAULT_RTO_SECONDS, StatusTargets
 
-    check_url("--database-url", options["database_url"], ("postgresql", "postgres"),
-              "postgresql://user:pass@host:5432/db")  # fmt: skip
+    check_database_url(options["database_url"])
     check_url("--redis-url", options["redis_url"], ("redis",), "redis://:pass@host:6379")
     check_url("--alertmanager-url", options["alertmanager_url"], ("http", "https"),
               "http://alertmanager:9093")  # fmt: skip
@@ -118,6 +125,35 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
     if where == "cluster":
         return st.cluster_status(target, app, timeout=timeout, deep=options["deep"])
     return st.app_status(target, app, timeout=timeout, deep=options["deep"])
+
+
+def finish_operation(
+    stack: Any,
+    app: str,
+    operation: str,
+    document: dict[str, Any],
+    *,
+    as_json: bool,
+    print_text: Callable[[], None],
+    where: str = "local",
+    verify: bool = True,
+) -> None:
+    """End an operation (restore, rotate, maintenance off) by checking the app: the report joins
+    the operation's own (`status` in JSON, lines in text); a FAIL exits 1 with the next step."""
+    from automation.errors import TaskFailed
+    from automation.operations import status as st
+
+    if not verify:
+        emit_json(document) if as_json else print_text()
+        return
+    report = st.verify_operation(stack, app, where=where)
+    if as_json:
+        emit_json({**document, "status": report.to_json()})
+    else:
+        print_text()
+        print_report(report)
+    if report.failed:
+        raise TaskFailed(st.failure_message(report, operation, stack))
 
 
 def show(report: Any, as_json: bool) -> None:

@@ -244,3 +244,47 @@ def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> li
     if deep:
         args.append("--deep")
     return args
+
+
+# --- operations verify themselves ----------------------------------------------------------------
+
+SAFE = {
+    "restore": "the restored database is live and the previous one is kept as "
+    "<db>_pre_restore_<time>",
+    "rotate": "the rotation is complete: the database and the pods use the new secret",
+    "maintenance off": "the app's data was not touched; its writers were restarted",
+    "deploy": "the migration finished and the database is as the new release expects",
+}
+
+
+def verify_operation(
+    stack: StackOps, app: str, *, where: str = "local", timeout: float = 5.0
+) -> StatusReport:
+    """The app's status right after an operation; a status that cannot run is itself a FAIL."""
+    from automation.errors import OpsError
+
+    try:
+        if where == "cluster":
+            return cluster_status(stack, app, timeout=timeout)
+        return app_status(stack, app, timeout=timeout)
+    except OpsError as exc:
+        check = Check(
+            "status", "fail", f"could not run the checks: {exc}", status_command(stack, app)
+        )
+        return StatusReport(app=app, checks=[check], stack=stack.name)
+
+
+def failure_message(report: StatusReport, operation: str, stack: StackOps) -> str:
+    """One line for an operation that finished but left a FAIL: what fails, that the data parts
+    are safe, and the single next step."""
+    failing = [c for c in report.checks if c.status == "fail"]
+    names = ", ".join(c.name for c in failing)
+    next_step = (
+        failing[0].next if failing and failing[0].next else status_command(stack, report.app)
+    )
+    safe = SAFE.get(operation, "the operation itself completed")
+    return (
+        f"{operation} finished, but status FAILs after it ({names}); the database parts are "
+        f"already safe ({safe}); next: {next_step}, then rerun "
+        f"`{status_command(stack, report.app)}`"
+    )
