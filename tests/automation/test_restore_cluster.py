@@ -141,7 +141,8 @@ def empty_bucket(client: Any, bucket: str) -> None:
 
 def run_cli(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(
-        cli_app, ["restore", "--stack", "prod", "--app", "qr", "--where", "cluster", "--no-verify", *args]
+        cli_app,
+        ["restore", "--stack", "prod", "--app", "qr", "--where", "cluster", "--no-verify", *args],
     )
     return result.exit_code, result.stdout, result.stderr
 
