@@ -41,14 +41,19 @@ def parse_health(values: list[str]) -> dict[str, str]:
 
 def check_url(option: str, url: Str, schemes: tuple[str, ...], example: str) -> None:
     if url is not None and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
-        raise UserInputError(f"{option}: expected a URL like {example}, got {url[:40]!r}")
+        shown = f"{urlsplit(url).scheme or url.split(':')[0][:20]}://…"  # never the password
+        raise UserInputError(f"{option}: expected a URL like {example}, got {shown!r}")
 
 
 def check_database_url(url: Str) -> None:
     """A postgresql:// URL, or a libpq conninfo string (`host=... dbname=...`)."""
-    if url is not None and ("://" in url or "=" not in url):
-        check_url("--database-url", url, ("postgresql", "postgres"),
-                  "postgresql://user:pass@host:5432/db")  # fmt: skip
+    if url is None or ("://" not in url and "=" in url):
+        return
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):  # host may be in ?host=/socket
+        raise UserInputError(
+            f"--database-url: expected a URL like postgresql://user:pass@host:5432/db, "
+            f"got {url.split('://')[0][:20]!r}://…"
+        )
 
 
 def check_numbers(timeout: float, watch: float | None) -> None:
@@ -87,6 +92,7 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
         pool_size=options["pool_size"],
         rto_seconds=rto * 60 if rto else DEFAULT_RTO_SECONDS,
         webhook_table=options["webhook_table"],
+        expect_parts=("db", "redis") if options["redis_url"] else ("db",),
         deep=options["deep"],
     )
 

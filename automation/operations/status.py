@@ -112,7 +112,7 @@ class StatusTargets:
     drill_interval: float = DEFAULT_DRILL_INTERVAL
     rto_seconds: float = DEFAULT_RTO_SECONDS
     webhook_table: str | None = None  # e.g. "webhook_logs"; None: no webhook check
-    expect_parts: tuple[str, ...] = ("db", "redis")  # backup parts the app's schedule makes
+    expect_parts: tuple[str, ...] = ("db",)  # backup parts the app's schedules make
     pitr: bool = False  # PITR is on: the pitr checks run (data from automation.tasks.pitr)
     deep: bool = False
 
