@@ -127,10 +127,24 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
         return st.run_checks(explicit_targets(app, options), timeout=timeout)
     from automation.stack import pulumi_adapter as pulumi_stack
 
+    explicit = [o for o in ("bucket", "health_url", "webhook_table") if options[o]]
+    if explicit:
+        flag = "--" + explicit[0].replace("_", "-")
+        raise UserInputError(f"{flag}: --stack reads it from the stack's ops; drop one of the two")
     target = pulumi_stack.open_stack(stack)
     if where == "cluster":
         return st.cluster_status(target, app, timeout=timeout, deep=options["deep"])
-    return st.app_status(target, app, timeout=timeout, deep=options["deep"])
+    check_database_url(options["database_url"])
+    return st.app_status(
+        target,
+        app,
+        timeout=timeout,
+        deep=options["deep"],
+        database_url=options["database_url"],
+        redis_url=options["redis_url"],
+        alertmanager_url=options["alertmanager_url"],
+        prometheus_url=options["prometheus_url"],
+    )
 
 
 def finish_operation(
@@ -160,6 +174,20 @@ def finish_operation(
         print_report(report)
     if report.failed:
         raise TaskFailed(st.failure_message(report, operation, stack))
+
+
+def watch_loop(report: Any, every: float, refresh: Callable[[], Any], as_json: bool) -> Any:
+    """Refresh every `every` seconds until Ctrl-C; returns the last complete report."""
+    try:
+        while True:
+            time.sleep(every)
+            fresh = refresh()
+            if not as_json:
+                typer.echo(f"\n--- {time.strftime('%H:%M:%S')} ---")
+            show(fresh, as_json)
+            report = fresh
+    except KeyboardInterrupt:
+        return report
 
 
 def show(report: Any, as_json: bool) -> None:
@@ -237,15 +265,10 @@ def status(
     options = dict(locals())
     report = collect(stack, app, timeout, where, options)
     show(report, json)
-    while watch is not None:
-        try:
-            time.sleep(watch)
-        except KeyboardInterrupt:
-            break
-        report = collect(stack, app, timeout, where, options)
-        if not json:
-            typer.echo(f"\n--- {time.strftime('%H:%M:%S')} ---")
-        show(report, json)
+    if watch is not None:
+        report = watch_loop(
+            report, watch, lambda: collect(stack, app, timeout, where, options), json
+        )
     if report.failed and not exit_zero:
         raise typer.Exit(1)
 

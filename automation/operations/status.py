@@ -188,12 +188,26 @@ def run_checks(targets: StatusTargets, *, timeout: float = 5.0) -> StatusReport:
 
 
 def app_status(
-    stack: StackOps, app: str, *, timeout: float = 5.0, deep: bool = False
+    stack: StackOps,
+    app: str,
+    *,
+    timeout: float = 5.0,
+    deep: bool = False,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    alertmanager_url: str | None = None,
+    prometheus_url: str | None = None,
 ) -> StatusReport:
-    """The stack form: targets from the app's `ops` output, plus the stack's own checks."""
+    """The stack form: targets from the app's `ops` output, plus the stack's own checks.
+
+    `database_url` / `redis_url` replace what `ops` says (e.g. a `kubectl port-forward`); the
+    monitoring URLs are not part of `ops`."""
     from automation.tasks.checks import stack as stack_checks
 
     targets = stack_checks.targets_from_stack(stack, app, deep=deep)
+    targets.database_url = database_url or targets.database_url
+    targets.redis_url = redis_url or targets.redis_url
+    targets.alertmanager_url, targets.prometheus_url = alertmanager_url, prometheus_url
     groups = [*groups_for(targets, timeout), *stack_checks.groups(stack, app, targets, timeout)]
     return run_groups(groups, timeout, app=app, stack=stack.name)
 

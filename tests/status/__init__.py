@@ -33,7 +33,7 @@ def by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 class HttpService:
     """A local HTTP server answering GET with `code` after `delay` seconds; `alerts` (a list) is
-    served as JSON on /api/v2/alerts (Alertmanager's API)."""
+    served as JSON on /api/v2/alerts (Alertmanager's API) and /api/v1/alerts (Prometheus')."""
 
     def __init__(self, code: int = 200, delay: float = 0.0) -> None:
         self.code, self.delay, self.alerts = code, delay, None
@@ -47,6 +47,9 @@ class HttpService:
                 body = b'{"status": "ok"}'
                 if self.path.startswith("/api/v2/alerts") and service.alerts is not None:
                     body = json.dumps(service.alerts).encode()
+                if self.path.startswith("/api/v1/alerts") and service.alerts is not None:
+                    data = {"status": "success", "data": {"alerts": service.alerts}}
+                    body = json.dumps(data).encode()
                 self.send_response(service.code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -170,6 +170,21 @@ def test_unknown_app_is_exit_2(stack: FakeStack) -> None:
     assert result.exit_code == 2 and "--app 'nope'" in result.stderr
 
 
+def test_stack_form_refuses_explicit_targets_but_takes_a_port_forward(
+    stack: FakeStack, qr_url: str
+) -> None:
+    result = run_status("--stack", "dev", "--app", "qr", "--bucket", "other")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --bucket: --stack reads it from the stack's ops; drop one of the two"
+    )
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["database"]["host"] = "db.qr.svc.cluster.local"  # not reachable here
+    stack.set_outputs(outputs)
+    code, report = stack_status("--database-url", qr_url)  # e.g. through a port-forward
+    assert code == 0 and by_name(report)["database"]["status"] == "pass"
+
+
 # --- --where cluster -----------------------------------------------------------------------------
 
 

@@ -444,12 +444,26 @@ def test_firing_alerts_grouped_by_priority(env: Env) -> None:
     assert check["next"] == "docs/runbook.md#alert-databasedown"
 
 
+def test_without_alertmanager_prometheus_firing_alerts_are_read(env: Env) -> None:
+    env.alertmanager.alerts = [
+        {"labels": {"alertname": "RedisDown", "priority": "P1", "app": "qr"}, "state": "firing"},
+        {"labels": {"alertname": "HighLatency", "priority": "P2", "app": "qr"}, "state": "pending"},
+    ]
+    code, report = status_json(
+        *env.args(**{"--alertmanager-url": ""}), "--prometheus-url", env.alertmanager.url("")
+    )
+    check = by_name(report)["alerts"]
+    assert code == 1 and check["detail"] == "1 firing: P1: RedisDown"
+    assert check["next"] == "docs/runbook.md#alert-redisdown"
+
+
 def test_alertmanager_unreachable_warns(env: Env) -> None:
     code, report = status_json(
         *env.args(**{"--alertmanager-url": f"http://127.0.0.1:{closed_port()}"})
     )
     check = by_name(report)["alerts"]
-    assert code == 0 and check["status"] == "warn" and "not reachable" in check["detail"]
+    assert code == 0 and check["status"] == "warn"
+    assert check["detail"].startswith("alerts not readable from http://127.0.0.1:")
 
 
 # --- input ---------------------------------------------------------------------------------------
