@@ -99,8 +99,8 @@ class StatusTargets:
     """Where one app's dependencies are, and what "healthy" means for it (explicit form)."""
 
     app: str
-    database_url: str | None = None
-    redis_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_url: str | None = field(default=None, repr=False)
     bucket: str | None = None
     prefix: str = "backups"
     s3_endpoint: str | None = None  # None: the standard AWS environment (AWS_ENDPOINT_URL)
@@ -202,13 +202,15 @@ def app_status(
 
     `database_url` / `redis_url` replace what `ops` says (e.g. a `kubectl port-forward`); the
     monitoring URLs are not part of `ops`."""
+    from automation.stack.protocol import app_ops
     from automation.tasks.checks import stack as stack_checks
 
-    targets = stack_checks.targets_from_stack(stack, app, deep=deep)
+    ops = app_ops(stack, app)  # read once: on a real stack every read is a Pulumi CLI call
+    targets = stack_checks.targets_from_ops(stack, app, ops, deep=deep)
     targets.database_url = database_url or targets.database_url
     targets.redis_url = redis_url or targets.redis_url
     targets.alertmanager_url, targets.prometheus_url = alertmanager_url, prometheus_url
-    groups = [*groups_for(targets, timeout), *stack_checks.groups(stack, app, targets, timeout)]
+    groups = [*groups_for(targets, timeout), *stack_checks.groups(stack, app, ops)]
     return run_groups(groups, timeout, app=app, stack=stack.name)
 
 

@@ -103,7 +103,13 @@ def pitr_enabled(stack: StackOps, app: str, ops: dict[str, Any]) -> bool:
 
 
 def targets_from_stack(stack: StackOps, app: str, *, deep: bool = False) -> StatusTargets:
-    ops = app_ops(stack, app)
+    return targets_from_ops(stack, app, app_ops(stack, app), deep=deep)
+
+
+def targets_from_ops(
+    stack: StackOps, app: str, ops: dict[str, Any], *, deep: bool = False
+) -> StatusTargets:
+    """What to check for `app`, from its `ops` and the stack's backup config."""
     backup = ops.get("backup") or {}
     intervals, drill, rto = schedules(stack)
     parts = ("db", "redis") + (("objects",) if ops.get("objects") else ())
@@ -128,17 +134,13 @@ def targets_from_stack(stack: StackOps, app: str, *, deep: bool = False) -> Stat
 # --- the stack checks ----------------------------------------------------------------------------
 
 
-def groups(stack: StackOps, app: str, targets: StatusTargets, timeout: float) -> list[Group]:
-    return [Group("stack", lambda: run(stack, app), NEXT_STACK)]
-
-
-def run(stack: StackOps, app: str) -> list[Check]:
-    ops = app_ops(stack, app)
+def groups(stack: StackOps, app: str, ops: dict[str, Any]) -> list[Group]:
+    """One group per stack check: each reads the stack at most once (a CLI call on a real one)."""
     return [
-        maintenance(stack, app, ops),
-        rotation(stack, app, ops),
-        cluster_job(stack),
-        lock(stack),
+        Group("stack:maintenance", lambda: [maintenance(stack, app, ops)], NEXT_STACK),
+        Group("stack:rotation", lambda: [rotation(stack, app, ops)], NEXT_STACK),
+        Group("stack:cluster-job", lambda: [cluster_job(stack)], NEXT_STACK),
+        Group("stack:lock", lambda: [lock(stack)], NEXT_STACK),
     ]
 
 
