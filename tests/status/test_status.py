@@ -495,3 +495,13 @@ def test_bad_input_exit_2_one_line(args: list[str], names: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0]
     assert result.stdout == ""
+
+
+def test_a_webhook_table_of_another_shape_warns(postgres: Postgres, env: Env) -> None:
+    url = postgres.create_database("other")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE webhook_logs (id bigserial PRIMARY KEY, state text)")
+    code, report = status_json(*env.args(**{"--database-url": url}))
+    check = by_name(report)["webhooks"]
+    assert code == 0 and check["status"] == "warn"
+    assert check["detail"].startswith("webhook_logs is not shaped as expected: column")
