@@ -47,7 +47,7 @@ def test_a_raising_group_fails_alone_and_a_hung_one_times_out_at_the_deadline() 
     report = run_groups(groups, 0.5, app="qr")
     elapsed = time.monotonic() - started
     release.set()
-    assert elapsed < 0.5 + 0.3
+    assert elapsed < 0.5 + 1.0  # the deadline, not the 30 s the hung group would take
     assert [c.to_json() for c in report.checks] == [
         {"name": "ok", "status": "pass", "detail": "fine", "next": None},
         {"name": "boom", "status": "fail", "detail": "connection reset by peer",
