@@ -133,7 +133,15 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
         raise UserInputError(f"{flag}: --stack reads it from the stack's ops; drop one of the two")
     target = pulumi_stack.open_stack(stack)
     if where == "cluster":
-        return st.cluster_status(target, app, timeout=timeout, deep=options["deep"])
+        monitoring = [
+            arg
+            for flag in ("alertmanager_url", "prometheus_url")
+            if options[flag]
+            for arg in ("--" + flag.replace("_", "-"), options[flag])
+        ]
+        return st.cluster_status(
+            target, app, timeout=timeout, deep=options["deep"], monitoring=monitoring
+        )
     check_database_url(options["database_url"])
     return st.app_status(
         target,

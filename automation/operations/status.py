@@ -220,12 +220,18 @@ def status_command(stack: StackOps, app: str) -> str:
 
 
 def cluster_status(
-    stack: StackOps, app: str, *, timeout: float = 5.0, deep: bool = False
+    stack: StackOps,
+    app: str,
+    *,
+    timeout: float = 5.0,
+    deep: bool = False,
+    monitoring: Sequence[str] = (),
 ) -> StatusReport:
     """`--where cluster`: the same checks run inside the cluster as a Job; its JSON report back.
 
     The Job runs the explicit form (`cluster_args`) and always exits 0 (`--exit-zero`), so that a
-    FAIL check still brings back its complete report.
+    FAIL check still brings back its complete report. `monitoring`: extra arguments for it
+    (`--alertmanager-url URL`, `--prometheus-url URL`, as the cluster sees them).
     """
     from automation.console import stderr
     from automation.operations.cluster_job import run_in_cluster
@@ -233,7 +239,7 @@ def cluster_status(
     def say(line: str) -> None:
         stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
-    args = cluster_args(stack, app, timeout=timeout, deep=deep)
+    args = [*cluster_args(stack, app, timeout=timeout, deep=deep), *monitoring]
     report = StatusReport.from_json(run_in_cluster(stack, app, "status", args, say))
     report.stack = stack.name
     return report

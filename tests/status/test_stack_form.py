@@ -207,15 +207,23 @@ def test_where_cluster_runs_the_checks_as_a_job_and_reports_the_same_json(
 
     stack.on_up = ProgramModel(job_runner=job)
     _, local = stack_status()
-    code, report = stack_status("--where", "cluster")
+    alertmanager = HttpService()
+    alertmanager.alerts = []
+    try:
+        code, report = stack_status(
+            "--where", "cluster", "--alertmanager-url", alertmanager.url("")
+        )
+    finally:
+        alertmanager.close()
     [request] = requests
+    assert request["args"][-2:] == ["--alertmanager-url", alertmanager.url("")]
     assert request["task"] == "status" and "--exit-zero" in request["args"]
     assert redis_server.password not in json.dumps(request)
     assert "--database-url" not in request["args"]  # credentials come from the Job's env
     assert code == 0 and report["stack"] == "dev"
     cluster_checks = {c["name"]: c["status"] for c in report["checks"]}
     local_checks = {c["name"]: c["status"] for c in local["checks"] if "stack:" not in c["name"]}
-    assert cluster_checks == local_checks
+    assert cluster_checks == {**local_checks, "alerts": "pass"}
     assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
 
 
