@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 
 from components.catalog.spec import AppSpec
-from components.config import Settings
+from components.config import Settings, cron_interval_seconds
 from components.datastore import Datastore
 from components.object_store import MinioStore, S3Bucket
 from components.workload import Workload
@@ -51,7 +51,8 @@ def build_ops(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, A
             "password": parts.secrets["redis-password"].current,
         },
         "objects": _objects(spec, parts),
-        "backup": parts.backup,
+        "backup": {**parts.backup, "schedules": _schedules(settings)},
+        "health": _health(spec, settings, parts),
         "webhook": _webhook(spec, settings, parts),
         "writers": list(spec.writers),
         "replicas": {w: parts.workloads[w].configured_replicas for w in spec.writers},
@@ -86,6 +87,35 @@ def _objects(spec: AppSpec, parts: OpsParts) -> dict[str, Any] | None:
         "bucket": parts.objects_bucket.bucket if parts.objects_bucket else spec.objects.bucket,
         "endpoint": parts.minio.endpoint if parts.minio else None,
     }
+
+
+def _schedules(settings: Settings) -> dict[str, Any]:
+    """How often each backup part and the drill run, and the RTO: what `status` holds them to."""
+    backup = settings.backup
+    return {
+        "intervals": {
+            "db": cron_interval_seconds(backup.schedule),
+            "redis": cron_interval_seconds(backup.redis_schedule),
+            "objects": cron_interval_seconds(backup.objects_schedule),
+        },
+        "drillSeconds": cron_interval_seconds(backup.drill_schedule),
+        "rtoSeconds": backup.rto_minutes * 60,
+    }
+
+
+def _health(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, str]:
+    """Each service's health endpoint as `status` reaches it: the Service's in-cluster name on
+    Kubernetes (`status --where cluster`), the published port on the dev host."""
+    urls = {}
+    for svc in spec.services:
+        if svc.dev_only:
+            continue
+        if settings.target == "kubernetes":
+            port = svc.service_port or svc.port
+            urls[svc.name] = f"http://{svc.name}.{parts.namespace}.svc:{port}{svc.health_path}"
+        elif svc.dev_publish:
+            urls[svc.name] = f"http://127.0.0.1:{svc.dev_publish[0]}{svc.health_path}"
+    return urls
 
 
 def _webhook(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, Any] | None:

@@ -35,11 +35,18 @@ class ObjectsOps(TypedDict):
     endpoint: str | None
 
 
+class BackupSchedules(TypedDict):
+    intervals: dict[str, int]  # part (db, redis, objects) -> seconds between runs
+    drillSeconds: int  # between restore drills
+    rtoSeconds: int  # the drill's restore time must stay under it
+
+
 class BackupOps(TypedDict):
     bucket: str
     prefix: str
     endpoint: str | None  # dev: MinIO; prod: None (AWS S3)
     region: str
+    schedules: BackupSchedules
 
 
 class WebhookOps(TypedDict):
@@ -94,6 +101,7 @@ class AppOps(TypedDict):
     secrets: dict[str, SecretOps]
     maintenance: bool
     runnerImage: str
+    health: dict[str, str]  # service -> health endpoint URL (in-cluster on Kubernetes)
     deploy: DeployOps
 
 

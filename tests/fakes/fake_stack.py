@@ -78,6 +78,7 @@ class FakeStack:
         self.on_up = on_up
         self.up_error = up_error or _default_up_error
         self.up_lines = list(up_lines)
+        self.update_in_progress: str | None = None  # what `current_update()` reports
 
     # --- StackOps -------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
@@ -131,6 +132,10 @@ class FakeStack:
             if new_outputs is not None:
                 self._outputs = copy.deepcopy(new_outputs)
         return UpResult(result="succeeded", outputs=self.outputs())
+
+    def current_update(self) -> str | None:
+        """Like `PulumiStack.current_update`: the update holding the stack lock, if any."""
+        return self.update_in_progress
 
     # --- test helpers ---------------------------------------------------------------------------
     def note(self, event: str) -> None:
@@ -278,7 +283,9 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
             "prefix": "backups",
             "endpoint": f"http://127.0.0.1:{minio_port}" if dev else None,
             "region": "us-east-1",
+            "schedules": copy.deepcopy(SAMPLE_SCHEDULES),
         },
+        "health": _sample_health(app, dev),
         "webhook": _sample_webhook(app, dev, data["webhook"]),
         "writers": list(data["writers"]),
         "replicas": {w: counts[0 if dev else 1] for w, counts in data["writers"].items()},
@@ -289,6 +296,26 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
     }
     ops.update(overrides)
     return ops
+
+
+# The backup defaults both committed stack files use (components.config.BackupSettings).
+SAMPLE_SCHEDULES = {
+    "intervals": {"db": 86_400, "redis": 21_600, "objects": 43_200},
+    "drillSeconds": 7 * 86_400,
+    "rtoSeconds": 3_600,
+}
+# service -> (port the Service listens on, health path); dev publishes the same port on the host
+_HEALTH = {
+    "qr": {"api": (8000, "/health"), "web": (3000, "/"), "admin": (3001, "/")},
+    "quickbite": {"backend": (8080, "/actuator/health"), "frontend": (80, "/")},
+}
+
+
+def _sample_health(app: str, dev: bool) -> dict[str, str]:
+    return {
+        svc: f"http://127.0.0.1:{port}{path}" if dev else f"http://{svc}.{app}.svc:{port}{path}"
+        for svc, (port, path) in _HEALTH[app].items()
+    }
 
 
 def _sample_objects(

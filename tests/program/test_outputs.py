@@ -11,7 +11,7 @@ from contract import ops as ops_types
 
 FIELDS = {
     "app", "stack", "target", "namespace", "network", "database", "cache", "objects", "backup",
-    "webhook", "writers", "replicas", "secrets", "maintenance", "runnerImage", "deploy",
+    "webhook", "writers", "replicas", "secrets", "maintenance", "runnerImage", "deploy", "health",
 }  # fmt: skip
 
 
@@ -25,7 +25,7 @@ def test_both_stacks_export_the_contract_for_both_apps(stack: str, dev, prod) ->
         db = contract["database"]
         assert {"host", "port", "name", "user", "password", "serverMajor", "migrations"} <= set(db)
         assert db["serverMajor"] == 16
-        assert set(contract["backup"]) == {"bucket", "prefix", "endpoint", "region"}
+        assert set(contract["backup"]) == {"bucket", "prefix", "endpoint", "region", "schedules"}
         assert contract["webhook"]["signing"] in ("stripe", "hmac-sha256")
         assert contract["stack"] == stack
 
@@ -71,7 +71,15 @@ def test_contract_values(dev, prod) -> None:
     assert qb_prod["backup"] == {
         "bucket": "opsplane-prod-backups-quickbite", "prefix": "backups", "endpoint": None,
         "region": "us-east-1",
+        "schedules": {
+            "intervals": {"db": 86_400, "redis": 21_600, "objects": 43_200},
+            "drillSeconds": 604_800, "rtoSeconds": 3_600,
+        },
     }  # fmt: skip
+    assert qb_prod["health"] == {
+        "backend": "http://backend.quickbite.svc:8080/actuator/health",
+        "frontend": "http://frontend.quickbite.svc:80/",
+    }
     assert qb_prod["secrets"]["jwt-secret"]["workloads"] == ["backend"]
     assert qb_prod["secrets"]["payment-webhook-secret"]["configKey"] == (
         "opsplane:externalSecrets.quickbite.paymentWebhookSecret"

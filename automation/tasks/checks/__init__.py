@@ -1,4 +1,4 @@
-"""The individual checks of `status` (automation/operations/status.py runs them).
+"""The checks of `status`, and `run_checks`, the explicit form that runs them.
 
 One module per dependency: database, redis, backups, health, webhooks, alerts, stack. Each exposes
 `group(targets, timeout)` (or several) returning a `Group` whose `run()` gives that dependency's
@@ -7,10 +7,7 @@ checks; a module imports its client library (psycopg, redis, boto3) only inside 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from automation.operations.status import Group, StatusTargets
+from automation.tasks.checks.model import Group, StatusReport, StatusTargets, run_groups
 
 
 def groups(targets: StatusTargets, timeout: float) -> list[Group]:
@@ -28,6 +25,11 @@ def groups(targets: StatusTargets, timeout: float) -> list[Group]:
         found.append(backups.pitr_group(targets, timeout))
     if targets.database_url and targets.webhook_table:
         found.append(webhooks.group(targets, timeout))
-    if targets.alertmanager_url:
+    if targets.alertmanager_url or targets.prometheus_url:
         found.append(alerts.group(targets, timeout))
     return found
+
+
+def run_checks(targets: StatusTargets, *, timeout: float = 5.0) -> StatusReport:
+    """The explicit form: every check `targets` names, concurrently, each within `timeout`."""
+    return run_groups(groups(targets, timeout), timeout, app=targets.app)

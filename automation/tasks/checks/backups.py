@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from automation.operations.status import RUNBOOK, Check, Group
+from automation.tasks.checks.model import RUNBOOK, Check, Group, Level
 from contract import backup_layout as bf
 
 if TYPE_CHECKING:
-    from automation.operations.status import StatusTargets
+    from automation.tasks.checks.model import StatusTargets
 
 NEXT_MISSING = f"{RUNBOOK}#alert-backupmissing"
 NEXT_DRILL = f"{RUNBOOK}#alert-restoredrillfailed"
@@ -26,7 +26,6 @@ NEXT_PITR = f"{RUNBOOK}#status-pitr"
 WARN_FACTOR, FAIL_FACTOR = 1.1, 2.0
 DRILL_LOOKBACK = 12  # newest database parts searched for a drill verdict
 PARTS = ("db", "redis", "objects")
-TAG_VERIFIED_SECONDS = getattr(bf, "TAG_VERIFIED_SECONDS", "verified-seconds")
 
 
 def group(targets: StatusTargets, timeout: float) -> Group:
@@ -62,7 +61,10 @@ def complete_runs(keys: list[str]) -> dict[str, dict[str, str]]:
 
 
 def age_seconds(run_id: str, now: datetime) -> float:
-    return (now - datetime.strptime(run_id, bf.RUN_ID_FORMAT).replace(tzinfo=UTC)).total_seconds()
+    started = bf.run_time(run_id)
+    if started is None:
+        raise ValueError(f"{run_id!r} is not a run id")
+    return (now - started).total_seconds()
 
 
 def judge_age(name: str, age: float, interval: float, what: str, next_step: str) -> Check:
@@ -95,6 +97,7 @@ def run(targets: StatusTargets, timeout: float, now: datetime | None = None) -> 
     from automation.tasks.io import s3io
 
     client = client_for(targets, timeout)
+    assert targets.bucket is not None  # the group is declared only with a bucket
     prefix = bf.run_prefix(targets.prefix, targets.app, "x")[:-2]  # "{prefix}/{app}/"
     keys = [obj["Key"] for obj in s3io.list_keys(client, targets.bucket, prefix)]
     runs = complete_runs(keys)
@@ -115,10 +118,14 @@ def part_check(
 ) -> Check:
     name = f"backup:{part}"
     interval = targets.intervals.get(part, targets.intervals.get("db", 86_400.0))
-    newest = max((run_id for run_id, parts in runs.items() if part in parts), default=None)
+    newest = max(
+        (run_id for run_id, parts in runs.items() if part in parts),
+        key=bf.run_sort_key,
+        default=None,
+    )
     if newest is None:
         where = f"s3://{targets.bucket}/{targets.prefix.strip('/')}/{targets.app}/"
-        level = "fail" if part == "db" else "warn"
+        level: Level = "fail" if part == "db" else "warn"
         return Check(name, level, f"no complete backup of {part} under {where}", NEXT_MISSING)
     age = age_seconds(newest, now)
     return judge_age(name, age, interval, f"newest run {newest},", NEXT_MISSING)
@@ -130,7 +137,9 @@ def drill_check(
     """The newest drill verdict among the newest database parts."""
     from automation.tasks.io import s3io
 
-    db_keys = [runs[r]["db"] for r in sorted(runs, reverse=True) if "db" in runs[r]]
+    assert targets.bucket is not None  # the group is declared only with a bucket
+    newest_first = sorted(runs, key=bf.run_sort_key, reverse=True)
+    db_keys = [runs[r]["db"] for r in newest_first if "db" in runs[r]]
     for key in db_keys[:DRILL_LOOKBACK]:
         tags = s3io.get_tags(client, targets.bucket, key)
         if tags.get(bf.TAG_VERIFIED):
@@ -150,7 +159,7 @@ def judge_drill(targets: StatusTargets, key: str, tags: dict[str, str], now: dat
         return Check(
             "backup:drill", "fail", f"drill of run {run_id} {verdict} (at {at})", NEXT_DRILL
         )
-    seconds = _float(tags.get(TAG_VERIFIED_SECONDS))
+    seconds = _float(tags.get(bf.TAG_VERIFIED_SECONDS))
     took = f", restored in {seconds:.1f} s (RTO {targets.rto_seconds:.0f} s)" if seconds else ""
     if seconds and seconds > targets.rto_seconds:
         return Check("backup:drill", "warn", f"drill of run {run_id} ok{took}: over RTO", NEXT_RTO)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from automation.operations.status import RUNBOOK, Check, Group
+from automation.tasks.checks.model import RUNBOOK, Check, Group
 
 if TYPE_CHECKING:
-    from automation.operations.status import StatusTargets
+    from automation.tasks.checks.model import StatusTargets
 
 NEXT_DOWN = f"{RUNBOOK}#alert-databasedown"
 NEXT_POOL = f"{RUNBOOK}#alert-databaseconnectionpoolexhausted"

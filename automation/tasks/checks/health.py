@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from automation.operations.status import RUNBOOK, Check, Group
+from automation.tasks.checks.model import RUNBOOK, Check, Group
 
 SLOW_SECONDS = 1.0
 NEXT = f"{RUNBOOK}#alert-backenddown"
@@ -20,14 +20,18 @@ def probe(check: str, url: str, timeout: float) -> Check:
     import urllib.error
     import urllib.request
 
+    if not url.startswith(("http://", "https://")):
+        return Check(check, "fail", f"{url}: not an http(s) URL", NEXT)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only)
             code = response.status
     except urllib.error.HTTPError as exc:
         code = exc.code
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            reason = f"timed out after {timeout:g} s"
         return Check(check, "fail", f"{url}: {_one_line(reason)}", NEXT)
     elapsed = time.monotonic() - started
     measured = f"{url}: HTTP {code} in {elapsed * 1000:.0f} ms"

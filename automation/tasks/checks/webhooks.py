@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from automation.operations.status import RUNBOOK, Check, Group
+from automation.tasks.checks.model import RUNBOOK, Check, Group
 
 if TYPE_CHECKING:
-    from automation.operations.status import StatusTargets
+    from automation.tasks.checks.model import StatusTargets
 
 NEXT = f"{RUNBOOK}#webhook-replay"
 LEDGER_TABLE = "opsplane_webhook_replay_ledger"  # = automation.tasks.replay.ledger.LEDGER_TABLE
@@ -22,9 +22,10 @@ def group(targets: StatusTargets, timeout: float, next_step: str = NEXT) -> Grou
 
 
 def run(targets: StatusTargets, timeout: float, next_step: str = NEXT) -> Check:
+    import psycopg
     from psycopg import sql
 
-    from automation.tasks.checks.database import connect
+    from automation.tasks.checks.database import connect, first_line
 
     assert targets.database_url and targets.webhook_table
     schema, _, name = targets.webhook_table.rpartition(".")
@@ -41,7 +42,11 @@ def run(targets: StatusTargets, timeout: float, next_step: str = NEXT) -> Check:
                 " AND NOT EXISTS (SELECT 1 FROM {ledger} l WHERE l.event_id = w.event_id::text "
                 "AND l.state = 'delivered')"
             ).format(ledger=sql.Identifier(LEDGER_TABLE))
-        count, oldest = conn.execute(query, (FAILED_STATUS,)).fetchone()
+        try:
+            count, oldest = conn.execute(query, (FAILED_STATUS,)).fetchone()
+        except psycopg.errors.UndefinedColumn as exc:
+            detail = f"{targets.webhook_table} is not shaped as expected: {first_line(exc)}"
+            return Check("webhooks", "warn", detail, next_step)
     if count:
         detail = f"{count} failed event(s) not yet delivered (oldest {oldest})"
         return Check("webhooks", "warn", detail, next_step)

@@ -1,18 +1,20 @@
 """The stack form of `status`: targets from the app's `ops` output, and the `stack…` checks
 (maintenance on, a rotation pending, a cluster Job left requested, the update holding the lock).
 
-Health URLs come from the catalog (each service's health path and port): in-cluster DNS names on
-a Kubernetes stack (reachable from inside the cluster: `status --where cluster`), and the ports the
-dev stack publishes on 127.0.0.1.
+Everything comes from the app's `ops` output (contract/ops.py): the health URLs the program
+exports (`ops.health`: in-cluster Service names on a Kubernetes stack, reachable from inside the
+cluster with `status --where cluster`; the ports the dev stack publishes on 127.0.0.1) and the
+backup schedules as deployed (`ops.backup.schedules`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from automation.operations.status import (
+from automation.stack.protocol import StackOps, app_ops
+from automation.tasks.checks.model import (
     DEFAULT_DRILL_INTERVAL,
     DEFAULT_INTERVALS,
     DEFAULT_RTO_SECONDS,
@@ -21,23 +23,24 @@ from automation.operations.status import (
     Group,
     StatusTargets,
 )
-from automation.stack.protocol import StackOps, app_ops
 
-if TYPE_CHECKING:
-    from components.catalog.spec import ServiceSpec
-
-BACKUP_KEY = "opsplane:backup"
 NEXT_STACK = f"{RUNBOOK}#status-stack"
 
 
 def database_url(ops: dict[str, Any]) -> str | None:
+    """A libpq conninfo for the app's database (a host name, an address or a socket directory)."""
+    from psycopg.conninfo import make_conninfo
+
     db = ops.get("database") or {}
     if not db.get("host"):
         return None
-    auth = quote(str(db.get("user") or ""), safe="")
-    if db.get("password"):
-        auth += ":" + quote(str(db["password"]), safe="")
-    return f"postgresql://{auth}@{db['host']}:{db.get('port') or 5432}/{db.get('name') or ''}"
+    return make_conninfo(
+        host=str(db["host"]),
+        port=str(db.get("port") or 5432),
+        dbname=str(db.get("name") or ""),
+        user=str(db.get("user") or ""),
+        password=str(db.get("password") or ""),
+    )
 
 
 def redis_url(ops: dict[str, Any]) -> str | None:
@@ -48,42 +51,19 @@ def redis_url(ops: dict[str, Any]) -> str | None:
     return f"redis://{auth}{cache['host']}:{cache.get('port') or 6379}"
 
 
-def health_url(ops: dict[str, Any], service: ServiceSpec) -> str | None:
-    """Where `service`'s health endpoint answers from where status runs (None: not reachable)."""
-    if ops.get("target") == "kubernetes":
-        port = service.service_port or service.port
-        return f"http://{service.name}.{ops.get('namespace')}.svc:{port}{service.health_path}"
-    if service.dev_publish:
-        return f"http://127.0.0.1:{service.dev_publish[0]}{service.health_path}"
-    return None
+def health_urls(ops: dict[str, Any]) -> dict[str, str]:
+    """`ops.health`: {service: URL of its health endpoint, as reachable where status runs}."""
+    exported = ops.get("health") or {}
+    return {str(k): str(v) for k, v in exported.items() if v}
 
 
-def health_urls(app: str, ops: dict[str, Any]) -> dict[str, str]:
-    from components.catalog import CATALOG
-
-    spec = CATALOG.get(app)
-    if spec is None:
-        return {}
-    urls = {s.name: health_url(ops, s) for s in spec.services if not s.dev_only}
-    return {name: url for name, url in urls.items() if url}
-
-
-def schedules(stack: StackOps) -> tuple[dict[str, float], float, float]:
-    """Backup intervals per part, drill interval and RTO (seconds) from `opsplane:backup`."""
-    from components.config import BackupSettings, cron_interval_seconds
-
-    raw = stack.get_config(BACKUP_KEY)
-    try:
-        settings = BackupSettings.model_validate(json.loads(raw) if raw else {})
-    except ValueError:
-        return dict(DEFAULT_INTERVALS), DEFAULT_DRILL_INTERVAL, DEFAULT_RTO_SECONDS
-    intervals = {
-        "db": float(cron_interval_seconds(settings.schedule)),
-        "redis": float(cron_interval_seconds(settings.redis_schedule)),
-        "objects": float(cron_interval_seconds(settings.objects_schedule)),
-    }
-    rto = float(getattr(settings, "rto_minutes", DEFAULT_RTO_SECONDS / 60)) * 60
-    return intervals, float(cron_interval_seconds(settings.drill_schedule)), rto
+def schedules(ops: dict[str, Any]) -> tuple[dict[str, float], float, float]:
+    """Backup intervals per part, drill interval and RTO (seconds) as the stack deployed them."""
+    deployed = (ops.get("backup") or {}).get("schedules") or {}
+    intervals = {**DEFAULT_INTERVALS, **(deployed.get("intervals") or {})}
+    drill = float(deployed.get("drillSeconds") or DEFAULT_DRILL_INTERVAL)
+    rto = float(deployed.get("rtoSeconds") or DEFAULT_RTO_SECONDS)
+    return {k: float(v) for k, v in intervals.items()}, drill, rto
 
 
 def pitr_enabled(stack: StackOps, app: str, ops: dict[str, Any]) -> bool:
@@ -93,9 +73,15 @@ def pitr_enabled(stack: StackOps, app: str, ops: dict[str, Any]) -> bool:
 
 
 def targets_from_stack(stack: StackOps, app: str, *, deep: bool = False) -> StatusTargets:
-    ops = app_ops(stack, app)
+    return targets_from_ops(stack, app, app_ops(stack, app), deep=deep)
+
+
+def targets_from_ops(
+    stack: StackOps, app: str, ops: dict[str, Any], *, deep: bool = False
+) -> StatusTargets:
+    """What to check for `app`, from its `ops` and the stack's backup config."""
     backup = ops.get("backup") or {}
-    intervals, drill, rto = schedules(stack)
+    intervals, drill, rto = schedules(ops)
     parts = ("db", "redis") + (("objects",) if ops.get("objects") else ())
     return StatusTargets(
         app=app,
@@ -104,7 +90,7 @@ def targets_from_stack(stack: StackOps, app: str, *, deep: bool = False) -> Stat
         bucket=backup.get("bucket"),
         prefix=backup.get("prefix") or "backups",
         s3_endpoint=backup.get("endpoint"),
-        health=health_urls(app, ops),
+        health=health_urls(ops),
         intervals=intervals,
         drill_interval=drill,
         rto_seconds=rto,
@@ -118,17 +104,13 @@ def targets_from_stack(stack: StackOps, app: str, *, deep: bool = False) -> Stat
 # --- the stack checks ----------------------------------------------------------------------------
 
 
-def groups(stack: StackOps, app: str, targets: StatusTargets, timeout: float) -> list[Group]:
-    return [Group("stack", lambda: run(stack, app), NEXT_STACK)]
-
-
-def run(stack: StackOps, app: str) -> list[Check]:
-    ops = app_ops(stack, app)
+def groups(stack: StackOps, app: str, ops: dict[str, Any]) -> list[Group]:
+    """One group per stack check: each reads the stack at most once (a CLI call on a real one)."""
     return [
-        maintenance(stack, app, ops),
-        rotation(stack, app, ops),
-        cluster_job(stack),
-        lock(stack),
+        Group("stack:maintenance", lambda: [maintenance(stack, app, ops)], NEXT_STACK),
+        Group("stack:rotation", lambda: [rotation(stack, app, ops)], NEXT_STACK),
+        Group("stack:cluster-job", lambda: [cluster_job(stack)], NEXT_STACK),
+        Group("stack:lock", lambda: [lock(stack)], NEXT_STACK),
     ]
 
 
@@ -156,7 +138,8 @@ def rotation(stack: StackOps, app: str, ops: dict[str, Any]) -> Check:
 
 
 def cluster_job(stack: StackOps) -> Check:
-    from automation.operations.cluster_job import CLUSTER_JOB_KEY, cleanup_commands
+    from automation.operations.cluster_job import cleanup_commands
+    from contract.cluster_job import CLUSTER_JOB_KEY
 
     pending = stack.get_config(CLUSTER_JOB_KEY)
     if not pending:
