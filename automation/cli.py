@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from automation import commands
+from automation.console import install_signal_handlers
 
 HELP = "opsplane: the runbooks' operations as commands (backup, restore, replay, rotate, ...)."
 
@@ -63,4 +64,5 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    install_signal_handlers()  # SIGTERM gets the same cleanup as Ctrl-C
     build_app(sys.argv[1] if len(sys.argv) > 1 else None)()

@@ -19,7 +19,7 @@ from automation.console import emit_json, handle_errors, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.tasks.backup import DEFAULT_GZIP_LEVEL, BackupOptions, run_backup
 from automation.tasks.backups import list_backups, pin
-from automation.tasks.io import pgtools, s3io
+from automation.tasks.io import pgtools, s3io, urls
 from automation.tasks.verify import VerifyReport, push_verify_result, verify_backup
 from contract import backup_layout as bf
 
@@ -102,6 +102,7 @@ def backup(
     json: Json = False,
 ) -> None:
     """Back up the database (and Redis, the app's bucket) as one run; prints the manifest key."""
+    check_inputs(bucket, database_url, redis_url, objects_bucket, pushgateway)
     options = BackupOptions(
         bucket=bucket,
         database_url=database_url,
@@ -130,6 +131,7 @@ def list_command(
     json: Json = False,
 ) -> None:
     """Backups, newest first: time, size, format, parts and verification state."""
+    check_inputs(bucket)
     runs = list_backups(s3io.s3_client(), bucket, prefix, app)
     if json:
         emit_json([vars(r) for r in runs])
@@ -161,6 +163,7 @@ def pin_command(
     json: Json = False,
 ) -> None:
     """Keep a backup past retention (retention=pinned), or --unpin it."""
+    check_inputs(bucket)
     keys = pin(s3io.s3_client(), bucket, key, pinned=not unpin)
     value = bf.RETENTION_STANDARD if unpin else bf.RETENTION_PINNED
     if json:
@@ -186,6 +189,7 @@ def verify_command(
     """Restore drill: checksum, restore into a throwaway database, check, drop, tag the result."""
     if (key is None) == (not latest):
         raise UserInputError("pass exactly one of --key KEY or --latest")
+    check_inputs(bucket, database_url, pushgateway=pushgateway)
     try:
         report = verify_backup(database_url, bucket, prefix, key, app, report_progress=say)
     except OpsError:
@@ -204,6 +208,26 @@ def verify_command(
         failed = next((c for c in report.checks if not c.ok), None)
         reason = f"{failed.name}: {failed.detail}" if failed else "no check ran"
         raise TaskFailed(f"backup s3://{bucket}/{report.key} did NOT verify: {reason}")
+
+
+def check_inputs(
+    bucket: str,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    objects_bucket: str | None = None,
+    pushgateway: str | None = None,
+) -> None:
+    """Every URL, bucket name and the S3 endpoint, checked before any work (bad one: exit 2)."""
+    urls.bucket_name(bucket)
+    if database_url is not None:
+        pgtools.parse_url(database_url)
+    if redis_url is not None:
+        urls.redis_url(redis_url)
+    if objects_bucket is not None:
+        urls.bucket_name(objects_bucket, "--objects-bucket")
+    if pushgateway is not None:
+        urls.http_url(pushgateway, "--pushgateway", "http://pushgateway:9091")
+    urls.s3_endpoint()
 
 
 def print_report(report: VerifyReport) -> None:

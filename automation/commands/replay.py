@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
+from automation.tasks.io import pgtools
 from automation.tasks.replay import run as rr
 from automation.tasks.replay.delivery import DEFAULT_CONCURRENCY, DeliveryConfig
 from automation.tasks.replay.ledger import Outcome
@@ -154,6 +156,8 @@ def target_from_options(
             raise UserInputError(
                 f"--from-db-env {from_db_env}: environment variable is unset or empty"
             )
+    if from_db:
+        pgtools.parse_url(from_db, f"--from-db-env {from_db_env}" if from_db_env else "--from-db")
     source = rr.Source(file=from_file) if from_file else rr.Source(db_url=from_db, columns=columns)
     return Target(
         url=rr.check_url(str(url)),
@@ -172,10 +176,18 @@ def build_filters(
         raise UserInputError("--status applies to --from-db only: an export has no delivery status")
     if status is None:
         status = None if from_file else "failed"
+    now = datetime.now(UTC)  # one clock for both ends: `--since 3d --until 2d` is exact
+    start = parse_time("--since", since, now) if since else None
+    end = parse_time("--until", until, now) if until else None
+    if start and end and start >= end:
+        raise UserInputError(
+            f"--since {since} --until {until}: the window is empty (since must be before until); "
+            f"did you mean --since {until} --until {since}?"
+        )
     return Filters(
         status=None if status == "any" else status,
-        since=parse_time("--since", since) if since else None,
-        until=parse_time("--until", until) if until else None,
+        since=start,
+        until=end,
         types=tuple(types),
         ids=tuple(ids),
     )

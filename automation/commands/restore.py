@@ -29,7 +29,7 @@ from automation.console import confirm, emit_json, handle_errors, progress, stde
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
 from automation.tasks import restore as task
-from automation.tasks.io import pgtools
+from automation.tasks.io import pgtools, urls
 from automation.tasks.io.s3io import s3_client
 from contract import backup_layout as bf
 
@@ -120,6 +120,7 @@ def restore(
     Verifies every part of the backup first; a bad one is refused and nothing changes. A restore
     that fails or is killed at any point leaves the live database as it was.
     """
+    check_inputs(database_url, bucket, objects_bucket, where)
     if stack is not None:
         if database_url or key or latest or objects_bucket:
             raise UserInputError(
@@ -131,6 +132,8 @@ def restore(
         options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs)
         run_stack_form(options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json)
         return
+    if where != "local":
+        raise UserInputError(f"--where {where}: needs the stack form (--stack STACK --app APP)")
     if cleanup:
         if database_url is None:
             raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
@@ -202,6 +205,19 @@ def redis_dir_missing(component: str) -> UserInputError:
         f"--component {component} needs --redis-data-dir DIR: the stopped Redis' data "
         "directory (its volume's mount point)"
     )
+
+
+def check_inputs(url: str | None, bucket: str | None, objects: str | None, where: str) -> None:
+    """Every URL, bucket name, --where and the S3 endpoint, before any work (bad one: exit 2)."""
+    if where not in WHERE:
+        raise UserInputError(f"--where {where!r}: use local or cluster (stack form only)")
+    if url is not None:
+        pgtools.parse_url(url)
+    if bucket:
+        urls.bucket_name(bucket)
+    if objects:
+        urls.bucket_name(objects, "--objects-bucket")
+    urls.s3_endpoint()
 
 
 @dataclass(frozen=True)

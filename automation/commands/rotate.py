@@ -85,6 +85,10 @@ def rotate(
     ] = False,
 ) -> None:
     """Rotate one secret of APP: new value, database first (db-password), then the pods roll."""
+    if database_url is not None:
+        from automation.tasks.io import pgtools
+
+        pgtools.parse_url(database_url)  # a malformed URL is exit 2 before the stack is opened
     target = pulumi_stack.open_stack(stack)
     if list_:
         _show_list(target, app, json)

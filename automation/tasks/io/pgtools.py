@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import TaskFailed, UserInputError, redact
+from automation.tasks.io.urls import POSTGRES_EXAMPLE, shown
 
 PG_BIN_ENV = "OPSPLANE_PG_BIN"
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)")
@@ -47,15 +48,27 @@ _LIBPQ_ENV = {
 }
 
 
-def parse_url(url: str) -> dict[str, str]:
-    """libpq keywords of a `postgresql://` URL or `key=value` conninfo; bad input is one line."""
+def parse_url(url: str, option: str = "--database-url") -> dict[str, str]:
+    """libpq keywords of a `postgresql://` URL or `key=value` conninfo; bad input is one line
+    (exit 2) naming `option`, with the password redacted."""
+
+    def bad(why: str) -> UserInputError:
+        return UserInputError(f"{option} {shown(url)}: {why}; use {POSTGRES_EXAMPLE}")
+
+    if not url.strip() or not url.isprintable():
+        raise bad("empty or contains control characters")
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() not in ("postgresql", "postgres"):
+        raise bad(f"scheme {scheme!r} is not postgresql://")
+    if not sep and "=" not in url:
+        raise bad("not a PostgreSQL URL")
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise UserInputError(
-            f"--database-url: not a PostgreSQL URL ({first_line(exc)}); "
-            "use postgresql://user:password@host:5432/dbname"
-        ) from None
+        raise bad(f"not a PostgreSQL URL ({redact(first_line(exc))})") from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise bad(f"port {port!r} is not a number from 1 to 65535")
     return {key: str(value) for key, value in params.items() if value is not None}
 
 

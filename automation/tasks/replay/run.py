@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from automation.errors import UserInputError
+from automation.tasks.io.urls import http_url
 from automation.tasks.replay.delivery import DeliveryConfig, deliver_all
 from automation.tasks.replay.ledger import DELIVERED, SENDING, DbLedger, FileLedger, Ledger, Outcome
 from automation.tasks.replay.ratelimit import Rate, RateLimiter
@@ -79,12 +79,7 @@ def secret_from_env(var: str) -> str:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserInputError(
-            f"--webhook-url {url!r}: not an http(s) URL; use e.g. http://localhost:8000/billing/webhook"
-        )
-    return url
+    return http_url(url, "--webhook-url", "http://localhost:8000/billing/webhook")
 
 
 def load_events(source: Source, filters: Filters) -> list[Event]:
