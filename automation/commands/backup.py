@@ -192,9 +192,14 @@ def verify_command(
     check_inputs(bucket, database_url, pushgateway=pushgateway)
     try:
         report = verify_backup(database_url, bucket, prefix, key, app, report_progress=say)
-    except OpsError:
+    except OpsError as failure:
         if pushgateway:
-            push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)
+            try:
+                push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)
+            except OpsError as push:  # the drill's own failure is the error to show
+                raise TaskFailed(
+                    f"{failure} (and the failure metric was not pushed: {push})"
+                ) from None
         raise
     if pushgateway:
         push_verify_result(

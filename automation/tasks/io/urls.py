@@ -79,7 +79,7 @@ def s3_endpoint() -> str | None:
 def bucket_name(name: str, option: str = "--bucket") -> str:
     """An S3 bucket name by AWS' rules: 3-63 of a-z 0-9 . -, starting and ending with a letter
     or digit, no `..`, not an IP address."""
-    ok = bool(_BUCKET.match(name)) and ".." not in name and not _is_ip(name)
+    ok = bool(_BUCKET.fullmatch(name)) and ".." not in name and not _is_ip(name)
     if not ok:
         raise UserInputError(
             f"{option} {shown(name)}: not a valid S3 bucket name; use 3-63 lowercase letters, "

@@ -1,0 +1,296 @@
+"""Every command against malformed and unreachable URLs: never a password, never a traceback,
+always exit 1 (failed, nothing lost) or 2 (bad input); with --json, a failure report on stdout.
+
+The commands are enumerated from the CLI itself (`automation.commands.COMMANDS`), so a new
+command is fuzzed without editing this file. Its URL inputs are found by option name (`*-url`,
+`--from-db`, `--pushgateway`); the S3 endpoint (`AWS_ENDPOINT_URL`) and the Pulumi backend are
+fuzzed through the environment for every command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from automation import commands
+from automation.cli import build_app
+from automation.errors import UserInputError, redact
+from automation.tasks.io import pgtools, urls
+from tests.services import S3, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORDS = ["Hunter2Secret", "S3cr€tPässwörd", "pa%25ss!w0rd~", "p@ss:w0rd#1", "x" * 40]
+# {s}: the option's own scheme (postgresql, redis, http); {pw}: a password; {port}: a closed port
+TEMPLATES = [
+    "postgresq://admin:{pw}@127.0.0.1:{port}/db",  # mistyped scheme
+    "htp://admin:{pw}@127.0.0.1:{port}/db",
+    "{s}://admin:{pw}@127.0.0.1:{port}/db",  # right scheme, nobody listening
+    "{s}://admin:{pw}@127.0.0.1:notaport/db",
+    "{s}://admin:{pw}@127.0.0.1:99999/db",
+    "{s}://admin:{pw}@[::1/db",  # broken IPv6 host
+    "{s}://ädmin:{pw}@127.0.0.1:{port}/dä",  # unicode
+    "{s}://admin:{pw}@:{port}/db",  # no host
+    "admin:{pw}@127.0.0.1:{port}/db",  # no scheme at all
+    "{s}:/admin:{pw}@127.0.0.1:{port}",  # one slash
+    "{s}://admin:{pw}@127.0.0.1:{port}/db?password={pw}&sslmode=bogus",
+    "host=127.0.0.1 port={port} password={pw} dbname=db",  # libpq keywords
+    "{s}://admin:{pw}@127.0.0.1:{port}/db%zz",
+    "\t{s}://admin:{pw}@127.0.0.1/db",
+    "not-a-url",
+    "",
+]
+SCHEMES = {"--database-url": "postgresql", "--from-db": "postgresql", "--redis-url": "redis"}
+FILLERS = {  # plausible values for required options that take no URL
+    "--bucket": "{bucket}",
+    "--stack": "dev",
+    "--app": "qr",
+    "--out": "{tmp}/out",
+    "--secret": "db-password",
+    "--signing": "stripe",
+    "--secret-env": "OPSPLANE_FUZZ_SECRET",
+    "key": "qr/20260101T000000Z/manifest.json",
+}
+OPTIONAL_FILL = ("--bucket", "--signing", "--secret-env")  # the explicit form, where it exists
+FLAGS = ("--latest", "--yes")  # present where a command has them: get past the first checks
+NO_URL_INPUT = {"render"}  # renders a local stack file: reads no URL and no S3
+
+
+def leaf_commands() -> dict[str, Any]:
+    """`name words` -> click command, for every command the CLI has."""
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, path: list[str]) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found[" ".join(path)] = command
+
+    walk(typer.main.get_command(build_app()), [])
+    return found
+
+
+def is_url_option(name: str) -> bool:
+    return name.endswith("-url") or name in ("--from-db", "--pushgateway")
+
+
+def url_for(option: str, template: str, password: str, port: int) -> str:
+    scheme = SCHEMES.get(option, "http")
+    return template.format(s=scheme, pw=password, port=port)
+
+
+def argv_for(
+    command: Any, url_of: dict[str, str], fill: dict[str, str], as_json: bool
+) -> list[str]:
+    args: list[str] = []
+    for param in command.params:
+        name = param.opts[0]
+        if name in url_of:
+            args += [name, url_of[name]]
+        elif name in FLAGS or (name == "--json" and as_json):
+            args.append(name)
+        elif (param.required or name in OPTIONAL_FILL) and name in FILLERS:
+            value = FILLERS[name].format(**fill)
+            args += [value] if not name.startswith("-") else [name, value]
+    return args
+
+
+def cases(seed: int = 17) -> list[tuple[str, str, bool]]:
+    """(template, password, --json) triples: every template once, passwords and --json mixed."""
+    rng = random.Random(seed)
+    return [(t, rng.choice(PASSWORDS), i % 2 == 0) for i, t in enumerate(TEMPLATES)]
+
+
+def assert_safe(output: str, password: str, exit_code: int, where: str) -> None:
+    assert exit_code in (1, 2), f"{where}: exit {exit_code}\n{output}"
+    assert "Traceback" not in output, f"{where}:\n{output}"
+    for secret in {password, password.replace("%25", "%"), password[:12]}:
+        assert secret not in output, f"{where}: password printed\n{output}"
+
+
+def assert_json_report(stdout: str, where: str) -> None:
+    document = json.loads(stdout)
+    assert document["ok"] is False and document["error"], where
+
+
+class TestEveryCommandWithBadUrls:
+    def test_every_command_is_enumerated(self) -> None:
+        tops = {name.split()[0] for name in leaf_commands()}
+        assert tops == set(commands.COMMANDS)
+        for name, command in leaf_commands().items():
+            has_url = any(is_url_option(p.opts[0]) for p in command.params)
+            assert has_url or name in NO_URL_INPUT or _url_from_env(command), name
+
+    @pytest.mark.parametrize(("template", "password", "as_json"), cases())
+    def test_no_password_no_traceback_exit_1_or_2(
+        self,
+        template: str,
+        password: str,
+        as_json: bool,
+        s3: S3,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        port = free_port()  # closed: nothing listens there
+        fill = {"bucket": s3.create_bucket("fuzz"), "tmp": str(tmp_path)}
+        monkeypatch.setenv("OPSPLANE_FUZZ_SECRET", "whsec_fuzz")
+        monkeypatch.setenv("PULUMI_BACKEND_URL", url_for("", template, password, port))
+        runner, app = CliRunner(), build_app()
+        for name, command in leaf_commands().items():
+            if name in NO_URL_INPUT:
+                continue
+            url_of = {
+                p.opts[0]: url_for(p.opts[0], template, password, port)
+                for p in command.params
+                if is_url_option(p.opts[0])
+            }
+            args = [*name.split(), *argv_for(command, url_of, fill, as_json)]
+            env = {"COLUMNS": "200"}
+            if not url_of:  # its only URL input is the environment: fuzz the S3 endpoint
+                env["AWS_ENDPOINT_URL"] = url_for("", template, password, port)
+            result = runner.invoke(app, args, env=env)
+            where = f"{' '.join(args)!r}"
+            assert not isinstance(result.exception, Exception) or isinstance(
+                result.exception, SystemExit
+            ), f"{where}: {result.exception!r}"
+            assert_safe(result.output, password, result.exit_code, where)
+            if as_json and any(p.opts[0] == "--json" for p in command.params):
+                assert_json_report(result.stdout, where)
+
+    @pytest.mark.parametrize("template", [TEMPLATES[0], TEMPLATES[2], "not-a-url"])
+    def test_a_bad_s3_endpoint_is_one_line_for_every_s3_command(
+        self, template: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        password = "EndpointSecret9"
+        port = free_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url_for("", template, password, port))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        runner = CliRunner()
+        db = f"postgresql://u:{password}@127.0.0.1:{port}/db"
+        for args in (
+            ["backup", "--bucket", "bkt", "--database-url", db, "--json"],
+            ["verify-backup", "--bucket", "bkt", "--database-url", db, "--latest"],
+            ["restore", "--bucket", "bkt", "--database-url", db, "--latest", "--json"],
+            ["backups", "list", "--bucket", "bkt"],
+            ["backups", "pin", "k", "--bucket", "bkt"],
+        ):
+            result = runner.invoke(build_app(), args)
+            assert_safe(result.output, password, result.exit_code, " ".join(args))
+            if "not-a-url" in template or "postgresq" in template:
+                assert result.exit_code == 2 and "AWS_ENDPOINT_URL" in result.stderr
+
+    def test_each_command_as_a_real_process(self, tmp_path: Path) -> None:
+        """`python -m automation NAME` (signal handlers, lazy imports): one process per command."""
+        password = "ProcessSecret77"
+        port = free_port()
+        env = dict(os.environ, PYTHONPATH=str(REPO), AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        env.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y", AWS_MAX_ATTEMPTS="1")
+        env["OPSPLANE_FUZZ_SECRET"] = "whsec_fuzz"
+        fill = {"bucket": "bkt", "tmp": str(tmp_path)}
+        seen: set[str] = set()
+        for name, command in leaf_commands().items():
+            top = name.split()[0]
+            if name in NO_URL_INPUT or top in seen:
+                continue
+            seen.add(top)
+            url_of = {
+                p.opts[0]: f"postgresq://admin:{password}@127.0.0.1:{port}/db"
+                for p in command.params
+                if is_url_option(p.opts[0])
+            }
+            args = [*name.split(), *argv_for(command, url_of, fill, True)]
+            proc = subprocess.run(
+                [sys.executable, "-m", "automation", *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            where = " ".join(args)
+            assert_safe(proc.stdout + proc.stderr, password, proc.returncode, where)
+            assert_json_report(proc.stdout, where)
+            assert len(proc.stderr.strip().splitlines()) == 1, f"{where}:\n{proc.stderr}"
+
+
+def _url_from_env(command: Any) -> bool:
+    """S3 commands read AWS_ENDPOINT_URL; stack commands the stack (and PULUMI_BACKEND_URL)."""
+    return any(p.opts[0] in ("--stack", "--bucket") for p in command.params)
+
+
+class TestRedact:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "--database-url 'postgresq://admin:{pw}@localhost/db': bad scheme",
+            'missing "=" after "postgresql://u:{pw}@h/db" in connection info string',
+            "postgresql://u:{pw}@h/db?x=1",
+            "host=h password={pw} port=5432",
+            "password='{pw}' host=h",
+            "admin:{pw}@10.0.0.1",
+            "redis://:{pw}@cache:6379/0",
+            "(postgresql:admin:{pw}@h)",
+        ],
+    )
+    def test_password_is_replaced(self, text: str) -> None:
+        for password in PASSWORDS:
+            out = redact(text.format(pw=password))
+            assert password not in out and "***" in out
+
+    def test_placeholders_and_plain_text_are_left_alone(self) -> None:
+        for text in (
+            "use postgresql://user:password@host:5432/dbname",
+            "mail oncall@example.com",
+            "http://localhost:8000/billing/webhook",
+            "s3://bkt/qr/20260101T000000Z/manifest.json",
+        ):
+            assert redact(text) == text
+
+
+class TestUrlChecks:
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            ("postgresq://a:Secret1@h/db", "scheme 'postgresq'"),
+            ("not-a-url", "not a PostgreSQL URL"),
+            ("postgresql://a:Secret1@h:abc/db", "port 'abc'"),
+            ("postgresql://a:Secret1@h:70000/db", "port '70000'"),
+            ("", "empty"),
+        ],
+    )
+    def test_database_url_is_one_line_naming_the_option(self, url: str, why: str) -> None:
+        with pytest.raises(UserInputError) as caught:
+            pgtools.parse_url(url, "--from-db")
+        message = str(caught.value)
+        assert message.startswith("--from-db ") and why in message
+        assert "Secret1" not in message and "postgresql://user:password@host:5432" in message
+
+    @pytest.mark.parametrize(
+        "name", ["Bad_Bucket", "ab", "a" * 64, "-bkt", "bkt-", "192.168.1.1", "b..kt", "bkt\n"]
+    )
+    def test_invalid_bucket_name_is_one_line(self, name: str) -> None:
+        with pytest.raises(UserInputError, match=r"--objects-bucket .*not a valid S3 bucket name"):
+            urls.bucket_name(name, "--objects-bucket")
+
+    def test_valid_bucket_names_pass(self) -> None:
+        for name in ("qr-backups", "bkt-0123456789", "a.b.c", "abc"):
+            assert urls.bucket_name(name) == name
+
+    @pytest.mark.parametrize("value", ["not-a-url", "localhost:9000", "http://", "http://h:0"])
+    def test_bad_aws_endpoint_url(self, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", value)
+        monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+        with pytest.raises(UserInputError, match=r"^AWS_ENDPOINT_URL .*http://localhost:9000"):
+            urls.s3_endpoint()
