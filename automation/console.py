@@ -38,6 +38,7 @@ class RedactingConsole(Console):
 stderr = RedactingConsole(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "OPSPLANE_DEBUG"
+_emitted: list[bool] = []  # non-empty once this command printed its --json document
 
 
 def handle_errors(func: F) -> F:
@@ -48,6 +49,7 @@ def handle_errors(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = kwargs.get("json") is True
+        _emitted.clear()
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits and usage
@@ -85,8 +87,8 @@ def fail(
     was done, from the exception's `report` when the command attached one); exit `code`."""
     message = redact(message)
     stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    if as_json:
-        emit_json(
+    if as_json and not _emitted:  # a command that printed its report (ok: false) and then
+        emit_json(  # failed keeps that one document on stdout
             {
                 "ok": False,
                 "command": _command_path(),
@@ -113,6 +115,7 @@ def emit_json(document: Any) -> None:
     """Print a machine-readable report on stdout (credentials redacted)."""
     text = json.dumps(document, indent=2, sort_keys=True, default=str)
     sys.stdout.write(redact(text) + "\n")
+    _emitted.append(True)
 
 
 def install_signal_handlers() -> None:

@@ -18,7 +18,7 @@ import typer
 from psycopg.conninfo import make_conninfo
 
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
 from automation.tasks.io import pgtools
 from automation.tasks.replay import run as rr
@@ -39,9 +39,13 @@ class Target:
     url: str
     scheme: str
     header: str
-    secret: str
+    secret: str | None  # None for a dry run: nothing is signed, no secret is needed
     source: rr.Source
     rate: Rate
+
+    def signing_secret(self) -> str:
+        assert self.secret, "a dry run has no secret: it signs nothing"
+        return self.secret
 
 
 def _opt(help_text: str, *names: str, **kw: Any) -> Any:
@@ -89,6 +93,7 @@ def target_from_stack(
     rate: Str,
     from_file: Path | None,
     columns: Columns,
+    dry_run: bool = False,
 ) -> Target:
     webhook = ops.get("webhook")
     if not webhook:
@@ -96,7 +101,7 @@ def target_from_stack(
     table = (
         columns.table if columns.table != Columns.table else webhook.get("table") or "webhook_logs"
     )
-    if not webhook.get("secret"):
+    if not webhook.get("secret") and not dry_run:
         raise UserInputError(
             f"--app {app!r}: stack has no value for the webhook secret "
             f"{webhook.get('secretName') or ''!r}; set it with `pulumi config set --secret`, "
@@ -111,7 +116,7 @@ def target_from_stack(
         url=_webhook_url(webhook),
         scheme=webhook["signing"],
         header=header or webhook.get("header") or DEFAULT_HEADERS.get(webhook["signing"], ""),
-        secret=str(webhook.get("secret") or ""),
+        secret=None if dry_run else str(webhook["secret"]),
         source=source,
         rate=_rate(rate, webhook.get("rateLimitPerMinute")),
     )
@@ -128,13 +133,14 @@ def target_from_options(
     from_file: Path | None,
     rate: Str,
     columns: Columns,
+    dry_run: bool = False,
 ) -> Target:
     missing = [
         name
         for name, value in (
             ("--webhook-url", url),
             ("--signing", signing),
-            ("--secret-env", secret_env),
+            ("--secret-env", secret_env or dry_run),
         )
         if not value
     ]
@@ -163,7 +169,7 @@ def target_from_options(
         url=rr.check_url(str(url)),
         scheme=str(signing),
         header=header or DEFAULT_HEADERS[str(signing)],
-        secret=rr.secret_from_env(str(secret_env)),
+        secret=None if dry_run else rr.secret_from_env(str(secret_env)),
         source=source,
         rate=_rate(rate, None),
     )
@@ -259,51 +265,98 @@ def execute(
     yes: bool,
     as_json: bool,
 ) -> dict[str, Any]:
-    """Select, plan, confirm, deliver, report; raises TaskFailed unless all were delivered."""
-    signer = make_signer(target.scheme, target.secret, target.header)
+    """Select, plan, confirm, deliver, report; raises TaskFailed unless all were delivered.
+    Interrupted (Ctrl-C, SIGTERM) or failed midway, the error carries the report so far."""
     events = rr.load_events(target.source, filters)
-    run_id = rr.new_run_id()
     context = {
-        "run_id": run_id,
+        "run_id": rr.new_run_id(),
         "webhook_url": target.url,
         "signing": target.scheme,
         "rate_limit": str(target.rate),
         "source": target.source.describe(),
         "dry_run": dry_run,
     }
-    plan, location = read_only_plan(target.source, events, run_id, force=force, limit=limit)
-    if dry_run:
-        report = {
-            **rr.summarize(plan, [], ledger=location, **context),
-            "events": rr.dry_run_listing(plan),
-        }
+    plan, location, doubted = read_only_plan(
+        target.source, events, context["run_id"], force=force, limit=limit
+    )
+    context["ledger"] = location
+    if dry_run:  # needs no signing secret: nothing is signed
+        report = {**rr.summarize(plan, [], doubted, **context), "events": rr.dry_run_listing(plan)}
         emit_json(report) if as_json else print_plan(plan, target)
         return report
     outcomes: list[Outcome] = []
     if plan.to_send:
+        signer = make_signer(target.scheme, target.signing_secret(), target.header)
         confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
         config = DeliveryConfig(url=target.url, signer=signer, **delivery)
-        ledger = rr.open_ledger(target.source, run_id, writable=True)
-        try:  # plan again under the ledger's lock: another run may have finished meanwhile
-            plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
-            with progress("replaying", total=len(plan.to_send)) as advance:
-                outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
-        finally:
-            ledger.close()
-    report = rr.summarize(plan, outcomes, ledger=location, **context)
+        plan, doubted = send(target, events, config, outcomes, context, force=force, limit=limit)
+    report = rr.summarize(plan, outcomes, doubted, **context)
     emit_json(report) if as_json else print_summary(report)
     if not report["ok"]:
         raise TaskFailed(failure_message(report))
     return report
 
 
+def send(
+    target: Target,
+    events: list[Event],
+    config: DeliveryConfig,
+    outcomes: list[Outcome],
+    context: dict[str, Any],
+    *,
+    force: bool,
+    limit: int | None,
+) -> tuple[rr.Plan, set[str]]:
+    """Deliver under the ledger's lock (planning again: another run may have finished
+    meanwhile); `outcomes` fills as events finish. Stopped midway, the exception gets the
+    report so far (`report`, and a `summary` line for an interrupt) and is raised again."""
+    ledger = rr.open_ledger(target.source, context["run_id"], writable=True)
+    plan = rr.Plan([], [], [])
+    try:
+        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
+        with progress("replaying", total=len(plan.to_send)) as advance:
+
+            def finished(outcome: Outcome) -> None:
+                outcomes.append(outcome)
+                advance(1)
+
+            rr.deliver_plan(plan, config, target.rate, ledger, finished)
+        return plan, ledger.doubted()
+    except (KeyboardInterrupt, OpsError) as exc:
+        report = rr.summarize(plan, outcomes, _doubted_or_empty(ledger), **context)
+        exc.report = {**report, "interrupted": isinstance(exc, KeyboardInterrupt)}  # type: ignore[union-attr]
+        exc.summary = stopped_line(report)  # type: ignore[union-attr]
+        print_summary(report)
+        raise
+    finally:
+        ledger.close()
+
+
+def _doubted_or_empty(ledger: Any) -> set[str]:
+    try:
+        return ledger.doubted()
+    except OpsError:  # the ledger's database went away: the report says what this run saw
+        return set()
+
+
+def stopped_line(report: dict[str, Any]) -> str:
+    """What an interrupted run did and did not do, in one line."""
+    return (
+        f"delivered {report['delivered']} of {report['to_send']}, "
+        f"{report['not_attempted']} not attempted, failed {sum(report['failed'].values())} "
+        f"(recorded in {report['ledger']}); rerun the same command to send the rest: "
+        "delivered events are skipped"
+    )
+
+
 def read_only_plan(
     source: rr.Source, events: list[Event], run_id: str, *, force: bool, limit: int | None
-) -> tuple[rr.Plan, str]:
+) -> tuple[rr.Plan, str, set[str]]:
     """The plan from the ledger as it is, without creating or locking anything."""
     ledger = rr.open_ledger(source, run_id, writable=False)
     try:
-        return rr.make_plan(events, ledger.states(), force=force, limit=limit), ledger.location
+        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
+        return plan, ledger.location, ledger.doubted()
     finally:
         ledger.close()
 
@@ -478,7 +531,13 @@ def replay(
         stack_ops = _open_stack(stack)
         ops = app_ops(stack_ops, app)
         target = target_from_stack(
-            ops, app, header=header, rate=rate_limit, from_file=from_file, columns=columns
+            ops,
+            app,
+            header=header,
+            rate=rate_limit,
+            from_file=from_file,
+            columns=columns,
+            dry_run=dry_run,
         )
         if where == "local" and ops.get("target") == "kubernetes":
             stderr.print(
@@ -499,6 +558,7 @@ def replay(
             from_file=from_file,
             rate=rate_limit,
             columns=columns,
+            dry_run=dry_run,
         )
     if where == "cluster":
         if from_file is not None:

@@ -13,6 +13,7 @@ The outcome is written to the ledger before the worker moves on.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import threading
@@ -184,6 +185,21 @@ def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQ
         worker.http.clear()
 
 
+def _drain(
+    results: queue.SimpleQueue[Any], outcomes: list[Outcome], on_outcome: Callable[[Outcome], None]
+) -> None:
+    """Outcomes the workers posted after the caller stopped reading (Ctrl-C, SIGTERM, an error)."""
+    while True:
+        try:
+            item = results.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, Outcome):
+            outcomes.append(item)
+            with contextlib.suppress(Exception):
+                on_outcome(item)
+
+
 def deliver_all(
     events: Iterable[Event],
     config: DeliveryConfig,
@@ -227,6 +243,7 @@ def deliver_all(
         stop.set()
         for thread in threads:
             thread.join()
+        _drain(results, outcomes, on_outcome)  # in flight when stopped: finished and recorded
     if errors:
         raise errors[0]
     return outcomes

@@ -123,13 +123,20 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
-def summarize(plan: Plan, outcomes: list[Outcome], **context: Any) -> dict[str, Any]:
-    """The report: selected, delivered, failed by status, skipped as already delivered."""
+def summarize(
+    plan: Plan, outcomes: list[Outcome], doubted: set[str] | None = None, **context: Any
+) -> dict[str, Any]:
+    """The report: selected, delivered, failed by status, skipped as already delivered, and
+    `in_doubt_resent`: every selected event that may have been delivered twice, by this run or
+    an earlier one (the ledger's in-doubt marks, `doubted`)."""
     failed = [o for o in outcomes if not o.delivered]
     delivered = sum(o.delivered for o in outcomes)
+    attempted = {o.event_id for o in outcomes}
+    selected = {e.id for e in plan.to_send} | {e.id for e in plan.skipped}
+    resent_now = [i for i in plan.in_doubt if i in attempted]
     return {
         **context,
-        "selected": len(plan.to_send) + len(plan.skipped),
+        "selected": len(selected),
         "skipped_already_delivered": len(plan.skipped),
         "to_send": len(plan.to_send),
         "delivered": delivered,
@@ -139,7 +146,8 @@ def summarize(plan: Plan, outcomes: list[Outcome], **context: Any) -> dict[str, 
             for o in failed
         ],
         "not_attempted": len(plan.to_send) - len(outcomes),
-        "in_doubt_resent": plan.in_doubt,
+        "in_doubt_resent": sorted(((doubted or set()) | set(resent_now)) & selected),
+        "in_doubt_resent_this_run": resent_now,
         "ok": delivered == len(plan.to_send),
     }
 
