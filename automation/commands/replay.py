@@ -315,12 +315,7 @@ def send(
     try:
         plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
         with progress("replaying", total=len(plan.to_send)) as advance:
-
-            def finished(outcome: Outcome) -> None:
-                outcomes.append(outcome)
-                advance(1)
-
-            rr.deliver_plan(plan, config, target.rate, ledger, finished)
+            rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1), outcomes)
         return plan, ledger.doubted()
     except (KeyboardInterrupt, OpsError) as exc:
         report = rr.summarize(plan, outcomes, _doubted_or_empty(ledger), **context)

@@ -13,7 +13,6 @@ The outcome is written to the ledger before the worker moves on.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import random
 import threading
@@ -166,7 +165,12 @@ class _Finished:
         self.error = error
 
 
-def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQueue[Any]) -> None:
+def _work(
+    worker: Worker,
+    todo: queue.SimpleQueue[Event],
+    results: queue.SimpleQueue[Any],
+    done: list[Outcome],
+) -> None:
     try:
         while not worker.stop.is_set():
             try:
@@ -175,6 +179,7 @@ def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQ
                 break
             outcome = worker.deliver(event)
             if outcome is not None:
+                done.append(outcome)  # here, not in the main thread a signal may interrupt
                 results.put(outcome)
     except BaseException as exc:  # e.g. the ledger's database went away: stop everyone
         worker.stop.set()
@@ -185,29 +190,18 @@ def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQ
         worker.http.clear()
 
 
-def _drain(
-    results: queue.SimpleQueue[Any], outcomes: list[Outcome], on_outcome: Callable[[Outcome], None]
-) -> None:
-    """Outcomes the workers posted after the caller stopped reading (Ctrl-C, SIGTERM, an error)."""
-    while True:
-        try:
-            item = results.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, Outcome):
-            outcomes.append(item)
-            with contextlib.suppress(Exception):
-                on_outcome(item)
-
-
 def deliver_all(
     events: Iterable[Event],
     config: DeliveryConfig,
     limiter: RateLimiter,
     ledger: Ledger,
     on_outcome: Callable[[Outcome], None] = lambda _: None,
+    done: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    """Deliver with `config.concurrency` workers; Ctrl-C lets in-flight events finish and record."""
+    """Deliver with `config.concurrency` workers; Ctrl-C lets in-flight events finish and record.
+    Every finished outcome is appended to `done` by the worker itself, so after an interrupt
+    `done` holds exactly what this run recorded (`on_outcome` is for progress only)."""
+    done = [] if done is None else done
     todo: queue.SimpleQueue[Event] = queue.SimpleQueue()
     for event in events:
         todo.put(event)
@@ -216,7 +210,7 @@ def deliver_all(
     threads = [
         threading.Thread(
             target=_work,
-            args=(Worker(config, limiter, ledger, stop), todo, results),
+            args=(Worker(config, limiter, ledger, stop), todo, results, done),
             name=f"replay-{n}",
             daemon=True,
         )
@@ -224,7 +218,6 @@ def deliver_all(
     ]
     for thread in threads:
         thread.start()
-    outcomes: list[Outcome] = []
     errors: list[BaseException] = []
     running = len(threads)
     try:
@@ -237,13 +230,11 @@ def deliver_all(
                 running -= 1
                 errors.extend([item.error] if item.error else [])
             else:
-                outcomes.append(item)
                 on_outcome(item)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-        _drain(results, outcomes, on_outcome)  # in flight when stopped: finished and recorded
     if errors:
         raise errors[0]
-    return outcomes
+    return done

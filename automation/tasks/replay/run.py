@@ -172,5 +172,7 @@ def deliver_plan(
     rate: Rate,
     ledger: Ledger,
     on_outcome: Callable[[Outcome], None] = lambda _: None,
+    done: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    return deliver_all(plan.to_send, config, RateLimiter(rate), ledger, on_outcome)
+    """Send the plan; `done` (if given) fills as events finish, even if interrupted."""
+    return deliver_all(plan.to_send, config, RateLimiter(rate), ledger, on_outcome, done)
