@@ -9,6 +9,7 @@ fuzzed through the environment for every command.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -24,8 +25,11 @@ from typer.testing import CliRunner
 from automation import commands
 from automation.cli import build_app
 from automation.errors import UserInputError, redact
+from automation.stack.render import load_stack_config
+from automation.tasks import pgload
 from automation.tasks.io import pgtools, urls
-from tests.services import S3, free_port
+from tests.services import S3, Postgres, free_port
+from tests.tasks.test_restore_support import create_qr, hand_made_dump, table_checksums
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORDS = ["Hunter2Secret", "S3cr€tPässwörd", "pa%25ss!w0rd~", "p@ss:w0rd#1", "x" * 40]
@@ -294,3 +298,154 @@ class TestUrlChecks:
         monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
         with pytest.raises(UserInputError, match=r"^AWS_ENDPOINT_URL .*http://localhost:9000"):
             urls.s3_endpoint()
+
+
+# --- one clear line, with the fix ------------------------------------------------------------
+
+
+def one_error_line(result: Any) -> str:
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+class TestOneClearLine:
+    """Item 11: each of these is one line naming the input and the fix."""
+
+    def test_broken_stack_yaml_names_file_and_line(self, tmp_path: Path) -> None:
+        (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  opsplane:apps: [qr\n")
+        with pytest.raises(UserInputError, match=r"Pulumi.bad.yaml: not valid YAML at line 3"):
+            load_stack_config("bad", tmp_path)
+
+    def test_duplicated_stack_key_is_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "Pulumi.dup.yaml").write_text(
+            "config:\n  opsplane:apps: [qr]\n  aws:region: eu-west-1\n  opsplane:apps: [qr, x]\n"
+        )
+        with pytest.raises(UserInputError, match=r"'opsplane:apps' appears twice \(lines 2 and 4"):
+            load_stack_config("dup", tmp_path)
+
+    def test_real_stack_files_still_load(self) -> None:
+        assert load_stack_config("dev") and load_stack_config("prod")
+
+    @pytest.mark.parametrize("command", ["restore", "verify-backup"])
+    def test_empty_backup_object(self, command: str, postgres: Postgres, s3: S3) -> None:
+        bucket = s3.create_bucket()
+        s3.client().put_object(Bucket=bucket, Key="hand/qr.sql.gz", Body=b"")
+        url = postgres.create_database("qr")
+        args = [command, "--database-url", url, "--bucket", bucket, "--key", "hand/qr.sql.gz"]
+        result = CliRunner().invoke(
+            build_app(), [*args, *(["--yes"] if command == "restore" else [])]
+        )
+        assert result.exit_code == 2
+        assert "hand/qr.sql.gz is empty (0 bytes): not a backup; pick another --key" in (
+            one_error_line(result)
+        )
+
+    def test_dump_with_restrict_names_psql_version_and_fix(
+        self, postgres: Postgres, s3: S3
+    ) -> None:
+        """pg_dump 15.14+/16.10+ begin the script with `\\restrict KEY`; psql 16.2 (pgserver's)
+        predates it."""
+        url = postgres.create_database("qr")
+        create_qr(url, rows=20)
+        sql = gzip.decompress(hand_made_dump(postgres, url))
+        bucket = s3.create_bucket()
+        body = gzip.compress(b"\\restrict K3y\n" + sql + b"\n\\unrestrict K3y\n")
+        s3.client().put_object(Bucket=bucket, Key="hand/qr.sql.gz", Body=body)
+        before = table_checksums(url)
+        for command in (["restore", "--yes"], ["verify-backup"]):
+            args = ["--database-url", url, "--bucket", bucket, "--key", "hand/qr.sql.gz"]
+            result = CliRunner().invoke(build_app(), [command[0], *args, *command[1:]])
+            line = one_error_line(result)
+            assert result.exit_code == 1 and "invalid command \\restrict" in line
+            psql = pgtools.tool_version(postgres.bin_dir / "psql")
+            major = int(psql.split(".")[0])
+            assert f"psql {psql}" in line
+            assert f"restore with psql {major}.{pgtools.RESTRICT_SINCE[major]} or newer" in line
+        assert table_checksums(url) == before
+
+    def test_newer_archive_into_older_server_names_both_versions(
+        self, postgres: Postgres, tmp_path: Path
+    ) -> None:
+        """A PostgreSQL 16 custom archive read by the PostgreSQL 15 pg_restore that a 15 server
+        would be restored with (the Debian client tools on this machine)."""
+        old = Path("/usr/lib/postgresql/15/bin/pg_restore")
+        assert old.exists(), "the PostgreSQL 15 client tools are part of the build image"
+        url = postgres.create_database("qr")
+        create_qr(url, rows=5)
+        archive = tmp_path / "qr.dump"
+        subprocess.run(
+            [str(postgres.bin_dir / "pg_dump"), "-Fc", "-f", str(archive)],
+            env=pgtools.libpq_env(url),
+            check=True,
+        )
+        failed = subprocess.run([str(old), "-l", str(archive)], capture_output=True, text=True)
+        assert failed.returncode != 0
+        line = pgload.tool_error(failed.stderr)
+        pgtools._chosen["pg_restore"] = (old, pgtools.tool_version(old))  # as find_pg_tool does
+        line = pgtools.explain_tool_error(line)
+        assert "made by pg_dump of PostgreSQL 16" in line
+        assert "the target server runs PostgreSQL 15 and its pg_restore 15." in line
+        assert "restore into a PostgreSQL 16 (or newer) server" in line
+
+    def test_missing_objects_bucket_names_the_option(self, s3: S3) -> None:
+        bucket = s3.create_bucket()
+        args = ["backup", "--bucket", bucket, "--app", "qr", "--objects-bucket", "no-such-bkt"]
+        result = CliRunner().invoke(build_app(), args)
+        line = one_error_line(result)
+        assert "'no-such-bkt' does not exist" in line and "fix --objects-bucket" in line
+        assert "fix --bucket" not in line
+
+    @pytest.mark.parametrize("where", ["mars", "cluster"])
+    def test_where_in_the_explicit_restore_form_is_refused(self, where: str) -> None:
+        args = ["restore", "--database-url", "postgresql://u@h/db", "--bucket", "bkt"]
+        result = CliRunner().invoke(build_app(), [*args, "--latest", "--where", where])
+        assert result.exit_code == 2 and f"--where {where}" in one_error_line(result).replace(
+            "'", ""
+        )
+
+    def test_an_empty_replay_window_is_an_error(self, tmp_path: Path) -> None:
+        events = tmp_path / "events.jsonl"
+        events.write_text('{"id": "evt_1", "object": "event", "created": 1714000000}\n')
+        args = ["replay", "--webhook-url", "http://127.0.0.1:9/x", "--signing", "stripe"]
+        args += ["--from-file", str(events), "--since", "2d", "--until", "3d", "--dry-run"]
+        result = CliRunner().invoke(build_app(), args)
+        assert result.exit_code == 2
+        assert "the window is empty" in one_error_line(result)
+        assert "--since 3d --until 2d" in one_error_line(result)
+
+    def test_replay_dry_run_needs_no_signing_secret(self, tmp_path: Path) -> None:
+        events = tmp_path / "events.jsonl"
+        events.write_text('{"id": "evt_1", "object": "event", "created": 1714000000}\n')
+        args = ["replay", "--webhook-url", "http://127.0.0.1:9/x", "--signing", "stripe"]
+        result = CliRunner().invoke(
+            build_app(), [*args, "--from-file", str(events), "--dry-run", "--json"]
+        )
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["to_send"] == 1
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["backup", "--database-url", "postgresql://u@h/db", "--bucket", "Bad_Bucket"],
+            ["verify-backup", "--database-url", "postgresql://u@h/db", "--bucket", "Bad_Bucket"],
+            ["restore", "--database-url", "postgresql://u@h/db", "--bucket", "Bad_Bucket"],
+            ["backups", "list", "--bucket", "Bad_Bucket"],
+        ],
+    )
+    def test_invalid_bucket_name_is_one_line_exit_2(self, args: list[str]) -> None:
+        result = CliRunner().invoke(
+            build_app(), [*args, "--latest"] if args[0] in ("verify-backup", "restore") else args
+        )
+        assert result.exit_code == 2
+        assert "--bucket 'Bad_Bucket': not a valid S3 bucket name" in one_error_line(result)
+
+    @pytest.mark.parametrize("command", ["backup", "verify-backup"])
+    def test_not_a_url_database_is_exit_2(self, command: str) -> None:
+        args = [command, "--database-url", "not-a-url", "--bucket", "bkt", "--latest"]
+        result = CliRunner().invoke(build_app(), args[:-1] if command == "backup" else args)
+        assert result.exit_code == 2
+        assert "--database-url 'not-a-url': not a PostgreSQL URL; use postgresql://" in (
+            one_error_line(result)
+        )

@@ -145,6 +145,60 @@ def server_version(url: str) -> str:
     return str(row[0]).split()[0] if row else ""
 
 
+# the first minor release of each major whose psql knows `\restrict` (pg_dump writes it since)
+RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+# custom-archive format -> the PostgreSQL release whose pg_dump writes it
+ARCHIVE_FORMATS = {"1.14": "12 to 15", "1.15": "16", "1.16": "17"}
+_chosen: dict[str, tuple[Path, str]] = {}  # tool name -> (path, full version) last chosen
+
+
+def tool_version(path: Path) -> str:
+    """`16.2` for a tool that prints `psql (PostgreSQL) 16.2`; "" if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    match = re.search(r"\)\s+(\d+(?:\.\d+)?)", out)
+    return match.group(1) if match else ""
+
+
+def explain_tool_error(line: str, tool: Path | None = None) -> str:
+    """A PostgreSQL tool's error line, with the versions involved and the fix when it is a
+    version mismatch (the tool is `tool`, or the last one `find_pg_tool` chose)."""
+    if "invalid command \\restrict" in line:
+        path, version = _tool("psql", tool)
+        major = int(version.split(".")[0]) if version[:2].isdigit() else 0
+        need = f"{major}.{RESTRICT_SINCE[major]}" if major in RESTRICT_SINCE else "of 2025-08+"
+        upgrade = f"postgresql-client-{major}" if major else "the PostgreSQL client tools"
+        return (
+            f"{line}: the dump was made by a pg_dump from August 2025 or later (13.22, 14.19, "
+            f"15.14, 16.10, 17.6 and up), which writes \\restrict; psql {version or '?'} ({path}) "
+            f"predates it: restore with psql {need} or newer (upgrade {upgrade} or point "
+            f"{PG_BIN_ENV} at a newer client's bin directory)"
+        )
+    unsupported = re.search(r"unsupported version \((\d+\.\d+)\) in file header", line)
+    if unsupported:
+        path, version = _tool("pg_restore", tool)
+        made = ARCHIVE_FORMATS.get(unsupported.group(1), "a newer release")
+        return (
+            f"{line}: the archive was made by pg_dump of PostgreSQL {made} (format "
+            f"{unsupported.group(1)}); the target server runs PostgreSQL "
+            f"{version.split('.')[0] or '?'} and its pg_restore {version or '?'} ({path}) cannot "
+            f"read it: restore into a PostgreSQL {made.split()[-1]} (or newer) server; a dump "
+            "does not go back to an older major"
+        )
+    return line
+
+
+def _tool(name: str, tool: Path | None) -> tuple[str, str]:
+    if tool is not None:
+        return str(tool), tool_version(tool)
+    path, version = _chosen.get(name, (Path(name), ""))
+    return str(path), version
+
+
 def tool_major(path: Path) -> int | None:
     """The major version a tool reports with `--version`, or None if it does not run."""
     try:
@@ -191,6 +245,7 @@ def find_pg_tool(name: str, major: int) -> Path:
         seen.add(resolved)
         version = tool_major(candidate)
         if version == major:
+            _chosen[name] = (candidate, tool_version(candidate))
             return candidate
         found.append(f"{version if version is not None else '?'} at {candidate} ({label})")
     which = ", ".join(found) if found else f"none (no {name} in ${PG_BIN_ENV}, system or PATH)"

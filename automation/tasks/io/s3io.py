@@ -110,6 +110,10 @@ def explain(
             )
         if code in _MISSING_KEY:
             return TaskFailed(f"no object {where} at {endpoint}: check --key (see `backups list`)")
+        if code == "InvalidRange":  # a ranged read of a 0-byte object
+            return UserInputError(
+                f"{where} is empty (0 bytes): not a backup; pick another --key (see `backups list`)"
+            )
         return TaskFailed(f"S3 error on {where} at {endpoint}: {code or exc}")
     return TaskFailed(f"S3 error on {where} at {endpoint}: {type(exc).__name__}: {exc}")
 
