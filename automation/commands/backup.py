@@ -28,7 +28,7 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="OPSPLANE_DATABASE_URL",
-        help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+        help="The app's database, postgresql://user:pw@host:5432/db (or env).",
         show_default=False,
     ),
 ]
@@ -65,7 +65,7 @@ def backup(
         typer.Option(
             "--database-url",
             envvar="OPSPLANE_DATABASE_URL",
-            help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+            help="The app's database, postgresql://user:pw@host:5432/db (or env).",
             show_default=False,
         ),
     ] = None,
@@ -256,10 +256,26 @@ def human_size(size: int) -> str:
     return f"{value:.1f} TiB"
 
 
+# the URLs come from OPSPLANE_DATABASE_URL / OPSPLANE_REDIS_URL: passwords stay off the line
+BACKUP_EXAMPLES = """Examples:
+
+  python -m automation backup --bucket qr-backups --app qr
+  python -m automation backup --bucket qr-backups --app qr --format custom"""
+VERIFY_EXAMPLES = """Examples:
+
+  python -m automation verify-backup --bucket qr-backups --app qr --latest"""
+LIST_EXAMPLES = """Examples:
+
+  python -m automation backups list --bucket qr-backups --app qr"""
+PIN_EXAMPLES = """Examples:
+
+  python -m automation backups pin qr/20260101T020000Z/ --bucket qr-backups"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("backup")(backup)
-    app.command("verify-backup")(verify_command)
+    app.command("backup", epilog=BACKUP_EXAMPLES)(backup)
+    app.command("verify-backup", epilog=VERIFY_EXAMPLES)(verify_command)
     group = typer.Typer(help="List and pin backups.", no_args_is_help=True)
-    group.command("list")(list_command)
-    group.command("pin")(pin_command)
+    group.command("list", epilog=LIST_EXAMPLES)(list_command)
+    group.command("pin", epilog=PIN_EXAMPLES)(pin_command)
     app.add_typer(group, name="backups")

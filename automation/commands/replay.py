@@ -48,8 +48,21 @@ class Target:
         return self.secret
 
 
+_PANELS = {  # --help groups the options of each form apart
+    "Stack form (--stack S --app A)": ("--stack", "--app", "--where"),
+    "Explicit form (what the Job runs)": (
+        "--webhook-url", "--signing", "--secret-env", "--header", "--from-db", "--from-db-env",
+    ),
+    "Event source (either form)": ("--from-file", "--table", "--id-column", "--payload-column",
+                                   "--type-column", "--status-column", "--created-column"),
+    "Which events": ("--status", "--since", "--until", "--type", "--id", "--limit", "--force"),
+    "Delivery": ("--rate-limit", "--concurrency", "--timeout", "--max-attempts", "--backoff"),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
+
+
 def _opt(help_text: str, *names: str, **kw: Any) -> Any:
-    return typer.Option(*names, help=help_text, **kw)
+    return typer.Option(*names, help=help_text, rich_help_panel=_PANEL_OF.get(names[0]), **kw)
 
 
 Str = str | None
@@ -424,8 +437,15 @@ def run_as_job(stack: StackOps, app: str, args: list[str], as_json: bool, yes: b
         raise TaskFailed(failure_message(result))
 
 
+EXAMPLES = """Examples:
+
+  python -m automation replay --stack prod --app qr --since 6h --dry-run
+  python -m automation replay --stack prod --app qr --since 6h --yes
+  python -m automation replay --stack prod --app qr --where cluster --yes"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay)
+    app.command("replay", epilog=EXAMPLES)(replay)
 
 
 @handle_errors

@@ -34,6 +34,8 @@ from automation.tasks.io.s3io import s3_client
 from contract import backup_layout as bf
 
 COMPONENTS = ("db", "redis", "objects", "all")
+STACK = "Stack form (--stack S --app A)"
+EXPLICIT = "Explicit form (what a Job runs)"
 WHERE = ("local", "cluster")
 
 
@@ -51,25 +53,43 @@ def restore(
         str | None,
         typer.Option(
             "--database-url",
+            rich_help_panel=EXPLICIT,
             envvar="OPSPLANE_DATABASE_URL",
-            help="Live database: postgresql://user:password@host:5432/db "
-            "(or env OPSPLANE_DATABASE_URL, which keeps the password off the command line).",
+            help="The live database, postgresql://user:pw@host:5432/db (or the env var, "
+            "which keeps the password off the command line).",
             show_default=False,
         ),
     ] = None,
     bucket: Annotated[
         str | None,
-        typer.Option("--bucket", envvar="OPSPLANE_BACKUP_BUCKET", help="Backup bucket."),
+        typer.Option(
+            "--bucket",
+            rich_help_panel=EXPLICIT,
+            envvar="OPSPLANE_BACKUP_BUCKET",
+            help="Backup bucket.",
+        ),
     ] = None,
     prefix: Annotated[
-        str, typer.Option("--prefix", envvar="OPSPLANE_BACKUP_PREFIX", help="Backup key prefix.")
+        str,
+        typer.Option(
+            "--prefix",
+            rich_help_panel=EXPLICIT,
+            envvar="OPSPLANE_BACKUP_PREFIX",
+            help="Backup key prefix.",
+        ),
     ] = bf.DEFAULT_PREFIX,
     app: Annotated[str | None, typer.Option("--app", help="App name (qr, quickbite).")] = None,
     key: Annotated[
         str | None,
-        typer.Option("--key", help="A dump, a run folder or a manifest key (see `backups list`)."),
+        typer.Option(
+            "--key",
+            rich_help_panel=EXPLICIT,
+            help="A dump, a run folder or a manifest key (see `backups list`).",
+        ),
     ] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The newest complete run.")] = False,
+    latest: Annotated[
+        bool, typer.Option("--latest", rich_help_panel=EXPLICIT, help="The newest complete run.")
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -81,16 +101,27 @@ def restore(
         ),
     ] = 2,
     stack: Annotated[
-        str | None, typer.Option("--stack", help="Stack form: read everything from its ops.")
+        str | None,
+        typer.Option(
+            "--stack", rich_help_panel=STACK, help="Stack form: read everything from its ops."
+        ),
     ] = None,
     backup: Annotated[
-        str | None, typer.Option("--backup", help="Stack form: `latest` (default) or a KEY.")
+        str | None,
+        typer.Option(
+            "--backup", rich_help_panel=STACK, help="Stack form: `latest` (default) or a KEY."
+        ),
     ] = None,
     component: Annotated[
         str, typer.Option("--component", help="db, redis, objects or all (database first).")
     ] = "db",
     where: Annotated[
-        str, typer.Option("--where", help="Stack form: local, or cluster (a Job in the cluster).")
+        str,
+        typer.Option(
+            "--where",
+            rich_help_panel=STACK,
+            help="Stack form: local, or cluster (a Job in the cluster).",
+        ),
     ] = "local",
     redis_data_dir: Annotated[
         Path | None,
@@ -102,6 +133,7 @@ def restore(
         str | None,
         typer.Option(
             "--objects-bucket",
+            rich_help_panel=EXPLICIT,
             help="Explicit form: the app's bucket to restore objects into (component objects/all).",
         ),
     ] = None,
@@ -608,5 +640,13 @@ def run_cluster_form(
     print_report({"where": "cluster", **result}, as_json=as_json)
 
 
+EXAMPLES = """Examples:
+
+  python -m automation restore --stack prod --app qr --dry-run
+  python -m automation restore --stack prod --app qr --component all
+  python -m automation restore --bucket qr-backups --app qr --latest
+  python -m automation restore --cleanup --stack prod --app qr"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("restore")(restore)
+    app.command("restore", epilog=EXAMPLES)(restore)

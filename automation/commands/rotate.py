@@ -122,5 +122,11 @@ def rotate(
     _finish(report, json)
 
 
+EXAMPLES = """Examples:
+
+  python -m automation rotate --stack prod --app qr --list
+  python -m automation rotate --stack prod --app qr --secret db-password"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("rotate")(rotate)
+    app.command("rotate", epilog=EXAMPLES)(rotate)
