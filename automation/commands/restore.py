@@ -152,7 +152,7 @@ def restore(
     Verifies every part of the backup first; a bad one is refused and nothing changes. A restore
     that fails or is killed at any point leaves the live database as it was.
     """
-    check_inputs(database_url, bucket, objects_bucket, where)
+    check_inputs(database_url, where)
     if stack is not None:
         if database_url or key or latest or objects_bucket:
             raise UserInputError(
@@ -181,6 +181,7 @@ def restore(
         raise UserInputError("--bucket is required: the bucket holding the backups")
     if bool(key) == latest:
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
+    check_buckets(bucket, objects_bucket)
     client = s3_client()
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
     objects = explicit_objects(choice, client, source)
@@ -239,17 +240,19 @@ def redis_dir_missing(component: str) -> UserInputError:
     )
 
 
-def check_inputs(url: str | None, bucket: str | None, objects: str | None, where: str) -> None:
-    """Every URL, bucket name, --where and the S3 endpoint, before any work (bad one: exit 2)."""
+def check_inputs(url: str | None, where: str) -> None:
+    """The URL, --where and the S3 endpoint, before any work (a bad one: exit 2)."""
     if where not in WHERE:
         raise UserInputError(f"--where {where!r}: use local or cluster (stack form only)")
     if url is not None:
         pgtools.parse_url(url)
-    if bucket:
-        urls.bucket_name(bucket)
+    urls.s3_endpoint()
+
+
+def check_buckets(bucket: str, objects: str | None) -> None:
+    urls.bucket_name(bucket)
     if objects:
         urls.bucket_name(objects, "--objects-bucket")
-    urls.s3_endpoint()
 
 
 @dataclass(frozen=True)

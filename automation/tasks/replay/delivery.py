@@ -108,15 +108,9 @@ class Worker:
             if attempts == 0:
                 self.ledger.begin(event.id)
             attempts += 1
-            try:
-                response = self.post(event)
-            except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
-                status, error = None, f"connection error: {_short(exc)}"
-            except urllib3.exceptions.TimeoutError:
-                status, error = None, f"timeout: no answer within {self.config.timeout:g}s"
-            except urllib3.exceptions.HTTPError as exc:
-                status, error = None, f"connection error: {_short(exc)}"
-            else:
+            response, error = self._attempt(event)
+            status = None
+            if response is not None:
                 status = response.status
                 if 200 <= status < 300:
                     return self._finish(event, attempts, status, None, delivered=True)
@@ -135,6 +129,17 @@ class Worker:
                 return self._finish(event, attempts, status, error)
             if self.stop.wait(backoff_delay(self.config, failures)):
                 return self._finish(event, attempts, None, f"interrupted: after {error}")
+
+    def _attempt(self, event: Event) -> tuple[urllib3.BaseHTTPResponse | None, str | None]:
+        """One request: the response, or None and why there was none."""
+        try:
+            return self.post(event), None
+        except urllib3.exceptions.NewConnectionError as exc:  # (a ConnectTimeoutError subclass)
+            return None, f"connection error: {_short(exc)}"
+        except urllib3.exceptions.TimeoutError:
+            return None, f"timeout: no answer within {self.config.timeout:g}s"
+        except urllib3.exceptions.HTTPError as exc:
+            return None, f"connection error: {_short(exc)}"
 
     def _finish(
         self,
