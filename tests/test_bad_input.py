@@ -449,3 +449,17 @@ class TestOneClearLine:
         assert "--database-url 'not-a-url': not a PostgreSQL URL; use postgresql://" in (
             one_error_line(result)
         )
+
+    def test_missing_objects_bucket_on_restore_is_named_before_anything_changes(
+        self, postgres: Postgres, s3: S3
+    ) -> None:
+        url = postgres.create_database("qr")
+        create_qr(url, rows=5)
+        bucket = s3.create_bucket()
+        before = table_checksums(url)
+        args = ["restore", "--database-url", url, "--bucket", bucket, "--latest", "--yes"]
+        args += ["--component", "all", "--redis-data-dir", "/nonexistent"]
+        result = CliRunner().invoke(build_app(), [*args, "--objects-bucket", "no-such-bkt"])
+        line = one_error_line(result)
+        assert "'no-such-bkt' does not exist" in line and "fix --objects-bucket" in line
+        assert table_checksums(url) == before

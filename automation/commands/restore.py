@@ -29,7 +29,7 @@ from automation.console import confirm, emit_json, handle_errors, progress, stde
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.stack.protocol import StackOps, app_ops
 from automation.tasks import restore as task
-from automation.tasks.io import pgtools, urls
+from automation.tasks.io import pgtools, s3io, urls
 from automation.tasks.io.s3io import s3_client
 from contract import backup_layout as bf
 
@@ -183,6 +183,8 @@ def restore(
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
     check_buckets(bucket, objects_bucket)
     client = s3_client()
+    if objects_bucket and choice.wants("objects"):  # before anything is restored
+        s3io.check_bucket(client, objects_bucket, option="--objects-bucket")
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
     objects = explicit_objects(choice, client, source)
     if not dry_run:
