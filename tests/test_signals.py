@@ -184,7 +184,11 @@ class TestSigtermCleanup:
         assert f"dropping {live}_restore_" in err  # the cleanup Ctrl-C gets
         assert databases(postgres, f"{live}_restore_") == []
         assert table_checksums(url) == before
-        assert json.loads(out)["interrupted"] is True
+        document = json.loads(out)
+        assert document["interrupted"] is True
+        assert document["report"]["restored"] == [] and document["report"]["not_restored"] == [
+            "database"
+        ]
         with psycopg.connect(postgres.url()) as conn:  # no psql left loading anything
             left = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s",

@@ -555,10 +555,20 @@ def apply_parts(document: dict[str, Any], parts: Parts) -> None:
             done.append("redis")
         if parts.objects is not None:
             document["objects"] = parts.objects.apply()
-    except OpsError as exc:
-        if not done:
+    except (OpsError, KeyboardInterrupt) as exc:
+        report = {**document, "restored": [d.split()[0] for d in done]}
+        report["not_restored"] = [p for p in parts_wanted(parts) if p not in report["restored"]]
+        if isinstance(exc, KeyboardInterrupt) or not done:
+            exc.report = report  # type: ignore[union-attr]  # --json prints it
             raise
-        raise TaskFailed(f"{exc} (already restored: {', '.join(done)})") from exc
+        failed = TaskFailed(f"{exc} (already restored: {', '.join(done)})")
+        failed.report = report  # type: ignore[attr-defined]
+        raise failed from exc
+
+
+def parts_wanted(parts: Parts) -> list[str]:
+    named = (("database", parts.database), ("redis", parts.redis), ("objects", parts.objects))
+    return [name for name, part in named if part is not None]
 
 
 def object_bucket(ops: dict[str, Any]) -> str | None:
