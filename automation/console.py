@@ -113,9 +113,20 @@ def _command_path() -> str | None:
 
 def emit_json(document: Any) -> None:
     """Print a machine-readable report on stdout (credentials redacted)."""
-    text = json.dumps(document, indent=2, sort_keys=True, default=str)
-    sys.stdout.write(redact(text) + "\n")
+    text = json.dumps(_redacted(document), indent=2, sort_keys=True, default=str)
+    sys.stdout.write(text + "\n")
     _emitted.append(True)
+
+
+def _redacted(value: Any) -> Any:
+    """Every string in a JSON-able document through `redact` (keys and values; structure kept)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def install_signal_handlers() -> None:

@@ -35,7 +35,7 @@ class Terminated(KeyboardInterrupt):
 
 _KEYWORD = re.compile(
     r"(?i)\b((?:pg)?password|passwd|pwd|secret|token|rediscli_auth|aws_secret_access_key)"
-    r"(\s*=\s*)('(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&;,]+)"
+    r"(\s*=\s*)('(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&;,'\"]+)"
 )
 _PLACEHOLDERS = {"password", "PASSWORD", "pass", "***", ""}
 

@@ -463,3 +463,54 @@ class TestOneClearLine:
         line = one_error_line(result)
         assert "'no-such-bkt' does not exist" in line and "fix --objects-bucket" in line
         assert table_checksums(url) == before
+
+
+class TestErrorBoundary:
+    """console.handle_errors: the one place every command's errors pass."""
+
+    def app_raising(self, exc: BaseException) -> Any:
+        from automation.console import handle_errors
+
+        app = typer.Typer()
+
+        @app.command()
+        @handle_errors
+        def boom(json: bool = typer.Option(False, "--json")) -> None:
+            raise exc
+
+        @app.command()
+        def other() -> None:
+            pass
+
+        return app
+
+    def test_an_unexpected_exception_is_one_redacted_line_exit_1(self) -> None:
+        app = self.app_raising(KeyError("postgresql://admin:Hunter2Secret@db/qr"))
+        result = CliRunner().invoke(app, ["boom", "--json"])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        line = one_error_line(result)
+        assert "unexpected KeyError" in line and "OPSPLANE_DEBUG=1" in line
+        assert "Hunter2Secret" not in result.output
+        assert json.loads(result.stdout)["error"] == line.removeprefix("error: ")
+
+    def test_debug_shows_the_traceback(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPSPLANE_DEBUG", "1")
+        result = CliRunner().invoke(self.app_raising(KeyError("x")), ["boom"])
+        assert isinstance(result.exception, KeyError)
+
+    def test_an_interrupt_with_a_report_prints_it(self) -> None:
+        exc = KeyboardInterrupt()
+        exc.report = {"delivered": 3}  # type: ignore[attr-defined]
+        exc.summary = "delivered 3 of 9"  # type: ignore[attr-defined]
+        result = CliRunner().invoke(self.app_raising(exc), ["boom", "--json"])
+        assert result.exit_code == 1
+        assert one_error_line(result) == "error: interrupted: delivered 3 of 9"
+        document = json.loads(result.stdout)
+        assert document["interrupted"] is True and document["report"] == {"delivered": 3}
+
+    def test_json_documents_keep_their_structure_when_redacted(self, capsys: Any) -> None:
+        from automation.console import emit_json
+
+        emit_json({"a": 'password="', "b": ["redis://:Sekret99@cache:6379"], "n": 1})
+        document = json.loads(capsys.readouterr().out)
+        assert document == {"a": 'password="', "b": ["redis://:***@cache:6379"], "n": 1}
