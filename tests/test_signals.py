@@ -210,3 +210,33 @@ class TestSigtermCleanup:
         assert proc.returncode == 1, err
         assert "sending" not in states.values()
         assert json.loads(out)["report"]["delivered"] == list(states.values()).count("delivered")
+
+
+class TestJobSigterm:
+    """In a Job, SIGTERM reaches only PID 1 (`automation.jobrun`): it passes it on to the task,
+    whose interrupted --json report is still uploaded."""
+
+    def test_jobrun_passes_sigterm_on_and_uploads_the_report(self, tmp_path: Path, s3: S3) -> None:
+        path, _ = export_file(tmp_path, 60)
+        bucket = s3.create_bucket()
+        with Receiver(verify=stripe_verifier(SECRET), latency=0.05) as receiver:
+            args = [*stripe_args(receiver, "--from-file", str(path)), "--concurrency", "4"]
+            env = dict(os.environ, PYTHONPATH=str(REPO), **{SECRET_ENV: SECRET})
+            job = subprocess.Popen(
+                [sys.executable, "-m", "automation.jobrun", "--report-to",
+                 f"s3://{bucket}/reports/r1.json", "--", "replay", *args],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            wait_for(lambda: len(receiver.acked_ids()) >= 8, job, "8 acks")
+            job.send_signal(signal.SIGTERM)
+            _, err = job.communicate(timeout=60)
+        states = FileLedger(path, "inspect", writable=False).states()
+        uploaded = json.loads(
+            s3.client().get_object(Bucket=bucket, Key="reports/r1.json")["Body"].read()
+        )
+
+        assert job.returncode == 1, err
+        assert uploaded["exitCode"] == 1 and "terminated (SIGTERM)" in uploaded["error"]
+        report = uploaded["report"]["report"]
+        assert report["delivered"] == list(states.values()).count("delivered") >= 8
+        assert "sending" not in states.values()
