@@ -240,3 +240,37 @@ class TestJobSigterm:
         report = uploaded["report"]["report"]
         assert report["delivered"] == list(states.values()).count("delivered") >= 8
         assert "sending" not in states.values()
+
+
+class TestInDoubtTwice:
+    """An in-doubt event resent once, and in flight again when that run died, is not sent a
+    third time: it is held and named, and `--id ID --force` sends it."""
+
+    def test_held_then_sent_with_force(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from automation.cli import build_app
+
+        monkeypatch.setenv(SECRET_ENV, SECRET)
+        path, _ = export_file(tmp_path, 3)
+        for run in ("run1", "run2"):  # killed while sending evt_file_0000, twice
+            ledger = FileLedger(path, run, writable=True)
+            ledger.begin("evt_file_0000")
+            ledger.close()
+        with Receiver(verify=stripe_verifier(SECRET)) as receiver:
+            args = ["replay", *stripe_args(receiver, "--from-file", str(path))]
+            first = CliRunner().invoke(build_app(), args)
+            sent_first = set(receiver.acked_ids())
+            forced = CliRunner().invoke(build_app(), [*args, "--id", "evt_file_0000", "--force"])
+
+        assert first.exit_code == 1
+        report = json.loads(first.stdout)
+        assert report["held_in_doubt"] == ["evt_file_0000"]
+        assert report["in_doubt_resent"] == ["evt_file_0000"]
+        assert sent_first == {"evt_file_0001", "evt_file_0002"}  # the held one was not sent
+        [line] = error_lines(first.stderr)
+        assert "not sent a third time" in line and "--id evt_file_0000 --force" in line
+        assert forced.exit_code == 0, forced.stderr
+        assert receiver.acked_ids() == {"evt_file_0000", "evt_file_0001", "evt_file_0002"}

@@ -229,6 +229,8 @@ def print_plan(plan: rr.Plan, target: Target) -> None:
         f"{target.rate}); {len(plan.skipped)} already delivered",
         highlight=False,
     )
+    if plan.held:
+        stderr.print(held_message(plan.held), highlight=False)
     for row in rr.dry_run_listing(plan):
         doubt = "  (in doubt: a killed run was sending it)" if row["in_doubt"] else ""
         stderr.print(
@@ -257,6 +259,9 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def failure_message(report: dict[str, Any]) -> str:
+    held = report.get("held_in_doubt") or []
+    if held and report["delivered"] == report["to_send"]:
+        return held_message(held)
     failed = sum(report["failed"].values()) + report["not_attempted"]
     hint = ""
     if any(code in report["failed"] for code in ("400", "401", "403")):
@@ -264,6 +269,15 @@ def failure_message(report: dict[str, Any]) -> str:
     return (
         f"{failed} of {report['to_send']} event(s) not delivered ({report['failed']}){hint}; "
         "rerun the same command to retry them: delivered events are skipped"
+    )
+
+
+def held_message(held: list[str]) -> str:
+    ids = " ".join(f"--id {i}" for i in held[:5]) + (" ..." if len(held) > 5 else "")
+    return (
+        f"{len(held)} event(s) were resent once already and were in flight again when that run "
+        f"was killed: not sent a third time; check the receiver for them, then send with {ids} "
+        "--force"
     )
 
 
@@ -326,7 +340,8 @@ def send(
     ledger = rr.open_ledger(target.source, context["run_id"], writable=True)
     plan = rr.Plan([], [], [])
     try:
-        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
+        states, doubted = ledger.states(), ledger.doubted()
+        plan = rr.make_plan(events, states, force=force, limit=limit, doubted=doubted)
         with progress("replaying", total=len(plan.to_send)) as advance:
             rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1), outcomes)
         return plan, ledger.doubted()
@@ -363,8 +378,9 @@ def read_only_plan(
     """The plan from the ledger as it is, without creating or locking anything."""
     ledger = rr.open_ledger(source, run_id, writable=False)
     try:
-        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
-        return plan, ledger.location, ledger.doubted()
+        doubted = ledger.doubted()
+        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit, doubted=doubted)
+        return plan, ledger.location, doubted
     finally:
         ledger.close()
 

@@ -164,8 +164,7 @@ def restore(
         options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs)
         run_stack_form(options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json)
         return
-    if where != "local":
-        raise UserInputError(f"--where {where}: needs the stack form (--stack STACK --app APP)")
+    stack_form_only(where=where)
     if cleanup:
         if database_url is None:
             raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
@@ -183,8 +182,7 @@ def restore(
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
     check_buckets(bucket, objects_bucket)
     client = s3_client()
-    if objects_bucket and choice.wants("objects"):  # before anything is restored
-        s3io.check_bucket(client, objects_bucket, option="--objects-bucket")
+    check_objects_target(client, choice)
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
     objects = explicit_objects(choice, client, source)
     if not dry_run:
@@ -249,6 +247,17 @@ def check_inputs(url: str | None, where: str) -> None:
     if url is not None:
         pgtools.parse_url(url)
     urls.s3_endpoint()
+
+
+def stack_form_only(*, where: str) -> None:
+    if where != "local":
+        raise UserInputError(f"--where {where}: needs the stack form (--stack STACK --app APP)")
+
+
+def check_objects_target(client: Any, choice: ExplicitChoice) -> None:
+    """The bucket objects go back into exists, checked before anything is restored."""
+    if choice.objects_bucket and choice.wants("objects"):
+        s3io.check_bucket(client, choice.objects_bucket, option="--objects-bucket")
 
 
 def check_buckets(bucket: str, objects: str | None) -> None:

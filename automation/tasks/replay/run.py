@@ -65,6 +65,7 @@ class Plan:
     to_send: list[Event]
     skipped: list[Event]
     in_doubt: list[str]  # to send again: a previous run was killed while sending them
+    held: list[str] = field(default_factory=list)  # resent once already and in doubt again
 
 
 def secret_from_env(var: str) -> str:
@@ -107,16 +108,28 @@ def open_ledger(source: Source, run_id: str, *, writable: bool) -> Ledger:
 
 
 def make_plan(
-    events: list[Event], states: dict[str, str], *, force: bool, limit: int | None
+    events: list[Event],
+    states: dict[str, str],
+    *,
+    force: bool,
+    limit: int | None,
+    doubted: set[str] | None = None,
 ) -> Plan:
-    """Skip delivered events (unless forced); `limit` caps what is sent, not what is skipped."""
+    """Skip delivered events (unless forced); `limit` caps what is sent, not what is skipped.
+
+    An event in `sending` is resent once (in doubt: the killed run may have delivered it). One
+    already resent in doubt (`doubted`) and in `sending` again is held, not sent a third time:
+    the report names it, and `--id ID --force` sends it after checking the receiver."""
     skipped = [] if force else [e for e in events if states.get(e.id) == DELIVERED]
-    skipped_ids = {e.id for e in skipped}
-    to_send = [e for e in events if e.id not in skipped_ids]
+    held = [] if force else [
+        e.id for e in events if states.get(e.id) == SENDING and e.id in (doubted or set())
+    ]  # fmt: skip
+    not_sent = {e.id for e in skipped} | set(held)
+    to_send = [e for e in events if e.id not in not_sent]
     if limit is not None:
         to_send = to_send[:limit]
     in_doubt = [e.id for e in to_send if states.get(e.id) == SENDING]
-    return Plan(to_send, skipped, in_doubt)
+    return Plan(to_send, skipped, in_doubt, held)
 
 
 def new_run_id() -> str:
@@ -132,7 +145,7 @@ def summarize(
     failed = [o for o in outcomes if not o.delivered]
     delivered = sum(o.delivered for o in outcomes)
     attempted = {o.event_id for o in outcomes}
-    selected = {e.id for e in plan.to_send} | {e.id for e in plan.skipped}
+    selected = {e.id for e in plan.to_send} | {e.id for e in plan.skipped} | set(plan.held)
     resent_now = [i for i in plan.in_doubt if i in attempted]
     return {
         **context,
@@ -148,7 +161,8 @@ def summarize(
         "not_attempted": len(plan.to_send) - len(outcomes),
         "in_doubt_resent": sorted(((doubted or set()) | set(resent_now)) & selected),
         "in_doubt_resent_this_run": resent_now,
-        "ok": delivered == len(plan.to_send),
+        "held_in_doubt": plan.held,
+        "ok": delivered == len(plan.to_send) and not plan.held,
     }
 
 
