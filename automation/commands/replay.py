@@ -249,11 +249,16 @@ def print_summary(report: dict[str, Any]) -> None:
         + (f", not attempted {report['not_attempted']}" if report["not_attempted"] else ""),
         highlight=False,
     )
-    if report["in_doubt_resent"]:
+    doubted = report["in_doubt_resent"]
+    if doubted:
+        shown = ", ".join(doubted[:10]) + (
+            f" and {len(doubted) - 10} more" if len(doubted) > 10 else ""
+        )
         stderr.print(
-            f"{len(report['in_doubt_resent'])} event(s) were in flight when a previous run was "
-            "killed and were sent again (receivers dedup by event id)",
+            f"{len(doubted)} event(s) may have reached the receiver twice (in flight when a run "
+            f"was killed, then sent again; receivers dedup by event id): {shown}",
             highlight=False,
+            markup=False,
         )
     stderr.print(f"ledger: {report['ledger']}", highlight=False, markup=False)
 
