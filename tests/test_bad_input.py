@@ -32,7 +32,14 @@ from tests.services import S3, Postgres, free_port
 from tests.tasks.test_restore_support import create_qr, hand_made_dump, table_checksums
 
 REPO = Path(__file__).resolve().parents[1]
-PASSWORDS = ["Hunter2Secret", "S3cr€tPässwörd", "pa%25ss!w0rd~", "p@ss:w0rd#1", "x" * 40]
+PASSWORDS = [
+    "Hunter2Secret",
+    "S3cr€tPässwörd",
+    "pa%25ss!w0rd~",
+    "p@ss:w0rd#1",
+    "x" * 40,
+    "it's\"q7",
+]
 # {s}: the option's own scheme (postgresql, redis, http); {pw}: a password; {port}: a closed port
 TEMPLATES = [
     "postgresq://admin:{pw}@127.0.0.1:{port}/db",  # mistyped scheme
