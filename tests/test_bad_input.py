@@ -116,9 +116,11 @@ def argv_for(
 
 
 def cases(seed: int = 17) -> list[tuple[str, str, bool]]:
-    """(template, password, --json) triples: every template once, passwords and --json mixed."""
-    rng = random.Random(seed)
-    return [(t, rng.choice(PASSWORDS), i % 2 == 0) for i, t in enumerate(TEMPLATES)]
+    """(template, password, --json) triples: every template once, every password at least twice
+    (shuffled, seeded: a failure reproduces), --json on every other case."""
+    passwords = [PASSWORDS[i % len(PASSWORDS)] for i in range(len(TEMPLATES))]
+    random.Random(seed).shuffle(passwords)
+    return [(t, pw, i % 2 == 0) for i, (t, pw) in enumerate(zip(TEMPLATES, passwords, strict=True))]
 
 
 def assert_safe(output: str, password: str, exit_code: int, where: str) -> None:
