@@ -14,6 +14,7 @@ other commands pull in Pulumi, the replay engine, and so on. `app` (tests) has e
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import sys
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import typer
 
 from automation import commands
+from automation.console import install_signal_handlers
 
 HELP = "opsplane: the runbooks' operations as commands (backup, restore, replay, rotate, ...)."
 
@@ -37,7 +39,25 @@ def build_app(command: str | None = None) -> typer.Typer:
     cli.callback(help=HELP)(_group)
     for name in _command_modules(command):
         importlib.import_module(f"{commands.__name__}.{name}").register(cli)
+    _reflow_help(cli)
     return cli
+
+
+def _reflow_help(cli: typer.Typer) -> None:
+    """Docstrings are wrapped at 100 columns in the source; typer keeps those breaks. Join the
+    lines of each paragraph so the terminal re-wraps them (epilogs, i.e. examples, are kept)."""
+    for info in cli.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = reflow(doc)
+    for group in cli.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+def reflow(doc: str) -> str:
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 def _group() -> None:
@@ -63,4 +83,5 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    install_signal_handlers()  # SIGTERM gets the same cleanup as Ctrl-C
     build_app(sys.argv[1] if len(sys.argv) > 1 else None)()

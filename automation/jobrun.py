@@ -9,8 +9,10 @@ operator's machine can read the result after `up` (automation/operations/cluster
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 from typing import Any
 
 
@@ -25,13 +27,22 @@ def run_task(argv: list[str]) -> dict[str, Any]:
     command = [sys.executable, "-m", "automation", *argv]
     if "--json" not in argv:
         command.append("--json")
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    sys.stderr.write(proc.stderr)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the Job's SIGTERM (deadline, node drain) reaches only PID 1, this process: pass it on, so the
+    # task runs its Ctrl-C cleanup and prints its --json report, which is then uploaded as usual
+    main = threading.current_thread() is threading.main_thread()  # (handlers live there only)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate()) if main else None
     try:
-        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        stdout, stderr = proc.communicate()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    sys.stderr.write(stderr)
+    try:
+        report = json.loads(stdout) if stdout.strip() else {}
     except json.JSONDecodeError:
-        report = {"stdout": proc.stdout[-4000:]}
-    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        report = {"stdout": stdout[-4000:]}
+    errors = [line for line in stderr.splitlines() if line.strip()]
     return {
         "exitCode": proc.returncode,
         "status": "succeeded" if proc.returncode == 0 else "failed",

@@ -18,6 +18,7 @@ from rich.table import Table
 from automation.console import emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
+from automation.tasks.io import urls
 from automation.tasks.io.gz import DEFAULT_GZIP_LEVEL
 from contract import backup_layout as bf
 
@@ -41,7 +42,7 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="OPSPLANE_DATABASE_URL",
-        help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+        help="The app's database, postgresql://user:pw@host:5432/db (or env).",
         show_default=False,
     ),
 ]
@@ -78,7 +79,7 @@ def backup(
         typer.Option(
             "--database-url",
             envvar="OPSPLANE_DATABASE_URL",
-            help="postgresql://user:password@host:5432/db (or env OPSPLANE_DATABASE_URL).",
+            help="The app's database, postgresql://user:pw@host:5432/db (or env).",
             show_default=False,
         ),
     ] = None,
@@ -115,6 +116,7 @@ def backup(
     json: Json = False,
 ) -> None:
     """Back up the database (and Redis, the app's bucket) as one run; prints the manifest key."""
+    check_inputs(bucket, database_url, redis_url, objects_bucket, pushgateway)
     options = BackupOptions(
         bucket=bucket,
         database_url=database_url,
@@ -146,6 +148,7 @@ def list_command(
 
     `(latest)` marks the run `--latest` picks. A run without a manifest (killed, failed, or still
     running) is INCOMPLETE, with any upload it left open."""
+    check_inputs(bucket)
     runs = list_backups(s3io.s3_client(), bucket, prefix, app)
     if json:
         emit_json([vars(r) for r in runs])
@@ -177,6 +180,7 @@ def pin_command(
     json: Json = False,
 ) -> None:
     """Keep a backup past retention (retention=pinned), or --unpin it."""
+    check_inputs(bucket)
     keys = pin(s3io.s3_client(), bucket, key, pinned=not unpin)
     value = bf.RETENTION_STANDARD if unpin else bf.RETENTION_PINNED
     if json:
@@ -202,13 +206,19 @@ def verify_command(
     """Restore drill: checksum, restore into a throwaway database, check, drop, tag the result."""
     if (key is None) == (not latest):
         raise UserInputError("pass exactly one of --key KEY or --latest")
+    check_inputs(bucket, database_url, pushgateway=pushgateway)
     try:
         report = verify_backup(
             database_url, bucket, prefix, key, app, report_progress=say, bar=progress
         )
-    except OpsError:
+    except OpsError as failure:
         if pushgateway:
-            push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)
+            try:
+                push_verify_result(pushgateway, app or pgtools.database_name(database_url), False)
+            except OpsError as push:  # the drill's own failure is the error to show
+                raise TaskFailed(
+                    f"{failure} (and the failure metric was not pushed: {push})"
+                ) from None
         raise
     if pushgateway:
         push_verify_result(
@@ -222,6 +232,26 @@ def verify_command(
         failed = next((c for c in report.checks if not c.ok), None)
         reason = f"{failed.name}: {failed.detail}" if failed else "no check ran"
         raise TaskFailed(f"backup s3://{bucket}/{report.key} did NOT verify: {reason}")
+
+
+def check_inputs(
+    bucket: str,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    objects_bucket: str | None = None,
+    pushgateway: str | None = None,
+) -> None:
+    """Every URL, bucket name and the S3 endpoint, checked before any work (bad one: exit 2)."""
+    urls.bucket_name(bucket)
+    if database_url is not None:
+        pgtools.parse_url(database_url)
+    if redis_url is not None:
+        urls.redis_url(redis_url)
+    if objects_bucket is not None:
+        urls.bucket_name(objects_bucket, "--objects-bucket")
+    if pushgateway is not None:
+        urls.http_url(pushgateway, "--pushgateway", "http://pushgateway:9091")
+    urls.s3_endpoint()
 
 
 def print_report(report: VerifyReport) -> None:
@@ -245,10 +275,26 @@ def human_size(size: int) -> str:
     return f"{value:.1f} TiB"
 
 
+# the URLs come from OPSPLANE_DATABASE_URL / OPSPLANE_REDIS_URL: passwords stay off the line
+BACKUP_EXAMPLES = """Examples:
+
+  python -m automation backup --bucket qr-backups --app qr
+  python -m automation backup --bucket qr-backups --app qr --format custom"""
+VERIFY_EXAMPLES = """Examples:
+
+  python -m automation verify-backup --bucket qr-backups --app qr --latest"""
+LIST_EXAMPLES = """Examples:
+
+  python -m automation backups list --bucket qr-backups --app qr"""
+PIN_EXAMPLES = """Examples:
+
+  python -m automation backups pin qr/20260101T020000Z/ --bucket qr-backups"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("backup")(backup)
-    app.command("verify-backup")(verify_command)
+    app.command("backup", epilog=BACKUP_EXAMPLES)(backup)
+    app.command("verify-backup", epilog=VERIFY_EXAMPLES)(verify_command)
     group = typer.Typer(help="List and pin backups.", no_args_is_help=True)
-    group.command("list")(list_command)
-    group.command("pin")(pin_command)
+    group.command("list", epilog=LIST_EXAMPLES)(list_command)
+    group.command("pin", epilog=PIN_EXAMPLES)(pin_command)
     app.add_typer(group, name="backups")

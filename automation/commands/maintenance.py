@@ -144,8 +144,15 @@ def maintenance_status(stack: StackOpt, app: AppOpt, json: JsonOpt = False) -> N
     typer.echo(f"{app} on {stack}: {state}{pending}; writers (configured replicas): {replicas}")
 
 
+EXAMPLES = """Examples:
+
+  python -m automation maintenance on --stack prod --app qr
+  python -m automation maintenance status --stack prod --app qr
+  python -m automation maintenance off --stack prod --app qr"""
+
+
 def register(app: typer.Typer) -> None:
-    maintenance_app.command("on")(maintenance_on)
-    maintenance_app.command("off")(maintenance_off)
-    maintenance_app.command("status")(maintenance_status)
+    maintenance_app.command("on", epilog=EXAMPLES)(maintenance_on)
+    maintenance_app.command("off", epilog=EXAMPLES)(maintenance_off)
+    maintenance_app.command("status", epilog=EXAMPLES)(maintenance_status)
     app.add_typer(maintenance_app, name="maintenance")

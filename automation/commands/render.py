@@ -46,5 +46,11 @@ def render(
         stderr.print("placeholders for: " + ", ".join(summary["placeholder_secrets"]))
 
 
+EXAMPLES = """Examples:
+
+  python -m automation render --stack prod --out render/prod
+  python -m automation render --stack dev --out render/dev --placeholder-secrets"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("render")(render)
+    app.command("render", epilog=EXAMPLES)(render)

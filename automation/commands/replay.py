@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
 from automation.stack.protocol import StackOps, app_ops
 from automation.tasks.replay.options import (
@@ -31,12 +32,14 @@ from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signe
 if TYPE_CHECKING:
     from psycopg.conninfo import make_conninfo
 
+    from automation.tasks.io import pgtools
     from automation.tasks.replay import run as rr
     from automation.tasks.replay.delivery import DeliveryConfig
     from automation.tasks.replay.ledger import Outcome
     from automation.tasks.replay.sources import Event, Filters, parse_time
 else:  # psycopg and the delivery engine load when a replay runs, not for --help
     rr = lazy_module("automation.tasks.replay.run")
+    pgtools = lazy_module("automation.tasks.io.pgtools")
     make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
     DeliveryConfig = lazy_function("automation.tasks.replay.delivery", "DeliveryConfig")
     Filters = lazy_function("automation.tasks.replay.sources", "Filters")
@@ -52,13 +55,30 @@ class Target:
     url: str
     scheme: str
     header: str
-    secret: str
+    secret: str | None  # None for a dry run: nothing is signed, no secret is needed
     source: rr.Source
     rate: Rate
 
+    def signing_secret(self) -> str:
+        assert self.secret, "a dry run has no secret: it signs nothing"
+        return self.secret
+
+
+_PANELS = {  # --help groups the options of each form apart
+    "Stack form (--stack S --app A)": ("--stack", "--app", "--where"),
+    "Explicit form (what the Job runs)": (
+        "--webhook-url", "--signing", "--secret-env", "--header", "--from-db", "--from-db-env",
+    ),
+    "Event source (either form)": ("--from-file", "--table", "--id-column", "--payload-column",
+                                   "--type-column", "--status-column", "--created-column"),
+    "Which events": ("--status", "--since", "--until", "--type", "--id", "--limit", "--force"),
+    "Delivery": ("--rate-limit", "--concurrency", "--timeout", "--max-attempts", "--backoff"),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
+
 
 def _opt(help_text: str, *names: str, **kw: Any) -> Any:
-    return typer.Option(*names, help=help_text, **kw)
+    return typer.Option(*names, help=help_text, rich_help_panel=_PANEL_OF.get(names[0]), **kw)
 
 
 Str = str | None
@@ -102,6 +122,7 @@ def target_from_stack(
     rate: Str,
     from_file: Path | None,
     columns: Columns,
+    dry_run: bool = False,
 ) -> Target:
     webhook = ops.get("webhook")
     if not webhook:
@@ -109,7 +130,7 @@ def target_from_stack(
     table = (
         columns.table if columns.table != Columns.table else webhook.get("table") or "webhook_logs"
     )
-    if not webhook.get("secret"):
+    if not webhook.get("secret") and not dry_run:
         raise UserInputError(
             f"--app {app!r}: stack has no value for the webhook secret "
             f"{webhook.get('secretName') or ''!r}; set it with `pulumi config set --secret`, "
@@ -124,7 +145,7 @@ def target_from_stack(
         url=_webhook_url(webhook),
         scheme=webhook["signing"],
         header=header or webhook.get("header") or DEFAULT_HEADERS.get(webhook["signing"], ""),
-        secret=str(webhook.get("secret") or ""),
+        secret=None if dry_run else str(webhook["secret"]),
         source=source,
         rate=_rate(rate, webhook.get("rateLimitPerMinute")),
     )
@@ -141,13 +162,14 @@ def target_from_options(
     from_file: Path | None,
     rate: Str,
     columns: Columns,
+    dry_run: bool = False,
 ) -> Target:
     missing = [
         name
         for name, value in (
             ("--webhook-url", url),
             ("--signing", signing),
-            ("--secret-env", secret_env),
+            ("--secret-env", secret_env or dry_run),
         )
         if not value
     ]
@@ -169,12 +191,14 @@ def target_from_options(
             raise UserInputError(
                 f"--from-db-env {from_db_env}: environment variable is unset or empty"
             )
+    if from_db:
+        pgtools.parse_url(from_db, f"--from-db-env {from_db_env}" if from_db_env else "--from-db")
     source = rr.Source(file=from_file) if from_file else rr.Source(db_url=from_db, columns=columns)
     return Target(
         url=rr.check_url(str(url)),
         scheme=str(signing),
         header=header or DEFAULT_HEADERS[str(signing)],
-        secret=rr.secret_from_env(str(secret_env)),
+        secret=None if dry_run else rr.secret_from_env(str(secret_env)),
         source=source,
         rate=_rate(rate, None),
     )
@@ -187,10 +211,18 @@ def build_filters(
         raise UserInputError("--status applies to --from-db only: an export has no delivery status")
     if status is None:
         status = None if from_file else "failed"
+    now = datetime.now(UTC)  # one clock for both ends: `--since 3d --until 2d` is exact
+    start = parse_time("--since", since, now) if since else None
+    end = parse_time("--until", until, now) if until else None
+    if start and end and start >= end:
+        raise UserInputError(
+            f"--since {since} --until {until}: the window is empty (since must be before until); "
+            f"did you mean --since {until} --until {since}?"
+        )
     return Filters(
         status=None if status == "any" else status,
-        since=parse_time("--since", since) if since else None,
-        until=parse_time("--until", until) if until else None,
+        since=start,
+        until=end,
         types=tuple(types),
         ids=tuple(ids),
     )
@@ -213,6 +245,8 @@ def print_plan(plan: rr.Plan, target: Target) -> None:
         f"{target.rate}); {len(plan.skipped)} already delivered",
         highlight=False,
     )
+    if plan.held:
+        stderr.print(held_message(plan.held), highlight=False)
     for row in rr.dry_run_listing(plan):
         doubt = "  (in doubt: a killed run was sending it)" if row["in_doubt"] else ""
         stderr.print(
@@ -231,16 +265,24 @@ def print_summary(report: dict[str, Any]) -> None:
         + (f", not attempted {report['not_attempted']}" if report["not_attempted"] else ""),
         highlight=False,
     )
-    if report["in_doubt_resent"]:
+    doubted = report["in_doubt_resent"]
+    if doubted:
+        shown = ", ".join(doubted[:10]) + (
+            f" and {len(doubted) - 10} more" if len(doubted) > 10 else ""
+        )
         stderr.print(
-            f"{len(report['in_doubt_resent'])} event(s) were in flight when a previous run was "
-            "killed and were sent again (receivers dedup by event id)",
+            f"{len(doubted)} event(s) may have reached the receiver twice (in flight when a run "
+            f"was killed, then sent again; receivers dedup by event id): {shown}",
             highlight=False,
+            markup=False,
         )
     stderr.print(f"ledger: {report['ledger']}", highlight=False, markup=False)
 
 
 def failure_message(report: dict[str, Any]) -> str:
+    held = report.get("held_in_doubt") or []
+    if held and report["delivered"] == report["to_send"]:
+        return held_message(held)
     failed = sum(report["failed"].values()) + report["not_attempted"]
     hint = ""
     if any(code in report["failed"] for code in ("400", "401", "403")):
@@ -248,6 +290,15 @@ def failure_message(report: dict[str, Any]) -> str:
     return (
         f"{failed} of {report['to_send']} event(s) not delivered ({report['failed']}){hint}; "
         "rerun the same command to retry them: delivered events are skipped"
+    )
+
+
+def held_message(held: list[str]) -> str:
+    ids = " ".join(f"--id {i}" for i in held[:5]) + (" ..." if len(held) > 5 else "")
+    return (
+        f"{len(held)} event(s) were resent once already and were in flight again when that run "
+        f"was killed: not sent a third time; check the receiver for them, then send with {ids} "
+        "--force"
     )
 
 
@@ -262,51 +313,95 @@ def execute(
     yes: bool,
     as_json: bool,
 ) -> dict[str, Any]:
-    """Select, plan, confirm, deliver, report; raises TaskFailed unless all were delivered."""
-    signer = make_signer(target.scheme, target.secret, target.header)
+    """Select, plan, confirm, deliver, report; raises TaskFailed unless all were delivered.
+    Interrupted (Ctrl-C, SIGTERM) or failed midway, the error carries the report so far."""
     events = rr.load_events(target.source, filters)
-    run_id = rr.new_run_id()
-    context = {
-        "run_id": run_id,
+    context: dict[str, Any] = {
+        "run_id": rr.new_run_id(),
         "webhook_url": target.url,
         "signing": target.scheme,
         "rate_limit": str(target.rate),
         "source": target.source.describe(),
         "dry_run": dry_run,
     }
-    plan, location = read_only_plan(target.source, events, run_id, force=force, limit=limit)
-    if dry_run:
-        report = {
-            **rr.summarize(plan, [], ledger=location, **context),
-            "events": rr.dry_run_listing(plan),
-        }
+    plan, location, doubted = read_only_plan(
+        target.source, events, context["run_id"], force=force, limit=limit
+    )
+    context["ledger"] = location
+    if dry_run:  # needs no signing secret: nothing is signed
+        report = {**rr.summarize(plan, [], doubted, **context), "events": rr.dry_run_listing(plan)}
         emit_json(report) if as_json else print_plan(plan, target)
         return report
     outcomes: list[Outcome] = []
     if plan.to_send:
+        signer = make_signer(target.scheme, target.signing_secret(), target.header)
         confirm(f"Send {len(plan.to_send)} webhook event(s) to {target.url}?", yes=yes)
         config = DeliveryConfig(url=target.url, signer=signer, **delivery)
-        ledger = rr.open_ledger(target.source, run_id, writable=True)
-        try:  # plan again under the ledger's lock: another run may have finished meanwhile
-            plan = rr.make_plan(events, ledger.states(), force=force, limit=limit)
-            with progress("replaying", total=len(plan.to_send)) as advance:
-                outcomes = rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1))
-        finally:
-            ledger.close()
-    report = rr.summarize(plan, outcomes, ledger=location, **context)
+        plan, doubted = send(target, events, config, outcomes, context, force=force, limit=limit)
+    report = rr.summarize(plan, outcomes, doubted, **context)
     emit_json(report) if as_json else print_summary(report)
     if not report["ok"]:
         raise TaskFailed(failure_message(report))
     return report
 
 
+def send(
+    target: Target,
+    events: list[Event],
+    config: DeliveryConfig,
+    outcomes: list[Outcome],
+    context: dict[str, Any],
+    *,
+    force: bool,
+    limit: int | None,
+) -> tuple[rr.Plan, set[str]]:
+    """Deliver under the ledger's lock (planning again: another run may have finished
+    meanwhile); `outcomes` fills as events finish. Stopped midway, the exception gets the
+    report so far (`report`, and a `summary` line for an interrupt) and is raised again."""
+    ledger = rr.open_ledger(target.source, context["run_id"], writable=True)
+    plan = rr.Plan([], [], [])
+    try:
+        states, doubted = ledger.states(), ledger.doubted()
+        plan = rr.make_plan(events, states, force=force, limit=limit, doubted=doubted)
+        with progress("replaying", total=len(plan.to_send)) as advance:
+            rr.deliver_plan(plan, config, target.rate, ledger, lambda _: advance(1), outcomes)
+        return plan, ledger.doubted()
+    except (KeyboardInterrupt, OpsError) as exc:
+        report = rr.summarize(plan, outcomes, _doubted_or_empty(ledger), **context)
+        exc.report = {**report, "interrupted": isinstance(exc, KeyboardInterrupt)}  # type: ignore[union-attr]
+        exc.summary = stopped_line(report)  # type: ignore[union-attr]
+        print_summary(report)
+        raise
+    finally:
+        ledger.close()
+
+
+def _doubted_or_empty(ledger: Any) -> set[str]:
+    try:
+        return set(ledger.doubted())
+    except OpsError:  # the ledger's database went away: the report says what this run saw
+        return set()
+
+
+def stopped_line(report: dict[str, Any]) -> str:
+    """What an interrupted run did and did not do, in one line."""
+    return (
+        f"delivered {report['delivered']} of {report['to_send']}, "
+        f"{report['not_attempted']} not attempted, failed {sum(report['failed'].values())} "
+        f"(recorded in {report['ledger']}); rerun the same command to send the rest: "
+        "delivered events are skipped"
+    )
+
+
 def read_only_plan(
     source: rr.Source, events: list[Event], run_id: str, *, force: bool, limit: int | None
-) -> tuple[rr.Plan, str]:
+) -> tuple[rr.Plan, str, set[str]]:
     """The plan from the ledger as it is, without creating or locking anything."""
     ledger = rr.open_ledger(source, run_id, writable=False)
     try:
-        return rr.make_plan(events, ledger.states(), force=force, limit=limit), ledger.location
+        doubted = ledger.doubted()
+        plan = rr.make_plan(events, ledger.states(), force=force, limit=limit, doubted=doubted)
+        return plan, ledger.location, doubted
     finally:
         ledger.close()
 
@@ -379,8 +474,15 @@ def run_as_job(stack: StackOps, app: str, args: list[str], as_json: bool, yes: b
         raise TaskFailed(failure_message(result))
 
 
+EXAMPLES = """Examples:
+
+  python -m automation replay --stack prod --app qr --since 6h --dry-run
+  python -m automation replay --stack prod --app qr --since 6h --yes
+  python -m automation replay --stack prod --app qr --where cluster --yes"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay)
+    app.command("replay", epilog=EXAMPLES)(replay)
 
 
 @handle_errors
@@ -481,7 +583,13 @@ def replay(
         stack_ops = _open_stack(stack)
         ops = app_ops(stack_ops, app)
         target = target_from_stack(
-            ops, app, header=header, rate=rate_limit, from_file=from_file, columns=columns
+            ops,
+            app,
+            header=header,
+            rate=rate_limit,
+            from_file=from_file,
+            columns=columns,
+            dry_run=dry_run,
         )
         if where == "local" and ops.get("target") == "kubernetes":
             stderr.print(
@@ -502,6 +610,7 @@ def replay(
             from_file=from_file,
             rate=rate_limit,
             columns=columns,
+            dry_run=dry_run,
         )
     if where == "cluster":
         if from_file is not None:

@@ -32,6 +32,7 @@ from automation.console import confirm, emit_json, handle_errors, progress, stde
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
 from automation.stack.protocol import StackOps, app_ops
+from automation.tasks.io import urls
 from contract import backup_layout as bf
 
 if TYPE_CHECKING:
@@ -39,16 +40,19 @@ if TYPE_CHECKING:
 
     from automation.tasks import pgswap
     from automation.tasks import restore as task
-    from automation.tasks.io import pgtools
+    from automation.tasks.io import pgtools, s3io
     from automation.tasks.io.s3io import s3_client
 else:  # psycopg and boto3 load when a restore runs, not for --help
     make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
     pgswap = lazy_module("automation.tasks.pgswap")
     task = lazy_module("automation.tasks.restore")
     pgtools = lazy_module("automation.tasks.io.pgtools")
+    s3io = lazy_module("automation.tasks.io.s3io")
     s3_client = lazy_function("automation.tasks.io.s3io", "s3_client")
 
 COMPONENTS = ("db", "redis", "objects", "all")
+STACK = "Stack form (--stack S --app A)"
+EXPLICIT = "Explicit form (what a Job runs)"
 WHERE = ("local", "cluster")
 
 
@@ -66,25 +70,43 @@ def restore(
         str | None,
         typer.Option(
             "--database-url",
+            rich_help_panel=EXPLICIT,
             envvar="OPSPLANE_DATABASE_URL",
-            help="Live database: postgresql://user:password@host:5432/db "
-            "(or env OPSPLANE_DATABASE_URL, which keeps the password off the command line).",
+            help="The live database, postgresql://user:pw@host:5432/db (or the env var, "
+            "which keeps the password off the command line).",
             show_default=False,
         ),
     ] = None,
     bucket: Annotated[
         str | None,
-        typer.Option("--bucket", envvar="OPSPLANE_BACKUP_BUCKET", help="Backup bucket."),
+        typer.Option(
+            "--bucket",
+            rich_help_panel=EXPLICIT,
+            envvar="OPSPLANE_BACKUP_BUCKET",
+            help="Backup bucket.",
+        ),
     ] = None,
     prefix: Annotated[
-        str, typer.Option("--prefix", envvar="OPSPLANE_BACKUP_PREFIX", help="Backup key prefix.")
+        str,
+        typer.Option(
+            "--prefix",
+            rich_help_panel=EXPLICIT,
+            envvar="OPSPLANE_BACKUP_PREFIX",
+            help="Backup key prefix.",
+        ),
     ] = bf.DEFAULT_PREFIX,
     app: Annotated[str | None, typer.Option("--app", help="App name (qr, quickbite).")] = None,
     key: Annotated[
         str | None,
-        typer.Option("--key", help="A dump, a run folder or a manifest key (see `backups list`)."),
+        typer.Option(
+            "--key",
+            rich_help_panel=EXPLICIT,
+            help="A dump, a run folder or a manifest key (see `backups list`).",
+        ),
     ] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The newest complete run.")] = False,
+    latest: Annotated[
+        bool, typer.Option("--latest", rich_help_panel=EXPLICIT, help="The newest complete run.")
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -96,16 +118,27 @@ def restore(
         ),
     ] = 2,
     stack: Annotated[
-        str | None, typer.Option("--stack", help="Stack form: read everything from its ops.")
+        str | None,
+        typer.Option(
+            "--stack", rich_help_panel=STACK, help="Stack form: read everything from its ops."
+        ),
     ] = None,
     backup: Annotated[
-        str | None, typer.Option("--backup", help="Stack form: `latest` (default) or a KEY.")
+        str | None,
+        typer.Option(
+            "--backup", rich_help_panel=STACK, help="Stack form: `latest` (default) or a KEY."
+        ),
     ] = None,
     component: Annotated[
         str, typer.Option("--component", help="db, redis, objects or all (database first).")
     ] = "db",
     where: Annotated[
-        str, typer.Option("--where", help="Stack form: local, or cluster (a Job in the cluster).")
+        str,
+        typer.Option(
+            "--where",
+            rich_help_panel=STACK,
+            help="Stack form: local, or cluster (a Job in the cluster).",
+        ),
     ] = "local",
     redis_data_dir: Annotated[
         Path | None,
@@ -117,6 +150,7 @@ def restore(
         str | None,
         typer.Option(
             "--objects-bucket",
+            rich_help_panel=EXPLICIT,
             help="Explicit form: the app's bucket to restore objects into (component objects/all).",
         ),
     ] = None,
@@ -138,7 +172,8 @@ def restore(
         bool,
         typer.Option(
             "--verify/--no-verify",
-            help="Stack form: end by running the app's status checks (FAIL: exit 1).",
+            help="End by running the app's status checks (FAIL: exit 1).",
+            rich_help_panel=STACK,
         ),
     ] = True,
 ) -> None:
@@ -148,6 +183,7 @@ def restore(
     Verifies every part of the backup first; a bad one is refused and nothing changes. A restore
     that fails or is killed at any point leaves the live database as it was.
     """
+    check_inputs(database_url, where)
     if stack is not None:
         if database_url or key or latest or objects_bucket:
             raise UserInputError(
@@ -161,6 +197,7 @@ def restore(
             options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json, verify=verify
         )
         return
+    stack_form_only(where=where)
     if cleanup:
         if database_url is None:
             raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
@@ -178,8 +215,10 @@ def restore(
         raise UserInputError("--bucket is required: the bucket holding the backups")
     if bool(key) == latest:
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
+    check_buckets(bucket, objects_bucket)
     case = target_case(database_url, create) if choice.wants("db") else ""
     client = s3_client()
+    check_objects_target(client, choice)
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
     objects = explicit_objects(choice, client, source)
     if not dry_run:
@@ -245,6 +284,32 @@ def redis_dir_missing(component: str) -> UserInputError:
         f"--component {component} needs --redis-data-dir DIR: the stopped Redis' data "
         "directory (its volume's mount point)"
     )
+
+
+def check_inputs(url: str | None, where: str) -> None:
+    """The URL, --where and the S3 endpoint, before any work (a bad one: exit 2)."""
+    if where not in WHERE:
+        raise UserInputError(f"--where {where!r}: use local or cluster (stack form only)")
+    if url is not None:
+        pgtools.parse_url(url)
+    urls.s3_endpoint()
+
+
+def stack_form_only(*, where: str) -> None:
+    if where != "local":
+        raise UserInputError(f"--where {where}: needs the stack form (--stack STACK --app APP)")
+
+
+def check_objects_target(client: Any, choice: ExplicitChoice) -> None:
+    """The bucket objects go back into exists, checked before anything is restored."""
+    if choice.objects_bucket and choice.wants("objects"):
+        s3io.check_bucket(client, choice.objects_bucket, option="--objects-bucket")
+
+
+def check_buckets(bucket: str, objects: str | None) -> None:
+    urls.bucket_name(bucket)
+    if objects:
+        urls.bucket_name(objects, "--objects-bucket")
 
 
 @dataclass(frozen=True)
@@ -584,10 +649,20 @@ def apply_parts(document: dict[str, Any], parts: Parts) -> None:
             done.append("redis")
         if parts.objects is not None:
             document["objects"] = parts.objects.apply()
-    except OpsError as exc:
-        if not done:
+    except (OpsError, KeyboardInterrupt) as exc:
+        report = {**document, "restored": [d.split()[0] for d in done]}
+        report["not_restored"] = [p for p in parts_wanted(parts) if p not in report["restored"]]
+        if isinstance(exc, KeyboardInterrupt) or not done:
+            exc.report = report  # type: ignore[union-attr]  # --json prints it
             raise
-        raise TaskFailed(f"{exc} (already restored: {', '.join(done)})") from exc
+        failed = TaskFailed(f"{exc} (already restored: {', '.join(done)})")
+        failed.report = report  # type: ignore[attr-defined]
+        raise failed from exc
+
+
+def parts_wanted(parts: Parts) -> list[str]:
+    named = (("database", parts.database), ("redis", parts.redis), ("objects", parts.objects))
+    return [name for name, part in named if part is not None]
 
 
 def object_bucket(ops: dict[str, Any]) -> str | None:
@@ -676,5 +751,13 @@ def run_cluster_form(
     finish_verified(stack, form, {"where": "cluster", **result}, as_json=as_json, verify=verify)
 
 
+EXAMPLES = """Examples:
+
+  python -m automation restore --stack prod --app qr --dry-run
+  python -m automation restore --stack prod --app qr --component all
+  python -m automation restore --bucket qr-backups --app qr --latest
+  python -m automation restore --cleanup --stack prod --app qr"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("restore")(restore)
+    app.command("restore", epilog=EXAMPLES)(restore)

@@ -97,6 +97,10 @@ def rotate(
     """Rotate one secret of APP: new value, database first (db-password), then the pods roll."""
     from automation.operations import rotation
 
+    if database_url is not None:
+        from automation.tasks.io import pgtools
+
+        pgtools.parse_url(database_url)  # a malformed URL is exit 2 before the stack is opened
     target = open_stack(stack)
     if list_:
         _show_list(target, app, json)
@@ -151,5 +155,11 @@ def _verified(
     )
 
 
+EXAMPLES = """Examples:
+
+  python -m automation rotate --stack prod --app qr --list
+  python -m automation rotate --stack prod --app qr --secret db-password"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("rotate")(rotate)
+    app.command("rotate", epilog=EXAMPLES)(rotate)

@@ -50,5 +50,10 @@ def show_ops(
         typer.echo(jsonlib.dumps(ops, indent=2, sort_keys=True))
 
 
+EXAMPLES = """Examples:
+
+  python -m automation ops --stack dev --app qr --json"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("ops")(show_ops)
+    app.command("ops", epilog=EXAMPLES)(show_ops)

@@ -210,8 +210,50 @@ def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, 
     if not path.exists():
         known = sorted(p.stem.split(".", 1)[1] for p in project_dir.glob("Pulumi.*.yaml"))
         raise UserInputError(f"--stack {stack!r}: no {path.name} (stacks: {', '.join(known)})")
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
+    document = read_yaml(path) or {}
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict | None):
+        raise UserInputError(f"{path.name}: `config:` must be a mapping of keys to values")
+    return dict(config or {})
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last one
+    silently; the Pulumi CLI refuses the file)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise UserInputError(
+                    f"{Path(self.name).name}: key {key!r} appears twice (lines {seen[key]} and "
+                    f"{line}); keep one of them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """A stack file: broken YAML or a duplicated key is one line naming file, line and fix."""
+    try:
+        with path.open(encoding="utf-8") as stream:
+            return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserInputError(
+            f"{path.name}: not valid YAML{where}: {exc.problem or exc.context}; fix the file "
+            "(indentation, a missing ':' or an unclosed quote)"
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise UserInputError(f"{path.name}: cannot read it as YAML ({exc}); fix the file") from None
 
 
 def _replace_secure(value: Any, path: str, secrets: set[str]) -> Any:

@@ -260,7 +260,7 @@ def preflight(client: Any, opts: BackupOptions) -> None:
     if opts.redis_url:
         check_redis(opts.redis_url)
     if opts.objects_bucket:
-        s3io.check_bucket(client, opts.objects_bucket)
+        s3io.check_bucket(client, opts.objects_bucket, option="--objects-bucket")
 
 
 def parts_written(opts: BackupOptions) -> tuple[str, ...]:

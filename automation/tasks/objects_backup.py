@@ -24,7 +24,7 @@ def mirror_bucket(
 ) -> None:
     """Copy every object of `source_bucket` into the run, appending a Part per object as it is
     stored (so a failure halfway lets the caller delete exactly what this run wrote)."""
-    s3io.check_bucket(client, source_bucket)
+    s3io.check_bucket(client, source_bucket, option="--objects-bucket")
     base = bf.part_key(prefix, app, run_id, bf.OBJECTS_DIR)
     count = total = 0
     for obj in s3io.list_keys(client, source_bucket, ""):

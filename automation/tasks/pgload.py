@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from automation.errors import TaskFailed
+from automation.tasks.io import pgtools
 from automation.tasks.io.pgtools import libpq_env
 
 # Index and constraint builds sort in memory instead of on disk (server memory, per session).
@@ -107,7 +108,7 @@ def tool_error(stderr: str) -> str:
     """The first error line a PostgreSQL tool printed (or its first line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
-    return (errors or lines or [""])[0][:300]
+    return pgtools.explain_tool_error((errors or lines or [""])[0][:300])
 
 
 class Session:

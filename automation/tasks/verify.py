@@ -207,7 +207,8 @@ def run_with_stdin(
             proc.wait()
     reader.join(timeout=5)
     if code != 0:
-        raise ToolFailed(f"{what} (exit {code}): {errors[-1] if errors else 'no message'}")
+        line = pgtools.explain_tool_error(errors[-1], Path(args[0])) if errors else "no message"
+        raise ToolFailed(f"{what} (exit {code}): {line}")
 
 
 def _feed(stdin: IO[bytes] | None, chunks: Iterable[bytes]) -> None:
@@ -225,7 +226,8 @@ def _feed(stdin: IO[bytes] | None, chunks: Iterable[bytes]) -> None:
 def _collect_errors(stream: Any, errors: list[str]) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").strip()
-        if line and ("error" in line.lower() or "fatal" in line.lower()):
+        # psql reading stdin prints some errors bare ("invalid command \restrict")
+        if line and ("error" in line.lower() or "fatal" in line.lower() or "invalid" in line):
             errors.append(line)
         if len(errors) > 50:
             del errors[:25]

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from automation.errors import TaskFailed, UserInputError
+from automation.errors import TaskFailed, UserInputError, redact
+from automation.tasks.io.urls import POSTGRES_EXAMPLE, shown
 
 PG_BIN_ENV = "OPSPLANE_PG_BIN"
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)")
@@ -47,15 +48,27 @@ _LIBPQ_ENV = {
 }
 
 
-def parse_url(url: str) -> dict[str, str]:
-    """libpq keywords of a `postgresql://` URL or `key=value` conninfo; bad input is one line."""
+def parse_url(url: str, option: str = "--database-url") -> dict[str, str]:
+    """libpq keywords of a `postgresql://` URL or `key=value` conninfo; bad input is one line
+    (exit 2) naming `option`, with the password redacted."""
+
+    def bad(why: str) -> UserInputError:
+        return UserInputError(f"{option} {shown(url)}: {why}; use {POSTGRES_EXAMPLE}")
+
+    if not url.strip() or not url.isprintable():
+        raise bad("empty or contains control characters")
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() not in ("postgresql", "postgres"):
+        raise bad(f"scheme {scheme!r} is not postgresql://")
+    if not sep and "=" not in url:
+        raise bad("not a PostgreSQL URL")
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise UserInputError(
-            f"--database-url: not a PostgreSQL URL ({first_line(exc)}); "
-            "use postgresql://user:password@host:5432/dbname"
-        ) from None
+        raise bad(f"not a PostgreSQL URL ({redact(first_line(exc))})") from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise bad(f"port {port!r} is not a number from 1 to 65535")
     return {key: str(value) for key, value in params.items() if value is not None}
 
 
@@ -132,6 +145,60 @@ def server_version(url: str) -> str:
     return str(row[0]).split()[0] if row else ""
 
 
+# the first minor release of each major whose psql knows `\restrict` (pg_dump writes it since)
+RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+# custom-archive format -> the PostgreSQL release whose pg_dump writes it
+ARCHIVE_FORMATS = {"1.14": "12 to 15", "1.15": "16", "1.16": "17"}
+_chosen: dict[str, tuple[Path, str]] = {}  # tool name -> (path, full version) last chosen
+
+
+def tool_version(path: Path) -> str:
+    """`16.2` for a tool that prints `psql (PostgreSQL) 16.2`; "" if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    match = re.search(r"\)\s+(\d+(?:\.\d+)?)", out)
+    return match.group(1) if match else ""
+
+
+def explain_tool_error(line: str, tool: Path | None = None) -> str:
+    """A PostgreSQL tool's error line, with the versions involved and the fix when it is a
+    version mismatch (the tool is `tool`, or the last one `find_pg_tool` chose)."""
+    if "invalid command \\restrict" in line:
+        path, version = _tool("psql", tool)
+        major = int(version.split(".")[0]) if version[:2].isdigit() else 0
+        need = f"{major}.{RESTRICT_SINCE[major]}" if major in RESTRICT_SINCE else "of 2025-08+"
+        upgrade = f"postgresql-client-{major}" if major else "the PostgreSQL client tools"
+        return (
+            f"{line}: the dump was made by a pg_dump from August 2025 or later (13.22, 14.19, "
+            f"15.14, 16.10, 17.6 and up), which writes \\restrict; psql {version or '?'} ({path}) "
+            f"predates it: restore with psql {need} or newer (upgrade {upgrade} or point "
+            f"{PG_BIN_ENV} at a newer client's bin directory)"
+        )
+    unsupported = re.search(r"unsupported version \((\d+\.\d+)\) in file header", line)
+    if unsupported:
+        path, version = _tool("pg_restore", tool)
+        made = ARCHIVE_FORMATS.get(unsupported.group(1), "a newer release")
+        return (
+            f"{line}: the archive was made by pg_dump of PostgreSQL {made} (format "
+            f"{unsupported.group(1)}); the target server runs PostgreSQL "
+            f"{version.split('.')[0] or '?'} and its pg_restore {version or '?'} ({path}) cannot "
+            f"read it: restore into a PostgreSQL {made.split()[-1]} (or newer) server; a dump "
+            "does not go back to an older major"
+        )
+    return line
+
+
+def _tool(name: str, tool: Path | None) -> tuple[str, str]:
+    if tool is not None:
+        return str(tool), tool_version(tool)
+    path, version = _chosen.get(name, (Path(name), ""))
+    return str(path), version
+
+
 def tool_major(path: Path) -> int | None:
     """The major version a tool reports with `--version`, or None if it does not run."""
     try:
@@ -178,6 +245,7 @@ def find_pg_tool(name: str, major: int) -> Path:
         seen.add(resolved)
         version = tool_major(candidate)
         if version == major:
+            _chosen[name] = (candidate, tool_version(candidate))
             return candidate
         found.append(f"{version if version is not None else '?'} at {candidate} ({label})")
     which = ", ".join(found) if found else f"none (no {name} in ${PG_BIN_ENV}, system or PATH)"

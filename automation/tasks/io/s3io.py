@@ -25,10 +25,12 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 
 from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.tasks.io import urls
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_SINGLE_COPY = 5 * 1024**3  # CopyObject's limit; above it, copy in parts
@@ -62,7 +64,11 @@ def s3_client() -> Any:
         response_checksum_validation="when_required",
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", region_name=region, config=config)
+    urls.s3_endpoint()  # a malformed AWS_ENDPOINT_URL is one line, not boto3's traceback
+    try:
+        return boto3.client("s3", region_name=region, config=config)
+    except ValueError as exc:
+        raise UserInputError(f"S3 client: {exc} (check AWS_REGION and AWS_ENDPOINT_URL)") from None
 
 
 def endpoint_of(client: Any) -> str:
@@ -73,9 +79,13 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def explain(exc: Exception, client: Any, bucket: str, key: str | None = None) -> OpsError:
-    """One line naming bucket, endpoint and the fix for an S3 failure."""
+def explain(
+    exc: Exception, client: Any, bucket: str, key: str | None = None, option: str = "--bucket"
+) -> OpsError:
+    """One line naming bucket, endpoint and the fix (`option` names the bucket's flag)."""
     endpoint = endpoint_of(client)
+    if isinstance(exc, ParamValidationError) and "bucket" in str(exc).lower():
+        return urls_error(bucket, option)
     where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
         return TaskFailed(
@@ -91,7 +101,7 @@ def explain(exc: Exception, client: Any, bucket: str, key: str | None = None) ->
         code = error_code(exc)
         if code in _MISSING_BUCKET or (code in _MISSING_KEY and key is None):
             return TaskFailed(
-                f"bucket {bucket!r} does not exist at {endpoint}: create it or fix --bucket"
+                f"bucket {bucket!r} does not exist at {endpoint}: create it or fix {option}"
             )
         if code in _DENIED:
             return TaskFailed(
@@ -100,26 +110,41 @@ def explain(exc: Exception, client: Any, bucket: str, key: str | None = None) ->
             )
         if code in _MISSING_KEY:
             return TaskFailed(f"no object {where} at {endpoint}: check --key (see `backups list`)")
+        if code == "InvalidRange":  # a ranged read of a 0-byte object
+            return UserInputError(
+                f"{where} is empty (0 bytes): not a backup; pick another --key (see `backups list`)"
+            )
         return TaskFailed(f"S3 error on {where} at {endpoint}: {code or exc}")
     return TaskFailed(f"S3 error on {where} at {endpoint}: {type(exc).__name__}: {exc}")
 
 
 @contextmanager
-def s3_errors(client: Any, bucket: str, key: str | None = None) -> Iterator[None]:
+def s3_errors(
+    client: Any, bucket: str, key: str | None = None, option: str = "--bucket"
+) -> Iterator[None]:
     """Translate botocore failures inside the block into one-line task errors."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        raise explain(exc, client, bucket, key) from None
+        raise explain(exc, client, bucket, key, option) from None
 
 
-def check_bucket(client: Any, bucket: str, prefix: str = "") -> None:
+def urls_error(bucket: str, option: str) -> UserInputError:
+    try:
+        urls.bucket_name(bucket, option)
+    except UserInputError as exc:
+        return exc
+    return UserInputError(f"{option} {bucket!r}: rejected by the S3 client as a bucket name")
+
+
+def check_bucket(client: Any, bucket: str, prefix: str = "", option: str = "--bucket") -> None:
     """Fail early and clearly when the bucket is missing, forbidden or the endpoint is down.
 
     Lists one key under `prefix` rather than HeadBucket: a backup role scoped to its prefix
     (an `s3:prefix` condition on ListBucket) may list there but may not HeadBucket.
     """
-    with s3_errors(client, bucket):
+    urls.bucket_name(bucket, option)
+    with s3_errors(client, bucket, option=option):
         client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
 
 

@@ -170,7 +170,12 @@ class _Finished:
         self.error = error
 
 
-def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQueue[Any]) -> None:
+def _work(
+    worker: Worker,
+    todo: queue.SimpleQueue[Event],
+    results: queue.SimpleQueue[Any],
+    done: list[Outcome],
+) -> None:
     try:
         while not worker.stop.is_set():
             try:
@@ -179,6 +184,7 @@ def _work(worker: Worker, todo: queue.SimpleQueue[Event], results: queue.SimpleQ
                 break
             outcome = worker.deliver(event)
             if outcome is not None:
+                done.append(outcome)  # here, not in the main thread a signal may interrupt
                 results.put(outcome)
     except BaseException as exc:  # e.g. the ledger's database went away: stop everyone
         worker.stop.set()
@@ -195,8 +201,12 @@ def deliver_all(
     limiter: RateLimiter,
     ledger: Ledger,
     on_outcome: Callable[[Outcome], None] = lambda _: None,
+    done: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    """Deliver with `config.concurrency` workers; Ctrl-C lets in-flight events finish and record."""
+    """Deliver with `config.concurrency` workers; Ctrl-C lets in-flight events finish and record.
+    Every finished outcome is appended to `done` by the worker itself, so after an interrupt
+    `done` holds exactly what this run recorded (`on_outcome` is for progress only)."""
+    done = [] if done is None else done
     todo: queue.SimpleQueue[Event] = queue.SimpleQueue()
     for event in events:
         todo.put(event)
@@ -205,7 +215,7 @@ def deliver_all(
     threads = [
         threading.Thread(
             target=_work,
-            args=(Worker(config, limiter, ledger, stop), todo, results),
+            args=(Worker(config, limiter, ledger, stop), todo, results, done),
             name=f"replay-{n}",
             daemon=True,
         )
@@ -213,7 +223,6 @@ def deliver_all(
     ]
     for thread in threads:
         thread.start()
-    outcomes: list[Outcome] = []
     errors: list[BaseException] = []
     running = len(threads)
     try:
@@ -226,7 +235,6 @@ def deliver_all(
                 running -= 1
                 errors.extend([item.error] if item.error else [])
             else:
-                outcomes.append(item)
                 on_outcome(item)
     finally:
         stop.set()
@@ -234,4 +242,4 @@ def deliver_all(
             thread.join()
     if errors:
         raise errors[0]
-    return outcomes
+    return done

@@ -7,7 +7,11 @@ worker takes its next event. What that guarantees:
 - a rerun skips every event recorded `delivered` (unless `--force`);
 - a run killed midway leaves at most `--concurrency` events in `sending`: those the receiver may or
   may not have acknowledged. The next run sends them again (at-least-once; Stripe receivers dedup
-  by event id) and reports them as `in_doubt`. No other event can be delivered twice.
+  by event id). No other event can be delivered twice.
+- resending an event whose last state is `sending` marks it `in_doubt` for good (the mark
+  survives later runs and later kills), so every report names every event that may have been
+  delivered twice, across all interrupted runs; once such a resend is answered the event is
+  `delivered` and never sent again.
 
 Two ledgers: a table `opsplane_webhook_replay_ledger` in the app database (`--from-db`), and a JSON
 Lines file `<export>.ledger.jsonl` beside an export (`--from-file`). Both take a lock so two runs
@@ -59,7 +63,11 @@ class Ledger(Protocol):
         """Latest state (`sending`/`delivered`/`failed`) of every event ever recorded."""
 
     def begin(self, event_id: str) -> None:
-        """Durably mark `event_id` as being sent (before its first request)."""
+        """Durably mark `event_id` as being sent (before its first request); if it already was
+        (a killed run was sending it), also mark it in doubt, for good."""
+
+    def doubted(self) -> set[str]:
+        """Every event ever resent while in doubt: it may have been delivered twice."""
 
     def finish(self, outcome: Outcome) -> None:
         """Durably record how the event's delivery ended."""
@@ -82,13 +90,19 @@ CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     attempts     integer NOT NULL DEFAULT 0,
     last_error   text,
     run_id       text NOT NULL,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    in_doubt     boolean NOT NULL DEFAULT false
 )"""
+# ledgers created before the in-doubt mark existed get the column on their next writable run
+_ADD_IN_DOUBT = (
+    f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS in_doubt boolean NOT NULL DEFAULT false"
+)
 
 _BEGIN = f"""
 INSERT INTO {LEDGER_TABLE} (event_id, state, run_id) VALUES (%s, 'sending', %s)
 ON CONFLICT (event_id) DO UPDATE
-SET state = 'sending', run_id = EXCLUDED.run_id, updated_at = now()"""
+SET state = 'sending', run_id = EXCLUDED.run_id, updated_at = now(),
+    in_doubt = {LEDGER_TABLE}.in_doubt OR {LEDGER_TABLE}.state = 'sending'"""
 
 _FINISH = f"""
 INSERT INTO {LEDGER_TABLE} (event_id, state, delivered_at, status_code, attempts, last_error,
@@ -164,6 +178,7 @@ class DbLedger:
             )
         try:
             lock_conn.execute(_CREATE)
+            lock_conn.execute(_ADD_IN_DOUBT)
         except psycopg.Error as exc:
             raise TaskFailed(
                 f"ledger: cannot create {LEDGER_TABLE} ({_first(exc)}); "
@@ -178,6 +193,15 @@ class DbLedger:
 
     def begin(self, event_id: str) -> None:
         self._execute(_BEGIN, (event_id, self.run_id), f"sending {event_id}")
+
+    def doubted(self) -> set[str]:
+        exists = self._execute("SELECT to_regclass(%s)", (LEDGER_TABLE,), "the ledger")[0][0]
+        if exists is None:
+            return set()
+        query = (  # to_jsonb: a ledger from before the column existed reads as no marks
+            f"SELECT event_id FROM {LEDGER_TABLE} l WHERE (to_jsonb(l) ->> 'in_doubt') = 'true'"
+        )
+        return {row[0] for row in self._execute(query, None, "in-doubt marks")}
 
     def finish(self, outcome: Outcome) -> None:
         params = {
@@ -221,8 +245,10 @@ class FileLedger:
         self._sync_lock = threading.Lock()
         self._written = self._synced = 0
         self._handle: IO[str] | None = None
+        self._last: dict[str, str] = {}
         if writable:
             self._open_locked()
+            self._last = self.states()  # under the lock: what previous runs left
 
     def _open_locked(self) -> None:
         try:
@@ -245,22 +271,28 @@ class FileLedger:
         self._handle = handle
 
     def states(self) -> dict[str, str]:
+        return {record["event_id"]: record["state"] for record in self._records()}
+
+    def doubted(self) -> set[str]:
+        return {record["event_id"] for record in self._records() if record.get("in_doubt")}
+
+    def _records(self) -> list[dict[str, Any]]:
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            return {}
-        states: dict[str, str] = {}
+            return []
+        records: list[dict[str, Any]] = []
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
-                states[record["event_id"]] = record["state"]
+                records.append({**record, "event_id": record["event_id"], "state": record["state"]})
             except (ValueError, KeyError, TypeError):
                 if line.strip() and number != len(lines) and not _is_cut_line(lines, number):
                     raise TaskFailed(
                         f"ledger {self.path}: line {number} is corrupt; move the file aside "
                         "only if you accept that delivered events may be sent again"
                     ) from None
-        return states
+        return records
 
     def _append(self, record: dict[str, Any]) -> None:
         """Write one record and return once an fsync covers it (fsyncs are shared: group commit)."""
@@ -285,9 +317,21 @@ class FileLedger:
             ) from None
 
     def begin(self, event_id: str) -> None:
-        self._append({"event_id": event_id, "state": SENDING, "at": _now(), "run_id": self.run_id})
+        record: dict[str, Any] = {
+            "event_id": event_id,
+            "state": SENDING,
+            "at": _now(),
+            "run_id": self.run_id,
+        }
+        with self._lock:
+            if self._last.get(event_id) == SENDING:  # a killed run was sending it
+                record["in_doubt"] = True
+            self._last[event_id] = SENDING
+        self._append(record)
 
     def finish(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._last[outcome.event_id] = DELIVERED if outcome.delivered else FAILED
         self._append(
             {
                 "event_id": outcome.event_id,

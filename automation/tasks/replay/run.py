@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from automation.errors import UserInputError
+from automation.tasks.io.urls import http_url
 from automation.tasks.replay.delivery import DeliveryConfig, deliver_all
 from automation.tasks.replay.ledger import DELIVERED, SENDING, DbLedger, FileLedger, Ledger, Outcome
 from automation.tasks.replay.options import JOB_DATABASE_URL_ENV as JOB_DATABASE_URL_ENV
@@ -65,6 +65,7 @@ class Plan:
     to_send: list[Event]
     skipped: list[Event]
     in_doubt: list[str]  # to send again: a previous run was killed while sending them
+    held: list[str] = field(default_factory=list)  # resent once already and in doubt again
 
 
 def secret_from_env(var: str) -> str:
@@ -79,12 +80,7 @@ def secret_from_env(var: str) -> str:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserInputError(
-            f"--webhook-url {url!r}: not an http(s) URL; use e.g. http://localhost:8000/billing/webhook"
-        )
-    return url
+    return http_url(url, "--webhook-url", "http://localhost:8000/billing/webhook")
 
 
 def load_events(source: Source, filters: Filters) -> list[Event]:
@@ -112,29 +108,48 @@ def open_ledger(source: Source, run_id: str, *, writable: bool) -> Ledger:
 
 
 def make_plan(
-    events: list[Event], states: dict[str, str], *, force: bool, limit: int | None
+    events: list[Event],
+    states: dict[str, str],
+    *,
+    force: bool,
+    limit: int | None,
+    doubted: set[str] | None = None,
 ) -> Plan:
-    """Skip delivered events (unless forced); `limit` caps what is sent, not what is skipped."""
+    """Skip delivered events (unless forced); `limit` caps what is sent, not what is skipped.
+
+    An event in `sending` is resent once (in doubt: the killed run may have delivered it). One
+    already resent in doubt (`doubted`) and in `sending` again is held, not sent a third time:
+    the report names it, and `--id ID --force` sends it after checking the receiver."""
     skipped = [] if force else [e for e in events if states.get(e.id) == DELIVERED]
-    skipped_ids = {e.id for e in skipped}
-    to_send = [e for e in events if e.id not in skipped_ids]
+    held = [] if force else [
+        e.id for e in events if states.get(e.id) == SENDING and e.id in (doubted or set())
+    ]  # fmt: skip
+    not_sent = {e.id for e in skipped} | set(held)
+    to_send = [e for e in events if e.id not in not_sent]
     if limit is not None:
         to_send = to_send[:limit]
     in_doubt = [e.id for e in to_send if states.get(e.id) == SENDING]
-    return Plan(to_send, skipped, in_doubt)
+    return Plan(to_send, skipped, in_doubt, held)
 
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
-def summarize(plan: Plan, outcomes: list[Outcome], **context: Any) -> dict[str, Any]:
-    """The report: selected, delivered, failed by status, skipped as already delivered."""
+def summarize(
+    plan: Plan, outcomes: list[Outcome], doubted: set[str] | None = None, **context: Any
+) -> dict[str, Any]:
+    """The report: selected, delivered, failed by status, skipped as already delivered, and
+    `in_doubt_resent`: every selected event that may have been delivered twice, by this run or
+    an earlier one (the ledger's in-doubt marks, `doubted`)."""
     failed = [o for o in outcomes if not o.delivered]
     delivered = sum(o.delivered for o in outcomes)
+    attempted = {o.event_id for o in outcomes}
+    selected = {e.id for e in plan.to_send} | {e.id for e in plan.skipped} | set(plan.held)
+    resent_now = [i for i in plan.in_doubt if i in attempted]
     return {
         **context,
-        "selected": len(plan.to_send) + len(plan.skipped),
+        "selected": len(selected),
         "skipped_already_delivered": len(plan.skipped),
         "to_send": len(plan.to_send),
         "delivered": delivered,
@@ -144,8 +159,10 @@ def summarize(plan: Plan, outcomes: list[Outcome], **context: Any) -> dict[str, 
             for o in failed
         ],
         "not_attempted": len(plan.to_send) - len(outcomes),
-        "in_doubt_resent": plan.in_doubt,
-        "ok": delivered == len(plan.to_send),
+        "in_doubt_resent": sorted(((doubted or set()) | set(resent_now)) & selected),
+        "in_doubt_resent_this_run": resent_now,
+        "held_in_doubt": plan.held,
+        "ok": delivered == len(plan.to_send) and not plan.held,
     }
 
 
@@ -169,5 +186,7 @@ def deliver_plan(
     rate: Rate,
     ledger: Ledger,
     on_outcome: Callable[[Outcome], None] = lambda _: None,
+    done: list[Outcome] | None = None,
 ) -> list[Outcome]:
-    return deliver_all(plan.to_send, config, RateLimiter(rate), ledger, on_outcome)
+    """Send the plan; `done` (if given) fills as events finish, even if interrupted."""
+    return deliver_all(plan.to_send, config, RateLimiter(rate), ledger, on_outcome, done)
