@@ -8,6 +8,7 @@ missing here still works: the CLI then loads every module.
 COMMANDS: dict[str, str] = {
     "backup": "backup",
     "backups": "backup",
+    "demo": "demo",
     "verify-backup": "backup",
     "maintenance": "maintenance",
     "ops": "stack_info",

@@ -1,0 +1,378 @@
+"""The demo: start the services, play the on-call loop with the real commands, check each step.
+
+Every step prints a heading, then `$ python -m automation ...` (the exact arguments it runs as a
+subprocess, from the repository root) and that command's own output; then the demo checks the
+step's effect independently (tables, S3 objects, the receiver's count) and stops with exit 1 at
+the first step that did not do what it says. Services and the temporary directory are removed on
+the way out, also after Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automation.demo import seed, services
+from automation.demo.standin import WEBHOOK_PATH, StandIn
+from automation.errors import TaskFailed
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "qr"
+BUCKET = "opsplane-demo-backups"
+SECRET_ENV = "OPSPLANE_DEMO_WEBHOOK_SECRET"
+REPLAY_RATE = "600/minute"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: stop the running command, then clean up."""
+
+
+class StepFailed(TaskFailed):
+    """A step did not do what it says."""
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int = 20_000
+    out: Path = Path("out/prod")
+
+
+@dataclass
+class World:
+    """Where everything lives while the demo runs."""
+
+    root: Path
+    pg: services.Postgres
+    s3_endpoint: str
+    redis: services.Redis
+    app: StandIn
+    out: Path
+    rows: int
+    seeded: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.pg.url(APP)
+
+    @property
+    def admin_url(self) -> str:
+        return self.pg.url("postgres")
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.app.base_url}/health"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.app.base_url}{WEBHOOK_PATH}"
+
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo",
+        )
+
+    def command_env(self, secret: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
+        env.update(
+            AWS_ENDPOINT_URL=self.s3_endpoint,
+            AWS_ACCESS_KEY_ID="demo",
+            AWS_SECRET_ACCESS_KEY="demo",
+            AWS_DEFAULT_REGION="us-east-1",
+            PYTHONUNBUFFERED="1",
+            COLUMNS=env.get("COLUMNS", "100"),
+        )
+        env[SECRET_ENV] = secret
+        return env
+
+
+# --- printing and running -----------------------------------------------------------------------
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Runner:
+    """Runs `python -m automation ...` as a subprocess, echoing and keeping its output."""
+
+    env: dict[str, str]
+    child: subprocess.Popen[str] | None = None
+    step: str = ""
+
+    def heading(self, number: int, title: str) -> None:
+        self.step = f"step {number}"
+        out()
+        out(f"── {number}. {title} " + "─" * max(0, 76 - len(title)))
+
+    def automation(self, *args: str, expect: int = 0) -> str:
+        """Run one command; its exit code must be `expect`. Returns stdout and stderr, merged."""
+        out(f"$ python -m automation {shlex.join(args)}")
+        lines: list[str] = []
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "automation", *args],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert self.child.stdout is not None
+            for line in self.child.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                lines.append(line)
+            code = self.child.wait()
+        finally:
+            self.stop_child()
+        if code != expect:
+            raise StepFailed(f"{self.step} did not do what it says: exit code {code}, not {expect}")
+        return "".join(lines)
+
+    def stop_child(self) -> None:
+        """Interrupted mid-command: the command gets SIGINT (it stops cleanly), then SIGKILL."""
+        child, self.child = self.child, None
+        if child is None or child.poll() is not None:
+            return
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise StepFailed(f"{self.step} did not do what it says: {what}")
+        out(f"  ✔ {what}")
+
+
+# --- the steps ----------------------------------------------------------------------------------
+
+
+def step_seed(world: World, run: Runner) -> None:
+    run.heading(1, "Seed a QR-shaped database")
+    out(f"$ (demo) CREATE DATABASE {APP}, the QR schema at Alembic head {seed.QR_HEAD}, rows")
+    out("  (accounts, 2x qr_items, 3x qr_events, webhook_logs with failed Stripe deliveries)")
+    seed.create_database(world.admin_url, APP)
+    seed.seed_qr(world.db_url, world.rows)
+    seed_redis(world.redis)
+    world.seeded = seed.counts(world.db_url)
+    out(f"  {seed.describe_counts(world.seeded)}")
+    run.check(
+        world.seeded["accounts"] == world.rows and (world.seeded["webhook_logs failed"] or 0) > 0,
+        f"{world.rows:,} accounts and {world.seeded['webhook_logs failed']} failed webhook events",
+    )
+
+
+def seed_redis(redis: services.Redis) -> None:
+    """Some sessions and rate-limit counters, so the backup has a Redis part worth the name."""
+    pairs = [x for i in range(1, 51) for x in (f"session:{i}", f"user{i}")]
+    subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port), "MSET", *pairs],
+        check=True,
+        capture_output=True,
+    )
+
+
+def step_backup(world: World, run: Runner) -> None:
+    from automation.tasks.backups import list_backups
+
+    run.heading(2, "Back up, list the backups, verify the newest one")
+    db, redis = world.db_url, world.redis.url
+    run.automation("backup", "--bucket", BUCKET, "--database-url", db, "--redis-url", redis)
+    runs = list_backups(world.s3(), BUCKET, app=APP)
+    run.check(
+        len(runs) == 1 and runs[0].complete and {"db.sql.gz", "redis.rdb.gz"} <= set(runs[0].parts),
+        f"one complete backup run in s3://{BUCKET} with parts {', '.join(runs[0].parts)}",
+    )
+    run.automation("backups", "list", "--bucket", BUCKET)
+    run.automation("verify-backup", "--database-url", db, "--bucket", BUCKET, "--latest")
+    verified = list_backups(world.s3(), BUCKET, app=APP)[0].verified
+    run.check(verified == "ok", f"the backup is tagged verified={verified}")
+
+
+def step_disaster(world: World, run: Runner) -> None:
+    run.heading(4, "A disaster: rows deleted, a table dropped")
+    out(f"$ (demo) on database {APP}: {seed.DISASTER_SQL}")
+    seed.disaster(world.db_url)
+    now = seed.counts(world.db_url)
+    out(f"  {seed.describe_counts(now)}")
+    run.check(
+        now["qr_events"] is None and (now["qr_items"] or 0) < (world.seeded["qr_items"] or 0),
+        "qr_events is gone and half the QR codes with it",
+    )
+
+
+def step_restore(world: World, run: Runner) -> None:
+    run.heading(5, "Restore the latest backup: a new database, checked, swapped in")
+    run.automation(
+        "restore", "--database-url", world.db_url, "--bucket", BUCKET, "--latest", "--yes"
+    )
+    now = seed.counts(world.db_url)
+    out(f"  {seed.describe_counts(now)}")
+    run.check(now == world.seeded, "every table is back with every row it had at the backup")
+    kept = seed.databases(world.admin_url, f"{APP}_pre_restore_%")
+    run.check(len(kept) == 1, f"the damaged database is kept as {', '.join(kept) or '(none)'}")
+    run.check(
+        seed.counts(world.pg.url(kept[0]))["qr_events"] is None,
+        f"{kept[0]} is the database as the disaster left it",
+    )
+    listing = run.automation("restore", "--cleanup", "--database-url", world.db_url, "--dry-run")
+    run.check(kept[0] in listing, "`restore --cleanup --dry-run` lists it (drop it when done)")
+
+
+def step_replay(world: World, run: Runner) -> None:
+    run.heading(7, "Replay the failed webhooks, twice: the second run delivers nothing")
+    failed = seed.failed_event_ids(world.db_url)
+    args = ["replay", "--webhook-url", world.webhook_url, "--signing", "stripe"]
+    args += ["--secret-env", SECRET_ENV, "--from-db", world.db_url]
+    args += ["--rate-limit", REPLAY_RATE, "--yes"]
+    run.automation(*args)
+    first = world.app.delivered()
+    run.check(
+        set(first) == failed and set(first.values()) == {1} and world.app.rejected == 0,
+        f"the receiver verified and acknowledged each of the {len(failed)} failed events once",
+    )
+    run.automation(*args)
+    second = world.app.delivered()
+    run.check(
+        second == first,
+        f"the second run delivered {sum(second.values()) - sum(first.values())} events",
+    )
+
+
+def step_render(world: World, run: Runner) -> None:
+    run.heading(8, "Render the prod stack offline: what `pulumi up -s prod` would deploy")
+    run.automation("render", "--stack", "prod", "--out", str(world.out), "--placeholder-secrets")
+    summary_path = world.out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    run.check(
+        summary.get("stack") == "prod" and summary.get("resources", 0) > 0,
+        f"{summary_path} written",
+    )
+    out(f"  would deploy: {render_summary(summary)}")
+
+
+RENDERED_KINDS = (
+    ("kubernetes:apps/v1:Deployment", "Deployments"),
+    ("kubernetes:apps/v1:StatefulSet", "StatefulSets"),
+    ("kubernetes:batch/v1:CronJob", "CronJobs"),
+    ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "autoscalers"),
+    ("kubernetes:networking.k8s.io/v1:Ingress", "Ingresses"),
+    ("kubernetes:core/v1:Secret", "Secrets"),
+    ("kubernetes:monitoring.coreos.com/v1:PrometheusRule", "alert rule groups"),
+    ("aws:s3/bucket:Bucket", "S3 buckets"),
+)
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    by_type = summary.get("by_type", {})
+    apps = by_type.get("opsplane:index:App", 0)
+    kinds = [f"{by_type[t]} {label}" for t, label in RENDERED_KINDS if by_type.get(t)]
+    return (
+        f"{apps} apps: {', '.join(kinds)} ({summary.get('resources')} resources, "
+        f"{summary.get('kubernetes_objects')} Kubernetes objects)"
+    )
+
+
+Step = Callable[[World, Runner], None]
+STEPS: tuple[Step, ...] = (
+    step_seed,
+    step_backup,
+    step_disaster,
+    step_restore,
+    step_replay,
+    step_render,
+)
+
+
+# --- services, signals, cleanup -----------------------------------------------------------------
+
+
+def start_world(stack: ExitStack, root: Path, options: Options, secret: str) -> World:
+    out("starting PostgreSQL 16 (pgserver), S3 (moto server), redis-server, the app stand-in ...")
+    pg = services.start_postgres(stack, root)
+    s3_endpoint = services.start_s3(stack)
+    redis = services.start_redis(stack, root)
+    app = StandIn(pg.url(APP), secret).start()
+    stack.callback(app.stop)
+    world = World(root, pg, s3_endpoint, redis, app, options.out.resolve(), options.rows)
+    world.s3().create_bucket(Bucket=BUCKET)
+    return world
+
+
+def print_where(world: World) -> None:
+    out()
+    out("where everything lives (all removed at the end, except the render):")
+    out(f"  PostgreSQL 16 (pgserver)  {world.db_url}  data {world.pg.data_dir}")
+    out(f"  S3 (moto, server mode)    {world.s3_endpoint}  bucket {BUCKET}")
+    out(f"  Redis                     {world.redis.url}  data {world.redis.data_dir}")
+    out(f"  QR API stand-in           health {world.health_url}")
+    out(f"                            Stripe webhooks {world.webhook_url}")
+    out(f"  render output (kept)      {world.out}")
+    out(f"  commands run from {REPO} with AWS_ENDPOINT_URL={world.s3_endpoint},")
+    out(f"  AWS_ACCESS_KEY_ID=demo and {SECRET_ENV} (random each run, never printed)")
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Interrupted` once; further ones wait for the cleanup."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signal.Signals(signum).name)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_demo(options: Options) -> float:
+    """Play every step; returns the seconds it took. Raises StepFailed at the first bad step."""
+    started = time.monotonic()
+    secret = "whsec_" + secrets.token_hex(24)
+    root = Path(tempfile.mkdtemp(prefix="opsplane-demo-"))
+    try:
+        with interrupts(), ExitStack() as stack:
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+            services.check_setup(root)
+            stack.callback(out, "\nstopping the services, removing " + str(root))
+            world = start_world(stack, root, options, secret)
+            print_where(world)
+            runner = Runner(world.command_env(secret))
+            for step in STEPS:
+                step(world, runner)
+    except Interrupted as exc:
+        raise TaskFailed(
+            f"interrupted ({exc}): services stopped, {root} removed; nothing else was touched"
+        ) from None
+    return time.monotonic() - started
