@@ -109,7 +109,8 @@ class TestFailures:
         env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
         env |= {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
         runner = Runner(env, step="step 2")
-        with pytest.raises(StepFailed, match=r"^step 2 did not do what it says: exit code 1, not 0"):
+        expected = r"^step 2 did not do what it says: exit code 1, not 0"
+        with pytest.raises(StepFailed, match=expected):
             runner.automation("backups", "list", "--bucket", "nowhere")
         assert runner.child is None
 
