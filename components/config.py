@@ -188,7 +188,7 @@ class ClusterJobRequest(Model):
     """
 
     app: str
-    task: Literal["restore", "replay", "verify-backup", "backup"]
+    task: Literal["restore", "replay", "verify-backup", "backup", "status"]
     args: list[str] = Field(default_factory=list)
     id: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")]
     mount_redis: bool = False

@@ -16,4 +16,5 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "restore": "restore",
     "rotate": "rotate",
+    "status": "status",
 }

@@ -28,7 +28,7 @@ from automation.stack.protocol import StackOps, app_ops
 
 CLUSTER_JOB_KEY = "opsplane:clusterJob"
 CLUSTER_JOB_OUTPUT = "clusterJob"
-TASKS = ("restore", "replay", "verify-backup", "backup")
+TASKS = ("restore", "replay", "verify-backup", "backup", "status")
 OnOutput = Callable[[str], None]
 ReportReader = Callable[[str, str], bytes]  # (bucket, key) -> the object's bytes
 

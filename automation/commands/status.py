@@ -1,0 +1,212 @@
+"""`python -m automation status`: "what is wrong right now?" for one app.
+
+Stack form `--stack S --app A` (everything from `ops`), or explicit form `--app A
+--database-url U --redis-url U --bucket B --health-url NAME=URL ...`. One line per check:
+PASS/WARN/FAIL, what was measured, and for WARN/FAIL the single next step. Exit 0 when nothing
+fails, 1 when anything fails, 2 for bad input; `--json` always prints the complete report.
+See docs/status.md.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from automation.console import emit_json, handle_errors
+from automation.errors import UserInputError
+
+MAX_TIMEOUT = 300.0
+COLOURS = {"pass": "green", "warn": "yellow", "fail": "red"}
+
+Str = str | None
+
+
+def parse_health(values: list[str]) -> dict[str, str]:
+    """`NAME=URL` pairs -> {name: url}; anything else is a one-line input error."""
+    found: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name.strip() or urlsplit(url).scheme not in ("http", "https"):
+            raise UserInputError(
+                f"--health-url {value!r}: expected NAME=http(s)://host:port/path, "
+                "e.g. api=http://127.0.0.1:8000/health"
+            )
+        found[name.strip()] = url
+    return found
+
+
+def check_url(option: str, url: Str, schemes: tuple[str, ...], example: str) -> None:
+    if url is not None and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
+        raise UserInputError(f"{option}: expected a URL like {example}, got {url[:40]!r}")
+
+
+def check_numbers(timeout: float, watch: float | None) -> None:
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise UserInputError(f"--timeout {timeout:g}: must be > 0 and <= {MAX_TIMEOUT:g} seconds")
+    if watch is not None and watch < 1:
+        raise UserInputError(f"--watch {watch:g}: must be at least 1 second")
+
+
+def explicit_targets(app: str, options: dict[str, Any]) -> Any:
+    """StatusTargets from the explicit options, after checking each one."""
+    from automation.operations.status import DEFAULT_RTO_SECONDS, StatusTargets
+
+    check_url("--database-url", options["database_url"], ("postgresql", "postgres"),
+              "postgresql://user:pass@host:5432/db")  # fmt: skip
+    check_url("--redis-url", options["redis_url"], ("redis",), "redis://:pass@host:6379")
+    check_url("--alertmanager-url", options["alertmanager_url"], ("http", "https"),
+              "http://alertmanager:9093")  # fmt: skip
+    check_url("--prometheus-url", options["prometheus_url"], ("http", "https"),
+              "http://prometheus:9090")  # fmt: skip
+    health = parse_health(options["health_url"])
+    given = [k for k in ("database_url", "redis_url", "bucket") if options[k]]
+    if not (given or health or options["alertmanager_url"] or options["prometheus_url"]):
+        raise UserInputError(
+            "nothing to check: give --stack S, or --database-url/--redis-url/--bucket/--health-url"
+        )
+    rto = options["rto_minutes"]
+    return StatusTargets(
+        app=app,
+        database_url=options["database_url"],
+        redis_url=options["redis_url"],
+        bucket=options["bucket"],
+        prefix=options["prefix"],
+        health=health,
+        prometheus_url=options["prometheus_url"],
+        alertmanager_url=options["alertmanager_url"],
+        pool_size=options["pool_size"],
+        rto_seconds=rto * 60 if rto else DEFAULT_RTO_SECONDS,
+        webhook_table=options["webhook_table"],
+        deep=options["deep"],
+    )
+
+
+def print_report(report: Any) -> None:
+    """One line per check, then a summary line."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    width = max((len(c.name) for c in report.checks), default=8)
+    for check in report.checks:
+        colour = COLOURS[check.status]
+        line = f"[bold {colour}]{check.status.upper():4}[/]  {escape(check.name):{width}}  "
+        line += escape(check.detail)
+        if check.next and check.status != "pass":
+            line += f"  [dim]→ next: {escape(check.next)}[/]"
+        console.print(line)
+    counts = report.counts()
+    where = f" on {report.stack}" if report.stack else ""
+    console.print(
+        f"{report.app}{where}: {counts['pass']} pass, {counts['warn']} warn, "
+        f"{counts['fail']} fail ({report.seconds or 0:.1f} s)"
+    )
+
+
+def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str, Any]) -> Any:
+    """One report, in the form the options ask for."""
+    from automation.operations import status as st
+
+    if stack is None:
+        return st.run_checks(explicit_targets(app, options), timeout=timeout)
+    from automation.stack import pulumi_adapter as pulumi_stack
+
+    target = pulumi_stack.open_stack(stack)
+    if where == "cluster":
+        return st.cluster_status(target, app, timeout=timeout, deep=options["deep"])
+    return st.app_status(target, app, timeout=timeout, deep=options["deep"])
+
+
+def show(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        print_report(report)
+
+
+def _o(*names: str, help_: str, **extra: Any) -> Any:
+    return typer.Option(*names, help=help_, **extra)
+
+
+AppOpt = Annotated[str, _o("--app", help_="App name (qr, quickbite).")]
+StackOpt = Annotated[Str, _o("--stack", help_="Pulumi stack: take everything from its ops output.")]
+DbOpt = Annotated[
+    Str,
+    _o("--database-url", envvar="OPSPLANE_DATABASE_URL", show_envvar=False,
+       help_="PostgreSQL URL (explicit form; or env OPSPLANE_DATABASE_URL)."),
+]  # fmt: skip
+RedisOpt = Annotated[
+    Str,
+    _o("--redis-url", envvar="OPSPLANE_REDIS_URL", show_envvar=False,
+       help_="Redis URL (explicit form; or env OPSPLANE_REDIS_URL)."),
+]  # fmt: skip
+BucketOpt = Annotated[Str, _o("--bucket", help_="Backup bucket (explicit form).")]
+PrefixOpt = Annotated[str, _o("--prefix", help_="Backup prefix in the bucket.")]
+HealthOpt = Annotated[
+    list[str], _o("--health-url", help_="Service health endpoint NAME=URL; repeatable.")
+]
+PromOpt = Annotated[Str, _o("--prometheus-url", help_="Prometheus URL (firing alerts).")]
+AmOpt = Annotated[Str, _o("--alertmanager-url", help_="Alertmanager URL (firing alerts).")]
+TableOpt = Annotated[Str, _o("--webhook-table", help_="Webhook log table, e.g. webhook_logs.")]
+PoolOpt = Annotated[int | None, _o("--pool-size", help_="The app's connection pool size.")]
+RtoOpt = Annotated[
+    float | None, _o("--rto-minutes", help_="RTO target the drill's restore time is held to.")
+]
+TimeoutOpt = Annotated[float, _o("--timeout", help_="Seconds each check may take.")]
+WatchOpt = Annotated[float | None, _o("--watch", help_="Refresh every N seconds until Ctrl-C.")]
+WhereOpt = Annotated[str, _o("--where", help_="local, or cluster (run the checks as a Job).")]
+DeepOpt = Annotated[
+    bool, _o("--deep", help_="Add connections per client, top statements, Redis memory.")
+]
+JsonOpt = Annotated[bool, _o("--json", help_="Print the JSON report on stdout.")]
+ExitZeroOpt = Annotated[bool, _o("--exit-zero", hidden=True, help_="Exit 0 even on FAIL (Job).")]
+
+
+@handle_errors
+def status(
+    app: AppOpt,
+    stack: StackOpt = None,
+    database_url: DbOpt = None,
+    redis_url: RedisOpt = None,
+    bucket: BucketOpt = None,
+    prefix: PrefixOpt = "backups",
+    health_url: HealthOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    prometheus_url: PromOpt = None,
+    alertmanager_url: AmOpt = None,
+    webhook_table: TableOpt = None,
+    pool_size: PoolOpt = None,
+    rto_minutes: RtoOpt = None,
+    timeout: TimeoutOpt = 5.0,
+    watch: WatchOpt = None,
+    where: WhereOpt = "local",
+    deep: DeepOpt = False,
+    json: JsonOpt = False,
+    exit_zero: ExitZeroOpt = False,
+) -> None:
+    """What is wrong right now: every check of APP as PASS/WARN/FAIL with the next step."""
+    check_numbers(timeout, watch)
+    if where not in ("local", "cluster"):
+        raise UserInputError(f"--where {where!r}: must be local or cluster")
+    if where == "cluster" and stack is None:
+        raise UserInputError("--where cluster needs --stack (the Job is declared by the stack)")
+    options = dict(locals())
+    report = collect(stack, app, timeout, where, options)
+    show(report, json)
+    while watch is not None:
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            break
+        report = collect(stack, app, timeout, where, options)
+        if not json:
+            typer.echo(f"\n--- {time.strftime('%H:%M:%S')} ---")
+        show(report, json)
+    if report.failed and not exit_zero:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)

@@ -1,0 +1,59 @@
+"""`alerts`: alerts firing in Alertmanager for this app, grouped by priority (P1/P2/P3).
+
+Any firing P1 is a FAIL, P2/P3 a WARN. Alertmanager unreachable is a WARN: the other checks
+still say what is wrong, and a monitoring outage is not the app's outage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from automation.operations.status import RUNBOOK, Check, Group
+
+if TYPE_CHECKING:
+    from automation.operations.status import StatusTargets
+
+NEXT = f"{RUNBOOK}#alerts"
+
+
+def group(targets: StatusTargets, timeout: float) -> Group:
+    assert targets.alertmanager_url
+    url = targets.alertmanager_url.rstrip("/") + "/api/v2/alerts?active=true&silenced=false"
+    return Group("alerts", lambda: [run(url, targets.app, timeout)], NEXT)
+
+
+def fetch(url: str, timeout: float) -> list[dict[str, Any]]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return list(json.load(response))
+
+
+def ours(alert: dict[str, Any], app: str) -> bool:
+    """An alert of this app (label `app` or `system`), or one without an app label at all."""
+    labels = alert.get("labels") or {}
+    owner = labels.get("app") or labels.get("system")
+    return owner is None or owner == app
+
+
+def run(url: str, app: str, timeout: float) -> Check:
+    try:
+        alerts = [a for a in fetch(url, timeout) if ours(a, app)]
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
+        return Check("alerts", "warn", f"Alertmanager not reachable: {reason}", NEXT)
+    by_priority: dict[str, list[str]] = {}
+    for alert in alerts:
+        labels = alert.get("labels") or {}
+        priority = labels.get("priority") or labels.get("severity") or "unknown"
+        by_priority.setdefault(priority, []).append(labels.get("alertname", "?"))
+    if not by_priority:
+        return Check("alerts", "pass", "no alert firing")
+    detail = "; ".join(
+        f"{p}: {', '.join(sorted(set(names)))}" for p, names in sorted(by_priority.items())
+    )
+    first = sorted(by_priority.get("P1") or min(by_priority.values()))[0]
+    worst = f"{RUNBOOK}#alert-{first.lower()}"
+    level = "fail" if "P1" in by_priority else "warn"
+    return Check("alerts", level, f"{len(alerts)} firing: {detail}", worst)
