@@ -25,8 +25,10 @@ DEMO = [sys.executable, "-m", "automation", "demo"]
 HEADINGS = [
     "1. Seed a QR-shaped database",
     "2. Back up, list the backups, verify the newest one",
+    "3. status: everything passes",
     "4. A disaster: rows deleted, a table dropped",
     "5. Restore the latest backup",
+    "6. status: all passing again",
     "7. Replay the failed webhooks, twice",
     "8. Render the prod stack offline",
 ]
@@ -67,6 +69,9 @@ class TestWholeDemo:
         for command in ("backup", "backups list", "verify-backup", "restore", "replay", "render"):
             assert f"$ python -m automation {command} " in output
         assert output.count("$ python -m automation replay ") == 2
+        assert output.count("$ python -m automation status ") == 4  # 3, 4, 6 (before/after cleanup)
+        assert re.search(r"^FAIL +health:api .*HTTP 503.*→ next: ", output, re.MULTILINE)
+        assert len(re.findall(r"^qr: \d+ pass, 0 warn, 0 fail", output, re.MULTILINE)) == 2
         assert "VERIFIED backups/qr/" in output  # verify-backup's own output
         assert "previous database kept as qr_pre_restore_" in output  # restore's own output
         assert "selected 10: delivered 0, skipped (already delivered) 10" in output

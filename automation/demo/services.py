@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import quote
 
 from automation.errors import TaskFailed, UserInputError
 
@@ -57,7 +58,8 @@ class Postgres:
     socket_dir: str
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
+        """libpq's URL for a unix socket: the socket directory, percent-encoded, as the host."""
+        return f"postgresql://postgres@{quote(self.socket_dir, safe='')}/{dbname}"
 
 
 def start_postgres(stack: ExitStack, root: Path) -> Postgres:
