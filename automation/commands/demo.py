@@ -15,7 +15,7 @@ from automation.errors import UserInputError
 def demo(
     rows: Annotated[
         int, typer.Option("--rows", help="Accounts to seed (2x QR codes, 3x scan events).")
-    ] = 20_000,
+    ] = 100_000,
     out: Annotated[
         Path, typer.Option("--out", help="Where the prod render goes (kept afterwards).")
     ] = Path("out/prod"),

@@ -48,7 +48,7 @@ class StepFailed(TaskFailed):
 
 @dataclass(frozen=True)
 class Options:
-    rows: int = 20_000
+    rows: int = 100_000
     out: Path = Path("out/prod")
 
 
@@ -93,7 +93,8 @@ class World:
         )
 
     def command_env(self, secret: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
+        # the user's own AWS and OPSPLANE_* settings (profiles, prefixes, URLs) stay out
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPSPLANE_"))}
         env.update(
             AWS_ENDPOINT_URL=self.s3_endpoint,
             AWS_ACCESS_KEY_ID="demo",
@@ -271,7 +272,7 @@ def step_status_again(world: World, run: Runner) -> None:
         "health:api" in levels["pass"] and not levels["fail"] and set(warns) <= {LEFTOVERS},
         "nothing fails; the only WARN is the kept previous database, with its next step",
     )
-    out("  (once the restored data is confirmed, the next step drops the kept copy)")
+    out("  (its next step, once the restored data is confirmed: drop the kept copy)")
     run.automation("restore", "--cleanup", "--database-url", world.db_url, "--yes")
     kept = seed.databases(world.admin_url, f"{APP}_pre_restore_%")
     run.check(not kept, "no pre-restore copy is left")
