@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import pytest
@@ -43,12 +44,14 @@ def root_and_redis_port(output: str) -> tuple[Path, int]:
 
 
 def assert_cleaned_up(root: Path, redis_port: int) -> None:
-    """The directory is gone and no PostgreSQL or Redis of this run is left running."""
+    """The directory is gone and no PostgreSQL, Redis or command of this run is left running
+    (commands name the database by its socket directory, percent-encoded)."""
     assert not root.exists(), f"{root} was left behind"
     leftovers = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(root) in cmdline or cmdline.startswith(f"redis-server 127.0.0.1:{redis_port}"):
+        mine = str(root) in cmdline or quote(str(root), safe="") in cmdline
+        if mine or cmdline.startswith(f"redis-server 127.0.0.1:{redis_port}"):
             leftovers.append(f"{proc.pid} {cmdline}")
     assert not leftovers, leftovers
 
@@ -84,13 +87,18 @@ class TestWholeDemo:
 
 
 class TestInterrupts:
-    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    @pytest.mark.parametrize(
+        ("signum", "whole_group"),
+        [(signal.SIGINT, True), (signal.SIGTERM, False)],
+        ids=["ctrl-c-at-a-terminal-sigint-to-the-group", "sigterm-to-the-demo-only"],
+    )
     def test_a_signal_mid_command_stops_the_command_and_cleans_up(
-        self, tmp_path: Path, signum: signal.Signals
+        self, tmp_path: Path, signum: signal.Signals, whole_group: bool
     ) -> None:
         proc = subprocess.Popen(
             [*DEMO, "--rows", "300", "--out", str(tmp_path / "prod")],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
         )  # fmt: skip
         seen = []
         assert proc.stdout is not None
@@ -98,7 +106,10 @@ class TestInterrupts:
             seen.append(line)
             if line.startswith("$ python -m automation backup "):
                 break
-        proc.send_signal(signum)
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         rest, stderr = proc.communicate(timeout=60)
         output = "".join(seen) + rest
         assert proc.returncode == 1, output + stderr
