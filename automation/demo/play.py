@@ -33,7 +33,8 @@ from automation.errors import TaskFailed
 REPO = Path(__file__).resolve().parents[2]
 APP = "qr"
 BUCKET = "opsplane-demo-backups"
-SECRET_ENV = "OPSPLANE_DEMO_WEBHOOK_SECRET"
+SIGNING_VAR = "OPSPLANE_DEMO_WEBHOOK_SECRET"  # holds the Stripe signing secret
+MOTO_KEY = "demo"  # moto accepts any key: a throwaway one, never a real credential
 REPLAY_RATE = "600/minute"
 LEFTOVERS = "database:leftovers"  # status' check of kept pre-restore databases
 
@@ -88,8 +89,8 @@ class World:
             "s3",
             endpoint_url=self.s3_endpoint,
             region_name="us-east-1",
-            aws_access_key_id="demo",
-            aws_secret_access_key="demo",
+            aws_access_key_id=MOTO_KEY,
+            aws_secret_access_key=MOTO_KEY,
         )
 
     def command_env(self, secret: str) -> dict[str, str]:
@@ -97,13 +98,13 @@ class World:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPSPLANE_"))}
         env.update(
             AWS_ENDPOINT_URL=self.s3_endpoint,
-            AWS_ACCESS_KEY_ID="demo",
-            AWS_SECRET_ACCESS_KEY="demo",
+            AWS_ACCESS_KEY_ID=MOTO_KEY,
+            AWS_SECRET_ACCESS_KEY=MOTO_KEY,
             AWS_DEFAULT_REGION="us-east-1",
             PYTHONUNBUFFERED="1",
             COLUMNS=env.get("COLUMNS", "100"),
         )
-        env[SECRET_ENV] = secret
+        env[SIGNING_VAR] = secret
         return env
 
 
@@ -194,7 +195,7 @@ def seed_redis(redis: services.Redis) -> None:
     """Some sessions and rate-limit counters, so the backup has a Redis part worth the name."""
     pairs = [x for i in range(1, 51) for x in (f"session:{i}", f"user{i}")]
     subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port), "MSET", *pairs],
+        [services.tool("redis-cli"), "-h", "127.0.0.1", "-p", str(redis.port), "MSET", *pairs],
         check=True,
         capture_output=True,
     )
@@ -311,7 +312,7 @@ def step_replay(world: World, run: Runner) -> None:
     run.heading(7, "Replay the failed webhooks, twice: the second run delivers nothing")
     failed = seed.failed_event_ids(world.db_url)
     args = ["replay", "--webhook-url", world.webhook_url, "--signing", "stripe"]
-    args += ["--secret-env", SECRET_ENV, "--from-db", world.db_url]
+    args += ["--secret-env", SIGNING_VAR, "--from-db", world.db_url]
     args += ["--rate-limit", REPLAY_RATE, "--yes"]
     run.automation(*args)
     first = world.app.delivered()
@@ -400,7 +401,7 @@ def print_where(world: World) -> None:
     out(f"                            Stripe webhooks {world.webhook_url}")
     out(f"  render output (kept)      {world.out}")
     out(f"  commands run from {REPO} with AWS_ENDPOINT_URL={world.s3_endpoint},")
-    out(f"  AWS_ACCESS_KEY_ID=demo and {SECRET_ENV} (random each run, never printed)")
+    out(f"  AWS_ACCESS_KEY_ID=demo and {SIGNING_VAR} (random each run, never printed)")
 
 
 @contextmanager

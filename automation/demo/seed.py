@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+from psycopg import sql
 
 QR_HEAD = "7f3a9c1d2e4b"
 QR_TABLES = ("alembic_version", "accounts", "qr_items", "qr_events", "webhook_logs")
@@ -42,7 +43,7 @@ EVENT_TYPES = (
 
 def create_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def seed_qr(url: str, rows: int) -> None:
@@ -103,7 +104,8 @@ def counts(url: str) -> dict[str, int | None]:
             if exists is None or exists[0] is None:
                 found[table] = None
                 continue
-            (n,) = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone() or (0,)
+            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            (n,) = conn.execute(query).fetchone() or (0,)
             found[table] = int(n)
         if found["webhook_logs"] is not None:
             row = conn.execute("SELECT count(*) FROM webhook_logs WHERE status = 'failed'")

@@ -41,9 +41,16 @@ def check_setup(root: Path) -> None:
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     for module in DEV_MODULES:
         require(module)
-    for tool in ("redis-server", "redis-cli"):
-        if shutil.which(tool) is None:
-            raise UserInputError(f"the demo needs {tool} (Debian redis): run `make setup`")
+    for name in ("redis-server", "redis-cli"):
+        tool(name)
+
+
+def tool(name: str) -> str:
+    """The full path of a command-line tool `make setup` installs."""
+    path = shutil.which(name)
+    if path is None:
+        raise UserInputError(f"the demo needs {name} (Debian redis): run `make setup`")
+    return path
 
 
 def free_port() -> int:
@@ -98,7 +105,8 @@ def start_redis(stack: ExitStack, root: Path) -> Redis:
     data_dir = root / "redis"
     data_dir.mkdir()
     port = free_port()
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)]
+    args = [tool("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
+    args += ["--dir", str(data_dir)]
     args += ["--save", "3600 1", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
     args += ["--repl-diskless-sync-delay", "0"]  # the backup's snapshot starts at once
     # its own session: a Ctrl-C at the terminal reaches the demo, which stops Redis in order
