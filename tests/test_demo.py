@@ -35,15 +35,16 @@ HEADINGS = [
 ]
 
 
-def root_and_redis_port(output: str) -> tuple[Path, int]:
-    """The demo's temporary directory and Redis port, from its `where everything lives` block."""
-    data = re.search(r"data (/\S*opsplane-demo-[^/\s]+)/pg", output)
+def root_and_redis_port(output: str) -> tuple[Path, int | None]:
+    """The demo's temporary directory (it names it as it removes it) and its Redis port (from
+    `where everything lives`, when it got that far)."""
+    removing = re.search(r"^stopping the services, removing (/\S*opsplane-demo-\S+)$", output, re.M)
     port = re.search(r"redis://127\.0\.0\.1:(\d+)", output)
-    assert data and port, output
-    return Path(data.group(1)), int(port.group(1))
+    assert removing, output
+    return Path(removing.group(1)), int(port.group(1)) if port else None
 
 
-def assert_cleaned_up(root: Path, redis_port: int) -> None:
+def assert_cleaned_up(root: Path, redis_port: int | None) -> None:
     """The directory is gone and no PostgreSQL, Redis or command of this run is left running
     (commands name the database by its socket directory, percent-encoded)."""
     assert not root.exists(), f"{root} was left behind"
@@ -51,7 +52,7 @@ def assert_cleaned_up(root: Path, redis_port: int) -> None:
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         mine = str(root) in cmdline or quote(str(root), safe="") in cmdline
-        if mine or cmdline.startswith(f"redis-server 127.0.0.1:{redis_port}"):
+        if mine or (redis_port and cmdline.startswith(f"redis-server 127.0.0.1:{redis_port}")):
             leftovers.append(f"{proc.pid} {cmdline}")
     assert not leftovers, leftovers
 
@@ -88,13 +89,19 @@ class TestWholeDemo:
 
 class TestInterrupts:
     @pytest.mark.parametrize(
-        ("signum", "whole_group"),
-        [(signal.SIGINT, True), (signal.SIGTERM, False)],
-        ids=["ctrl-c-at-a-terminal-sigint-to-the-group", "sigterm-to-the-demo-only"],
+        ("signum", "whole_group", "when"),
+        [
+            (signal.SIGINT, True, "starting PostgreSQL"),
+            (signal.SIGINT, True, "$ python -m automation backup "),
+            (signal.SIGTERM, False, "$ python -m automation backup "),
+        ],
+        ids=["ctrl-c-while-services-start", "ctrl-c-during-backup", "sigterm-during-backup"],
     )
-    def test_a_signal_mid_command_stops_the_command_and_cleans_up(
-        self, tmp_path: Path, signum: signal.Signals, whole_group: bool
+    def test_a_signal_stops_what_runs_and_cleans_up(
+        self, tmp_path: Path, signum: signal.Signals, whole_group: bool, when: str
     ) -> None:
+        """Ctrl-C at a terminal reaches the whole foreground process group (the demo, the running
+        command and its tools); SIGTERM (a CI runner, `kill`) reaches the demo alone."""
         proc = subprocess.Popen(
             [*DEMO, "--rows", "300", "--out", str(tmp_path / "prod")],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -102,9 +109,9 @@ class TestInterrupts:
         )  # fmt: skip
         seen = []
         assert proc.stdout is not None
-        for line in proc.stdout:  # up to the moment `backup` is running
+        for line in proc.stdout:
             seen.append(line)
-            if line.startswith("$ python -m automation backup "):
+            if line.startswith(when):
                 break
         if whole_group:
             os.killpg(proc.pid, signum)

@@ -431,7 +431,7 @@ def run_demo(options: Options) -> float:
     try:
         with interrupts(), ExitStack() as stack:
             stack.callback(shutil.rmtree, root, ignore_errors=True)
-            services.check_setup(root)
+            services.check_setup()
             stack.callback(out, "\nstopping the services, removing " + str(root))
             world = start_world(stack, root, options, secret)
             print_where(world)

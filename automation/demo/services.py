@@ -5,13 +5,14 @@ PostgreSQL refuses to run as root: pgserver then runs it as its own unprivileged
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-import os
 import shutil
 import socket
 import subprocess
 import time
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +34,13 @@ def require(module: str) -> ModuleType:
         ) from None
 
 
-def check_setup(root: Path) -> None:
-    """Every dependency the demo needs, before any service starts. pgserver keeps its lock file
-    in the runtime directory it finds on import: a private one under `root`."""
-    runtime = root / "run"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+def check_setup() -> None:
+    """Every dependency the demo needs, before any service starts."""
+    with warnings.catch_warnings():
+        # pgserver keeps its start/stop lock in the user's runtime directory; without
+        # XDG_RUNTIME_DIR (as under root) platformdirs warns and falls back to /tmp/runtime-UID
+        warnings.simplefilter("ignore")
+        require("pgserver")
     for module in DEV_MODULES:
         require(module)
     for name in ("redis-server", "redis-cli"):
@@ -74,9 +76,23 @@ def start_postgres(stack: ExitStack, root: Path) -> Postgres:
     pgserver = require("pgserver")
     data_dir = root / "pg"
     data_dir.mkdir()
+    stack.callback(stop_strays, data_dir)  # runs last: after the server's own cleanup
     server = pgserver.get_server(str(data_dir), cleanup_mode="delete")
     stack.callback(server.cleanup)
     return Postgres(data_dir, server.get_uri().split("host=")[1])
+
+
+def stop_strays(data_dir: Path) -> None:
+    """A server still running on `data_dir` (interrupted while it started, before pgserver
+    returned a handle to stop it): terminate it, so nothing outlives the demo."""
+    import psutil  # pgserver's own dependency
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "-D" in cmdline and str(data_dir) in cmdline:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+                proc.wait(5)
 
 
 def start_s3(stack: ExitStack) -> str:
