@@ -72,6 +72,8 @@ class TestWholeDemo:
         assert -1 not in positions and positions == sorted(positions), output
         for command in ("backup", "backups list", "verify-backup", "restore", "replay", "render"):
             assert f"$ python -m automation {command} " in output
+        assert "\nINSERT 0 300\n" in output  # psql's own output, seeding from qr_seed.sql
+        assert "\nDROP TABLE\nDELETE 300\n" in output  # the disaster, through psql
         assert output.count("$ python -m automation replay ") == 2
         assert output.count("$ python -m automation status ") == 4  # 3, 4, 6 (before/after cleanup)
         assert re.search(r"^FAIL +health:api .*HTTP 503.*→ next: ", output, re.MULTILINE)

@@ -94,8 +94,8 @@ class World:
         )
 
     def command_env(self, secret: str) -> dict[str, str]:
-        # the user's own AWS and OPSPLANE_* settings (profiles, prefixes, URLs) stay out
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPSPLANE_"))}
+        # the user's own AWS_*, OPSPLANE_* and libpq PG* settings (profiles, URLs) stay out
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPSPLANE_", "PG"))}
         env.update(
             AWS_ENDPOINT_URL=self.s3_endpoint,
             AWS_ACCESS_KEY_ID=MOTO_KEY,
@@ -130,11 +130,21 @@ class Runner:
         out(f"── {number}. {title} " + "─" * max(0, 76 - len(title)))
 
     def automation(self, *args: str, expect: int = 0) -> str:
-        """Run one command; its exit code must be `expect`. Returns stdout and stderr, merged."""
-        out(f"$ python -m automation {shlex.join(args)}")
+        """Run `python -m automation ARGS`; see `run`."""
+        shown = f"python -m automation {shlex.join(args)}"
+        return self.run([sys.executable, "-m", "automation", *args], shown, expect=expect)
+
+    def tool(self, name: str, *args: str) -> str:
+        """Run a tool `make setup` installs (psql, redis-cli), found on PATH; see `run`."""
+        return self.run([services.tool(name), *args], shlex.join([name, *args]))
+
+    def run(self, argv: list[str], shown: str, *, expect: int = 0) -> str:
+        """Print `$ shown`, run argv from the repository root echoing its output as it comes;
+        its exit code must be `expect`. Returns stdout and stderr, merged."""
+        out(f"$ {shown}")
         lines: list[str] = []
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "automation", *args],
+            argv,
             cwd=REPO,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -177,27 +187,22 @@ class Runner:
 
 
 def step_seed(world: World, run: Runner) -> None:
-    run.heading(1, "Seed a QR-shaped database")
-    out(f"$ (demo) CREATE DATABASE {APP}, the QR schema at Alembic head {seed.QR_HEAD}, rows")
-    out("  (accounts, 2x qr_items, 3x qr_events, webhook_logs with failed Stripe deliveries)")
-    seed.create_database(world.admin_url, APP)
-    seed.seed_qr(world.db_url, world.rows)
-    seed_redis(world.redis)
+    run.heading(1, "Seed a QR-shaped database (and a few Redis keys)")
+    run.tool("psql", world.admin_url, "-c", f"CREATE DATABASE {APP}")
+    rows, head = f"rows={world.rows}", f"head={seed.QR_HEAD}"
+    run.tool(
+        "psql", world.db_url, "-v", "ON_ERROR_STOP=1", "-v", rows, "-v", head, "-f", seed.SEED_SQL
+    )
+    redis = ["-h", "127.0.0.1", "-p", str(world.redis.port)]
+    run.tool("redis-cli", *redis, "MSET", "session:1", "alice", "session:2", "bob", "rate:api", "7")
     world.seeded = seed.counts(world.db_url)
     out(f"  {seed.describe_counts(world.seeded)}")
     run.check(
-        world.seeded["accounts"] == world.rows and (world.seeded["webhook_logs failed"] or 0) > 0,
-        f"{world.rows:,} accounts and {world.seeded['webhook_logs failed']} failed webhook events",
-    )
-
-
-def seed_redis(redis: services.Redis) -> None:
-    """Some sessions and rate-limit counters, so the backup has a Redis part worth the name."""
-    pairs = [x for i in range(1, 51) for x in (f"session:{i}", f"user{i}")]
-    subprocess.run(
-        [services.tool("redis-cli"), "-h", "127.0.0.1", "-p", str(redis.port), "MSET", *pairs],
-        check=True,
-        capture_output=True,
+        world.seeded["accounts"] == world.rows
+        and (world.seeded["webhook_logs failed"] or 0) > 0
+        and seed.migration_head(world.db_url) == seed.QR_HEAD,
+        f"{world.rows:,} accounts, {world.seeded['webhook_logs failed']} failed webhook events, "
+        f"Alembic head {seed.QR_HEAD}",
     )
 
 
@@ -282,8 +287,7 @@ def step_status_again(world: World, run: Runner) -> None:
 
 def step_disaster(world: World, run: Runner) -> None:
     run.heading(4, "A disaster: rows deleted, a table dropped")
-    out(f"$ (demo) on database {APP}: {seed.DISASTER_SQL}")
-    seed.disaster(world.db_url)
+    run.tool("psql", world.db_url, "-c", seed.DISASTER_SQL)
     now = seed.counts(world.db_url)
     out(f"  {seed.describe_counts(now)}")
     run.check(

@@ -43,7 +43,7 @@ def check_setup() -> None:
         require("pgserver")
     for module in DEV_MODULES:
         require(module)
-    for name in ("redis-server", "redis-cli"):
+    for name in ("redis-server", "redis-cli", "psql"):
         tool(name)
 
 
@@ -51,7 +51,7 @@ def tool(name: str) -> str:
     """The full path of a command-line tool `make setup` installs."""
     path = shutil.which(name)
     if path is None:
-        raise UserInputError(f"the demo needs {name} (Debian redis): run `make setup`")
+        raise UserInputError(f"the demo needs {name} on PATH: run `make setup`")
     return path
 
 
