@@ -1,10 +1,11 @@
 """The demo: start the services, play the on-call loop with the real commands, check each step.
 
-Every step prints a heading, then `$ python -m automation ...` (the exact arguments it runs as a
-subprocess, from the repository root) and that command's own output; then the demo checks the
-step's effect independently (tables, S3 objects, the receiver's count) and stops with exit 1 at
-the first step that did not do what it says. Services and the temporary directory are removed on
-the way out, also after Ctrl-C or SIGTERM.
+Every step prints a heading, then each command it runs as a subprocess from the repository root
+(`$ python -m automation ...`; `$ psql ...`/`$ redis-cli ...` to seed and to cause the disaster),
+exactly as run, with that command's own output; then the demo checks the step's effect
+independently (tables, S3 objects, the receiver's count) and stops with exit 1 at the first step
+that did not do what it says. Services and the temporary directory are removed on the way out,
+also after Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def out(line: str = "") -> None:
 
 @dataclass
 class Runner:
-    """Runs `python -m automation ...` as a subprocess, echoing and keeping its output."""
+    """Runs a step's commands as subprocesses, echoing and keeping their output."""
 
     env: dict[str, str]
     child: subprocess.Popen[str] | None = None
@@ -213,9 +214,10 @@ def step_backup(world: World, run: Runner) -> None:
     db, redis = world.db_url, world.redis.url
     run.automation("backup", "--bucket", BUCKET, "--database-url", db, "--redis-url", redis)
     runs = list_backups(world.s3(), BUCKET, app=APP)
+    parts = set(runs[0].parts) if len(runs) == 1 and runs[0].complete else set()
     run.check(
-        len(runs) == 1 and runs[0].complete and {"db.sql.gz", "redis.rdb.gz"} <= set(runs[0].parts),
-        f"one complete backup run in s3://{BUCKET} with parts {', '.join(runs[0].parts)}",
+        {"db.sql.gz", "redis.rdb.gz"} <= parts,
+        f"one complete backup run in s3://{BUCKET} with parts {', '.join(sorted(parts)) or '-'}",
     )
     run.automation("backups", "list", "--bucket", BUCKET)
     run.automation("verify-backup", "--database-url", db, "--bucket", BUCKET, "--latest")
@@ -261,30 +263,6 @@ def step_status_ok(world: World, run: Runner) -> None:
     all_pass(world, run)
 
 
-def step_status_fail(world: World, run: Runner) -> None:
-    fails = next_steps(run.automation(*status_args(world), expect=1), "FAIL")
-    run.check(
-        "health:api" in fails and all(fails.values()),
-        f"status FAILs {', '.join(fails) or 'nothing'} and names the next step "
-        f"({fails.get('health:api') or 'none'})",
-    )
-
-
-def step_status_again(world: World, run: Runner) -> None:
-    run.heading(6, "status: all passing again")
-    output = run.automation(*status_args(world))
-    levels, warns = status_levels(output), next_steps(output, "WARN")
-    run.check(
-        "health:api" in levels["pass"] and not levels["fail"] and set(warns) <= {LEFTOVERS},
-        "nothing fails; the only WARN is the kept previous database, with its next step",
-    )
-    out("  (its next step, once the restored data is confirmed: drop the kept copy)")
-    run.automation("restore", "--cleanup", "--database-url", world.db_url, "--yes")
-    kept = seed.databases(world.admin_url, f"{APP}_pre_restore_%")
-    run.check(not kept, "no pre-restore copy is left")
-    all_pass(world, run)
-
-
 def step_disaster(world: World, run: Runner) -> None:
     run.heading(4, "A disaster: rows deleted, a table dropped")
     run.tool("psql", world.db_url, "-c", seed.DISASTER_SQL)
@@ -293,6 +271,15 @@ def step_disaster(world: World, run: Runner) -> None:
     run.check(
         now["qr_events"] is None and (now["qr_items"] or 0) < (world.seeded["qr_items"] or 0),
         "qr_events is gone and half the QR codes with it",
+    )
+
+
+def step_status_fail(world: World, run: Runner) -> None:
+    fails = next_steps(run.automation(*status_args(world), expect=1), "FAIL")
+    run.check(
+        "health:api" in fails and all(fails.values()),
+        f"status FAILs {', '.join(fails) or 'nothing'} and names the next step "
+        f"({fails.get('health:api') or 'none'})",
     )
 
 
@@ -310,6 +297,21 @@ def step_restore(world: World, run: Runner) -> None:
         seed.counts(world.pg.url(kept[0]))["qr_events"] is None,
         f"{kept[0]} is the database as the disaster left it",
     )
+
+
+def step_status_again(world: World, run: Runner) -> None:
+    run.heading(6, "status: all passing again")
+    output = run.automation(*status_args(world))
+    levels, warns = status_levels(output), next_steps(output, "WARN")
+    run.check(
+        "health:api" in levels["pass"] and not levels["fail"] and set(warns) <= {LEFTOVERS},
+        "nothing fails; the only WARN is the kept previous database, with its next step",
+    )
+    out("  (its next step, once the restored data is confirmed: drop the kept copy)")
+    run.automation("restore", "--cleanup", "--database-url", world.db_url, "--yes")
+    kept = seed.databases(world.admin_url, f"{APP}_pre_restore_%")
+    run.check(not kept, "no pre-restore copy is left")
+    all_pass(world, run)
 
 
 def step_replay(world: World, run: Runner) -> None:
@@ -436,14 +438,17 @@ def run_demo(options: Options) -> float:
         with interrupts(), ExitStack() as stack:
             stack.callback(shutil.rmtree, root, ignore_errors=True)
             services.check_setup()
-            stack.callback(out, "\nstopping the services, removing " + str(root))
-            world = start_world(stack, root, options, secret)
-            print_where(world)
-            runner = Runner(world.command_env(secret))
-            for step in STEPS:
-                step(world, runner)
+            try:
+                world = start_world(stack, root, options, secret)
+                print_where(world)
+                runner = Runner(world.command_env(secret))
+                for step in STEPS:
+                    step(world, runner)
+            finally:  # before the stack stops the services and removes the directory
+                out(f"\nstopping the services, removing {root}")
     except Interrupted as exc:
+        removed = "removed" if not root.exists() else "NOT removed (delete it by hand)"
         raise TaskFailed(
-            f"interrupted ({exc}): services stopped, {root} removed; nothing else was touched"
+            f"interrupted ({exc}): services stopped, {root} {removed}; nothing else was touched"
         ) from None
     return time.monotonic() - started
