@@ -128,8 +128,32 @@ class QuotaSettings(Model):
     workers: Positive | None = None
 
 
+class PostgresSettings(Model):
+    """PostgreSQL parameters (`-c name=value` at start), the runbooks' troubleshooting steps as
+    settings. Durations in milliseconds; 0 turns a timeout off, -1 the slow-query log."""
+
+    log_min_duration_statement: Annotated[int, Field(ge=-1)] = 1000  # runbook: slow-query log
+    idle_in_transaction_session_timeout: NonNegative = 600_000  # 10 min: locks are released
+    idle_session_timeout: NonNegative = 1_800_000  # runbook: "kill idle connections > 30 min"
+    max_connections: Annotated[int, Field(ge=10, le=10_000)] = 100
+    stat_statements: bool = True  # preload pg_stat_statements (`status --deep` top statements)
+
+    def server_args(self) -> list[str]:
+        """`postgres -c ...` arguments (the official image's entrypoint prepends `postgres`)."""
+        values = {
+            "max_connections": self.max_connections,
+            "log_min_duration_statement": self.log_min_duration_statement,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_session_timeout,
+            "idle_session_timeout": self.idle_session_timeout,
+        }
+        if self.stat_statements:
+            values["shared_preload_libraries"] = "pg_stat_statements"
+        return [arg for name, value in values.items() for arg in ("-c", f"{name}={value}")]
+
+
 class AppSettings(Model):
     services: dict[str, ServiceSettings] = Field(default_factory=dict)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     postgres_image: Image | None = None
     redis_image: Image | None = None
     minio_image: Image | None = None
@@ -151,6 +175,7 @@ class BackupSettings(Model):
     prefix: str = "backups"
     format: Literal["plain", "custom"] = "custom"
     margin_minutes: Positive = 60
+    rto_minutes: Positive = 60  # `status`: the restore drill's restore time is held to this
 
 
 class AlertSettings(Model):

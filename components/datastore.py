@@ -65,8 +65,8 @@ def postgres_shape(ctx: AppContext) -> StoreShape:
             "POSTGRES_DB": pg.database,
             "PGDATA": "/var/lib/postgresql/data/pgdata",
         },
-        k8s_args=[],
-        docker_command=[],
+        k8s_args=ctx.app_settings.postgres.server_args(),
+        docker_command=ctx.app_settings.postgres.server_args(),
         ready_command=["pg_isready", "-U", pg.user, "-d", pg.database],
         resources=Resources("250m", "512Mi", "2", "2Gi"),
         # POSTGRES_PASSWORD only seeds an empty data dir; rotation is ALTER ROLE (automation).

@@ -46,6 +46,7 @@ RETENTION_STANDARD = "standard"
 RETENTION_PINNED = "pinned"
 TAG_VERIFIED = "verified"  # "ok" | "failed"
 TAG_VERIFIED_AT = "verified-at"  # run id format, UTC
+TAG_VERIFIED_SECONDS = "verified-seconds"  # the drill's restore time (status holds it to the RTO)
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -23,6 +23,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON report on st
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
 ]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify/--no-verify", help="End by running the app's status checks (FAIL: exit 1)."
+    ),
+]
 
 maintenance_app = typer.Typer(
     help="Maintenance mode: stop an app's writers (on), restore them (off), or show status.",
@@ -90,7 +96,11 @@ def maintenance_on(
 
 @handle_errors
 def maintenance_off(
-    stack: StackOpt, app: AppOpt, json: JsonOpt = False, dry_run: DryRunOpt = False
+    stack: StackOpt,
+    app: AppOpt,
+    json: JsonOpt = False,
+    dry_run: DryRunOpt = False,
+    verify: VerifyOpt = True,
 ) -> None:
     """Take APP out of maintenance: its writers return to their configured replicas."""
     target = pulumi_stack.open_stack(stack)
@@ -107,8 +117,18 @@ def maintenance_off(
         )
         return
     mm.leave(target, app, print_progress)
-    after = status_of(target, app)
-    _report({**after, "changed": True, "dryRun": False}, json, f"{app} is out of maintenance")
+    after = {**status_of(target, app), "changed": True, "dryRun": False}
+    from automation.commands.status import finish_operation  # the app checks itself (issue 13)
+
+    finish_operation(
+        target,
+        app,
+        "maintenance off",
+        after,
+        as_json=json,
+        print_text=lambda: _report(after, False, f"{app} is out of maintenance"),
+        verify=verify,
+    )
 
 
 @handle_errors

@@ -113,6 +113,13 @@ def restore(
         bool, typer.Option("--dry-run", help="Verify the backup and show the plan; change nothing.")
     ] = False,
     json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Stack form: end by running the app's status checks (FAIL: exit 1).",
+        ),
+    ] = True,
 ) -> None:
     """Restore a backup into a new database, check it, and swap it in; the old one is kept.
 
@@ -129,7 +136,9 @@ def restore(
         if not app:
             raise UserInputError("--stack needs --app APP (e.g. --app qr)")
         options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs)
-        run_stack_form(options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json)
+        run_stack_form(
+            options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json, verify=verify
+        )
         return
     if cleanup:
         if database_url is None:
@@ -436,7 +445,7 @@ def open_stack(name: str) -> StackOps:
 
 
 def run_stack_form(
-    form: StackForm, *, cleanup: bool, yes: bool, dry_run: bool, as_json: bool
+    form: StackForm, *, cleanup: bool, yes: bool, dry_run: bool, as_json: bool, verify: bool = True
 ) -> None:
     stack = open_stack(form.stack)
     ops = app_ops(stack, form.app)
@@ -446,7 +455,7 @@ def run_stack_form(
                 "--cleanup runs where the database is reachable: drop --where cluster "
                 "(or run `restore --cleanup --database-url ...` in an ops-runner pod)"
             )
-        run_cluster_form(stack, form, ops, yes=yes, dry_run=dry_run, as_json=as_json)
+        run_cluster_form(stack, form, ops, yes=yes, dry_run=dry_run, as_json=as_json, verify=verify)
         return
     url = database_url_from_ops(ops)
     if cleanup:
@@ -463,7 +472,28 @@ def run_stack_form(
             yes=yes,
         )
     document = restore_components(stack, form, ops, url, client, source, dry_run=dry_run)
-    print_report(document, as_json=as_json)
+    if dry_run:
+        print_report(document, as_json=as_json)
+        return
+    finish_verified(stack, form, document, as_json=as_json, verify=verify)
+
+
+def finish_verified(
+    stack: StackOps, form: StackForm, document: dict[str, Any], *, as_json: bool, verify: bool
+) -> None:
+    """The restore's report, then the app's status checks (issue 13: a FAIL exits 1)."""
+    from automation.commands.status import finish_operation
+
+    finish_operation(
+        stack,
+        form.app,
+        "restore",
+        document,
+        as_json=as_json,
+        print_text=lambda: print_report(document, as_json=False),
+        where=form.where,
+        verify=verify,
+    )
 
 
 def restore_components(
@@ -565,6 +595,7 @@ def run_cluster_form(
     yes: bool,
     dry_run: bool,
     as_json: bool,
+    verify: bool = True,
 ) -> None:
     """The restore as a Job in the cluster (the database and Redis are only reachable there).
 
@@ -589,7 +620,7 @@ def run_cluster_form(
     )
     with maintenance(stack, form.app, say):
         result = run_in_cluster(stack, form.app, "restore", args, say, mount_redis=stops_redis)
-    print_report({"where": "cluster", **result}, as_json=as_json)
+    finish_verified(stack, form, {"where": "cluster", **result}, as_json=as_json, verify=verify)
 
 
 def register(app: typer.Typer) -> None:

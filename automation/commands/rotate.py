@@ -83,6 +83,12 @@ def rotate(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify", help="End by running the app's status checks (FAIL: exit 1)."
+        ),
+    ] = True,
 ) -> None:
     """Rotate one secret of APP: new value, database first (db-password), then the pods roll."""
     target = pulumi_stack.open_stack(stack)
@@ -92,7 +98,9 @@ def rotate(
     if not secret:
         raise UserInputError("--secret is required (or --list to see the app's secrets)")
     if resume:
-        _finish(rotation.resume(target, app, secret, print_progress, database_url), json)
+        _verified(
+            target, rotation.resume(target, app, secret, print_progress, database_url), json, verify
+        )
         return
     plan = rotation.plan_rotation(target, app, secret)
     if dry_run:
@@ -115,7 +123,26 @@ def rotate(
             f"--stack {stack} --app {app} --list` and finish it with "
             f"`{rotation.resume_command(target, app, secret)}`"
         ) from None
-    _finish(report, json)
+    _verified(target, report, json, verify)
+
+
+def _verified(
+    stack: StackOps, report: rotation.RotationReport, as_json: bool, verify: bool
+) -> None:
+    """The rotation's report, then the app's status checks (issue 13: a FAIL exits 1)."""
+    from automation.commands.status import finish_operation
+
+    if report.status == "nothing to resume":
+        verify = False
+    finish_operation(
+        stack,
+        report.plan.app,
+        "rotate",
+        report.as_dict(),
+        as_json=as_json,
+        print_text=lambda: _finish(report, False),
+        verify=verify,
+    )
 
 
 def register(app: typer.Typer) -> None:

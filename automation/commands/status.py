@@ -10,6 +10,7 @@ See docs/status.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -40,7 +41,19 @@ def parse_health(values: list[str]) -> dict[str, str]:
 
 def check_url(option: str, url: Str, schemes: tuple[str, ...], example: str) -> None:
     if url is not None and (urlsplit(url).scheme not in schemes or not urlsplit(url).hostname):
-        raise UserInputError(f"{option}: expected a URL like {example}, got {url[:40]!r}")
+        shown = f"{urlsplit(url).scheme or url.split(':')[0][:20]}://…"  # never the password
+        raise UserInputError(f"{option}: expected a URL like {example}, got {shown!r}")
+
+
+def check_database_url(url: Str) -> None:
+    """A postgresql:// URL, or a libpq conninfo string (`host=... dbname=...`)."""
+    if url is None or ("://" not in url and "=" in url):
+        return
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):  # host may be in ?host=/socket
+        raise UserInputError(
+            f"--database-url: expected a URL like postgresql://user:pass@host:5432/db, "
+            f"got {url.split('://')[0][:20]!r}://…"
+        )
 
 
 def check_numbers(timeout: float, watch: float | None) -> None:
@@ -54,8 +67,7 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
     """StatusTargets from the explicit options, after checking each one."""
     from automation.operations.status import DEFAULT_RTO_SECONDS, StatusTargets
 
-    check_url("--database-url", options["database_url"], ("postgresql", "postgres"),
-              "postgresql://user:pass@host:5432/db")  # fmt: skip
+    check_database_url(options["database_url"])
     check_url("--redis-url", options["redis_url"], ("redis",), "redis://:pass@host:6379")
     check_url("--alertmanager-url", options["alertmanager_url"], ("http", "https"),
               "http://alertmanager:9093")  # fmt: skip
@@ -80,6 +92,7 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
         pool_size=options["pool_size"],
         rto_seconds=rto * 60 if rto else DEFAULT_RTO_SECONDS,
         webhook_table=options["webhook_table"],
+        expect_parts=("db", "redis") if options["redis_url"] else ("db",),
         deep=options["deep"],
     )
 
@@ -114,10 +127,67 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
         return st.run_checks(explicit_targets(app, options), timeout=timeout)
     from automation.stack import pulumi_adapter as pulumi_stack
 
+    explicit = [o for o in ("bucket", "health_url", "webhook_table") if options[o]]
+    if explicit:
+        flag = "--" + explicit[0].replace("_", "-")
+        raise UserInputError(f"{flag}: --stack reads it from the stack's ops; drop one of the two")
     target = pulumi_stack.open_stack(stack)
     if where == "cluster":
         return st.cluster_status(target, app, timeout=timeout, deep=options["deep"])
-    return st.app_status(target, app, timeout=timeout, deep=options["deep"])
+    check_database_url(options["database_url"])
+    return st.app_status(
+        target,
+        app,
+        timeout=timeout,
+        deep=options["deep"],
+        database_url=options["database_url"],
+        redis_url=options["redis_url"],
+        alertmanager_url=options["alertmanager_url"],
+        prometheus_url=options["prometheus_url"],
+    )
+
+
+def finish_operation(
+    stack: Any,
+    app: str,
+    operation: str,
+    document: dict[str, Any],
+    *,
+    as_json: bool,
+    print_text: Callable[[], None],
+    where: str = "local",
+    verify: bool = True,
+) -> None:
+    """End an operation (restore, rotate, maintenance off) by checking the app: the report joins
+    the operation's own (`status` in JSON, lines in text); a FAIL exits 1 with the next step."""
+    from automation.errors import TaskFailed
+    from automation.operations import status as st
+
+    if not verify:
+        emit_json(document) if as_json else print_text()
+        return
+    report = st.verify_operation(stack, app, where=where)
+    if as_json:
+        emit_json({**document, "status": report.to_json()})
+    else:
+        print_text()
+        print_report(report)
+    if report.failed:
+        raise TaskFailed(st.failure_message(report, operation, stack))
+
+
+def watch_loop(report: Any, every: float, refresh: Callable[[], Any], as_json: bool) -> Any:
+    """Refresh every `every` seconds until Ctrl-C; returns the last complete report."""
+    try:
+        while True:
+            time.sleep(every)
+            fresh = refresh()
+            if not as_json:
+                typer.echo(f"\n--- {time.strftime('%H:%M:%S')} ---")
+            show(fresh, as_json)
+            report = fresh
+    except KeyboardInterrupt:
+        return report
 
 
 def show(report: Any, as_json: bool) -> None:
@@ -195,15 +265,10 @@ def status(
     options = dict(locals())
     report = collect(stack, app, timeout, where, options)
     show(report, json)
-    while watch is not None:
-        try:
-            time.sleep(watch)
-        except KeyboardInterrupt:
-            break
-        report = collect(stack, app, timeout, where, options)
-        if not json:
-            typer.echo(f"\n--- {time.strftime('%H:%M:%S')} ---")
-        show(report, json)
+    if watch is not None:
+        report = watch_loop(
+            report, watch, lambda: collect(stack, app, timeout, where, options), json
+        )
     if report.failed and not exit_zero:
         raise typer.Exit(1)
 

@@ -112,7 +112,7 @@ class StatusTargets:
     drill_interval: float = DEFAULT_DRILL_INTERVAL
     rto_seconds: float = DEFAULT_RTO_SECONDS
     webhook_table: str | None = None  # e.g. "webhook_logs"; None: no webhook check
-    expect_parts: tuple[str, ...] = ("db", "redis")  # backup parts the app's schedule makes
+    expect_parts: tuple[str, ...] = ("db",)  # backup parts the app's schedules make
     pitr: bool = False  # PITR is on: the pitr checks run (data from automation.tasks.pitr)
     deep: bool = False
 
@@ -188,12 +188,26 @@ def run_checks(targets: StatusTargets, *, timeout: float = 5.0) -> StatusReport:
 
 
 def app_status(
-    stack: StackOps, app: str, *, timeout: float = 5.0, deep: bool = False
+    stack: StackOps,
+    app: str,
+    *,
+    timeout: float = 5.0,
+    deep: bool = False,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    alertmanager_url: str | None = None,
+    prometheus_url: str | None = None,
 ) -> StatusReport:
-    """The stack form: targets from the app's `ops` output, plus the stack's own checks."""
+    """The stack form: targets from the app's `ops` output, plus the stack's own checks.
+
+    `database_url` / `redis_url` replace what `ops` says (e.g. a `kubectl port-forward`); the
+    monitoring URLs are not part of `ops`."""
     from automation.tasks.checks import stack as stack_checks
 
     targets = stack_checks.targets_from_stack(stack, app, deep=deep)
+    targets.database_url = database_url or targets.database_url
+    targets.redis_url = redis_url or targets.redis_url
+    targets.alertmanager_url, targets.prometheus_url = alertmanager_url, prometheus_url
     groups = [*groups_for(targets, timeout), *stack_checks.groups(stack, app, targets, timeout)]
     return run_groups(groups, timeout, app=app, stack=stack.name)
 
@@ -244,3 +258,47 @@ def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> li
     if deep:
         args.append("--deep")
     return args
+
+
+# --- operations verify themselves ----------------------------------------------------------------
+
+SAFE = {
+    "restore": "the restored database is live and the previous one is kept as "
+    "<db>_pre_restore_<time>",
+    "rotate": "the rotation is complete: the database and the pods use the new secret",
+    "maintenance off": "the app's data was not touched; its writers were restarted",
+    "deploy": "the migration finished and the database is as the new release expects",
+}
+
+
+def verify_operation(
+    stack: StackOps, app: str, *, where: str = "local", timeout: float = 5.0
+) -> StatusReport:
+    """The app's status right after an operation; a status that cannot run is itself a FAIL."""
+    from automation.errors import OpsError
+
+    try:
+        if where == "cluster":
+            return cluster_status(stack, app, timeout=timeout)
+        return app_status(stack, app, timeout=timeout)
+    except OpsError as exc:
+        check = Check(
+            "status", "fail", f"could not run the checks: {exc}", status_command(stack, app)
+        )
+        return StatusReport(app=app, checks=[check], stack=stack.name)
+
+
+def failure_message(report: StatusReport, operation: str, stack: StackOps) -> str:
+    """One line for an operation that finished but left a FAIL: what fails, that the data parts
+    are safe, and the single next step."""
+    failing = [c for c in report.checks if c.status == "fail"]
+    names = ", ".join(c.name for c in failing)
+    next_step = (
+        failing[0].next if failing and failing[0].next else status_command(stack, report.app)
+    )
+    safe = SAFE.get(operation, "the operation itself completed")
+    return (
+        f"{operation} finished, but status FAILs after it ({names}); the database parts are "
+        f"already safe ({safe}); next: {next_step}, then rerun "
+        f"`{status_command(stack, report.app)}`"
+    )

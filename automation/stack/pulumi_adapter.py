@@ -124,6 +124,13 @@ class PulumiStack:
         with _pulumi_errors(self.name, "config rm"):
             self._stack.remove_config(key, path=path)
 
+    def current_update(self) -> str | None:
+        """The update holding the stack lock right now (for `status`), or None; best effort."""
+        try:
+            return _describe_update(self._stack.info())
+        except (auto_errors.CommandError, FileNotFoundError):
+            return None
+
     def up(self, on_output: Callable[[str], None]) -> UpResult:
         with _pulumi_errors(self.name, "up"):
             result = self._stack.up(on_output=lambda line: on_output(line.rstrip("\n")))
@@ -133,6 +140,17 @@ class PulumiStack:
             resource_changes=dict(summary.resource_changes or {}),
             outputs={key: output.value for key, output in result.outputs.items()},
         )
+
+
+def _describe_update(info: Any) -> str | None:
+    """`pulumi stack history`'s newest entry, when it is an update still running."""
+    if info is None or getattr(info, "result", None) != "in-progress":
+        return None
+    started = getattr(info, "start_time", None)
+    when = f" started {started:%Y-%m-%d %H:%M:%S} UTC" if started else ""
+    environment = getattr(info, "environment", None) or {}
+    who = environment.get("git.author") or environment.get("exec.kind") or "unknown"
+    return f"{info.kind}{when} by {who}"
 
 
 def open_stack(stack_name: str, work_dir: Path | str = REPO_ROOT) -> StackOps:

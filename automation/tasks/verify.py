@@ -383,15 +383,13 @@ def record_result(client: Any, ref: BackupRef, report: VerifyReport) -> None:
     """Tag the backup with the drill's verdict (`report.ok` is set by `judge`)."""
     if not report.checks:
         return
-    s3io.merge_tags(
-        client,
-        ref.bucket,
-        ref.key,
-        {
-            bf.TAG_VERIFIED: "ok" if report.ok else "failed",
-            bf.TAG_VERIFIED_AT: bf.new_run_id(),
-        },
-    )
+    tags = {
+        bf.TAG_VERIFIED: "ok" if report.ok else "failed",
+        bf.TAG_VERIFIED_AT: bf.new_run_id(),
+    }
+    if report.restore_seconds is not None:
+        tags[bf.TAG_VERIFIED_SECONDS] = f"{report.restore_seconds:.1f}"
+    s3io.merge_tags(client, ref.bucket, ref.key, tags)
 
 
 def push_verify_result(gateway: str, app: str, success: bool) -> None:

@@ -171,7 +171,9 @@ def test_cli_on_off_status_json(cli_stack: FakeStack) -> None:
     assert report["writers"] == ["api", "web", "admin"]
     code, out, _ = run("maintenance", "status", "--stack", "dev", "--app", "qr", "--json")
     assert json.loads(out)["configured"] is True
-    code, out, _ = run("maintenance", "off", "--stack", "dev", "--app", "qr", "--json")
+    code, out, _ = run(
+        "maintenance", "off", "--stack", "dev", "--app", "qr", "--json", "--no-verify"
+    )
     assert code == 0 and json.loads(out)["deployed"] is False
 
 

@@ -176,7 +176,17 @@ def test_failure_after_alter_role_is_explained_and_resume_finishes(
 ) -> None:
     stack = db_stack(scram_pg, role, fail_on_up=2)
     monkeypatch.setattr(pulumi_stack, "open_stack", lambda name, *a, **k: stack)
-    args = ["rotate", "--stack", "dev", "--app", "qr", "--secret", "db-password", "--yes"]
+    args = [
+        "rotate",
+        "--stack",
+        "dev",
+        "--app",
+        "qr",
+        "--secret",
+        "db-password",
+        "--no-verify",
+        "--yes",
+    ]
     result = CliRunner().invoke(cli_app, args)
 
     assert result.exit_code == 1
@@ -308,7 +318,7 @@ def cli_stack(monkeypatch: pytest.MonkeyPatch) -> FakeStack:
 
 
 def run(*args: str) -> Any:
-    return CliRunner().invoke(cli_app, ["rotate", "--stack", "dev", *args])
+    return CliRunner().invoke(cli_app, ["rotate", "--stack", "dev", "--no-verify", *args])
 
 
 @pytest.mark.parametrize(

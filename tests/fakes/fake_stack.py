@@ -78,6 +78,7 @@ class FakeStack:
         self.on_up = on_up
         self.up_error = up_error or _default_up_error
         self.up_lines = list(up_lines)
+        self.update_in_progress: str | None = None  # what `current_update()` reports
 
     # --- StackOps -------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
@@ -131,6 +132,10 @@ class FakeStack:
             if new_outputs is not None:
                 self._outputs = copy.deepcopy(new_outputs)
         return UpResult(result="succeeded", outputs=self.outputs())
+
+    def current_update(self) -> str | None:
+        """Like `PulumiStack.current_update`: the update holding the stack lock, if any."""
+        return self.update_in_progress
 
     # --- test helpers ---------------------------------------------------------------------------
     def note(self, event: str) -> None:

@@ -106,7 +106,9 @@ def setup(postgres, s3, monkeypatch):
 
 
 def run_cli(*args: str):
-    result = CliRunner().invoke(cli_app, ["restore", "--stack", "dev", "--app", "qr", *args])
+    result = CliRunner().invoke(
+        cli_app, ["restore", "--stack", "dev", "--app", "qr", "--no-verify", *args]
+    )
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -28,6 +28,6 @@ def groups(targets: StatusTargets, timeout: float) -> list[Group]:
         found.append(backups.pitr_group(targets, timeout))
     if targets.database_url and targets.webhook_table:
         found.append(webhooks.group(targets, timeout))
-    if targets.alertmanager_url:
+    if targets.alertmanager_url or targets.prometheus_url:
         found.append(alerts.group(targets, timeout))
     return found

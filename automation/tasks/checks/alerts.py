@@ -18,16 +18,25 @@ NEXT = f"{RUNBOOK}#alerts"
 
 
 def group(targets: StatusTargets, timeout: float) -> Group:
-    assert targets.alertmanager_url
-    url = targets.alertmanager_url.rstrip("/") + "/api/v2/alerts?active=true&silenced=false"
+    """Alertmanager's active, unsilenced alerts; or, without it, Prometheus' firing alerts."""
+    if targets.alertmanager_url:
+        url = targets.alertmanager_url.rstrip("/") + "/api/v2/alerts?active=true&silenced=false"
+    else:
+        assert targets.prometheus_url
+        url = targets.prometheus_url.rstrip("/") + "/api/v1/alerts"
     return Group("alerts", lambda: [run(url, targets.app, timeout)], NEXT)
 
 
 def fetch(url: str, timeout: float) -> list[dict[str, Any]]:
+    """Alertmanager v2 answers a list; Prometheus `{"data": {"alerts": [...]}}` (firing only)."""
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        return list(json.load(response))
+        document = json.load(response)
+    if isinstance(document, dict):
+        alerts = (document.get("data") or {}).get("alerts") or []
+        return [a for a in alerts if a.get("state") == "firing"]
+    return list(document)
 
 
 def ours(alert: dict[str, Any], app: str) -> bool:
@@ -42,7 +51,7 @@ def run(url: str, app: str, timeout: float) -> Check:
         alerts = [a for a in fetch(url, timeout) if ours(a, app)]
     except (OSError, ValueError) as exc:
         reason = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
-        return Check("alerts", "warn", f"Alertmanager not reachable: {reason}", NEXT)
+        return Check("alerts", "warn", f"alerts not readable from {url}: {reason}", NEXT)
     by_priority: dict[str, list[str]] = {}
     for alert in alerts:
         labels = alert.get("labels") or {}

@@ -26,7 +26,6 @@ NEXT_PITR = f"{RUNBOOK}#status-pitr"
 WARN_FACTOR, FAIL_FACTOR = 1.1, 2.0
 DRILL_LOOKBACK = 12  # newest database parts searched for a drill verdict
 PARTS = ("db", "redis", "objects")
-TAG_VERIFIED_SECONDS = getattr(bf, "TAG_VERIFIED_SECONDS", "verified-seconds")
 
 
 def group(targets: StatusTargets, timeout: float) -> Group:
@@ -150,7 +149,7 @@ def judge_drill(targets: StatusTargets, key: str, tags: dict[str, str], now: dat
         return Check(
             "backup:drill", "fail", f"drill of run {run_id} {verdict} (at {at})", NEXT_DRILL
         )
-    seconds = _float(tags.get(TAG_VERIFIED_SECONDS))
+    seconds = _float(tags.get(bf.TAG_VERIFIED_SECONDS))
     took = f", restored in {seconds:.1f} s (RTO {targets.rto_seconds:.0f} s)" if seconds else ""
     if seconds and seconds > targets.rto_seconds:
         return Check("backup:drill", "warn", f"drill of run {run_id} ok{took}: over RTO", NEXT_RTO)

@@ -28,6 +28,8 @@ def probe(check: str, url: str, timeout: float) -> Check:
         code = exc.code
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, TimeoutError):
+            reason = f"timed out after {timeout:g} s"
         return Check(check, "fail", f"{url}: {_one_line(reason)}", NEXT)
     elapsed = time.monotonic() - started
     measured = f"{url}: HTTP {code} in {elapsed * 1000:.0f} ms"

@@ -90,12 +90,16 @@ def run(url: str, timeout: float, *, deep: bool = False) -> list[Check]:
     started = time.monotonic()
     try:
         conn = Resp(url, timeout)
+    except TimeoutError:
+        return [Check("redis", "fail", f"timed out after {timeout:g} s", NEXT_DOWN)]
     except (OSError, RedisError) as exc:
         return [Check("redis", "fail", f"unreachable: {_one_line(exc)}", NEXT_DOWN)]
     try:
         return measure(conn, started, deep)
+    except TimeoutError:
+        return [Check("redis", "fail", f"no answer: timed out after {timeout:g} s", NEXT_DOWN)]
     except (OSError, RedisError) as exc:
-        return [Check("redis", "fail", f"{_one_line(exc)}", NEXT_DOWN)]
+        return [Check("redis", "fail", _one_line(exc), NEXT_DOWN)]
     finally:
         conn.close()
 

@@ -31,13 +31,19 @@ NEXT_STACK = f"{RUNBOOK}#status-stack"
 
 
 def database_url(ops: dict[str, Any]) -> str | None:
+    """A libpq conninfo for the app's database (a host name, an address or a socket directory)."""
+    from psycopg.conninfo import make_conninfo
+
     db = ops.get("database") or {}
     if not db.get("host"):
         return None
-    auth = quote(str(db.get("user") or ""), safe="")
-    if db.get("password"):
-        auth += ":" + quote(str(db["password"]), safe="")
-    return f"postgresql://{auth}@{db['host']}:{db.get('port') or 5432}/{db.get('name') or ''}"
+    return make_conninfo(
+        host=str(db["host"]),
+        port=str(db.get("port") or 5432),
+        dbname=str(db.get("name") or ""),
+        user=str(db.get("user") or ""),
+        password=str(db.get("password") or ""),
+    )
 
 
 def redis_url(ops: dict[str, Any]) -> str | None:
@@ -59,6 +65,10 @@ def health_url(ops: dict[str, Any], service: ServiceSpec) -> str | None:
 
 
 def health_urls(app: str, ops: dict[str, Any]) -> dict[str, str]:
+    """`ops.health` ({service: URL}) when the program exports it, else from the catalog."""
+    exported = ops.get("health")
+    if isinstance(exported, dict):
+        return {str(k): str(v) for k, v in exported.items() if v}
     from components.catalog import CATALOG
 
     spec = CATALOG.get(app)

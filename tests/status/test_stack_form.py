@@ -1,0 +1,315 @@
+"""`status --stack S --app A`: everything from the app's `ops` (FakeStack) pointing at real
+services, the `stack…` checks, `--where cluster`, and the operations that end by running status
+(restore, rotate, maintenance off)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from automation.cli import app as cli_app
+from automation.operations.cluster_job import CLUSTER_JOB_KEY
+from automation.operations.maintenance import MAINTENANCE_KEY
+from automation.operations.rotation import ROTATION_KEY
+from automation.stack import pulumi_adapter as pulumi_stack
+from automation.stack.pulumi_adapter import _describe_update
+from automation.tasks.checks import stack as stack_checks
+from automation.tasks.io.pgtools import database_name
+from tests.fakes.fake_stack import FakeStack, ProgramModel, sample_ops
+from tests.services import S3, Postgres
+from tests.status import HttpService, by_name, put_run, run_id_ago, run_status, tag_drill
+from tests.tasks import Redis, redis_server_fixture  # noqa: F401  (the redis_server fixture)
+from tests.tasks.test_restore_support import create_qr
+
+
+def real_ops(postgres: Postgres, url: str, redis: Redis, bucket: str, s3: S3, health: str) -> dict:
+    """`sample_ops` (shaped like the program's) with every dependency at a real local service."""
+    return sample_ops(
+        "qr",
+        database={
+            "host": postgres.socket_dir,
+            "port": 5432,
+            "name": database_name(url),
+            "user": "postgres",
+            "password": "",
+            "serverMajor": 16,
+            "migrations": "alembic",
+        },
+        cache={"host": "127.0.0.1", "port": redis.port, "password": redis.password},
+        backup={
+            "bucket": bucket,
+            "prefix": "backups",
+            "endpoint": s3.endpoint,
+            "region": "us-east-1",
+        },
+        webhook={
+            "table": "webhook_logs",
+            "url": "http://127.0.0.1:1/webhooks",
+            "signing": "stripe",
+        },
+        health={"api": health},
+    )
+
+
+@pytest.fixture(scope="module")
+def qr_url(postgres: Postgres) -> str:
+    url = postgres.create_database("qrstack")
+    create_qr(url, rows=30)
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE webhook_logs SET status = 'processed'")  # nothing left to replay
+    return url
+
+
+@pytest.fixture
+def api() -> Iterator[HttpService]:
+    service = HttpService()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def stack(
+    postgres: Postgres,
+    qr_url: str,
+    redis_server: Redis,
+    s3: S3,
+    api: HttpService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FakeStack:
+    bucket = s3.create_bucket("stackform")
+    keys = put_run(s3.client(), bucket, "qr", run_id_ago(hours=1), ("db", "redis"))
+    tag_drill(s3.client(), bucket, keys["db"], "ok", run_id_ago(minutes=30), 5)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint comes from ops.backup.endpoint
+    ops = real_ops(postgres, qr_url, redis_server, bucket, s3, api.url())
+    fake = FakeStack("dev", outputs={"ops": {"qr": ops}}, on_up=ProgramModel())
+    monkeypatch.setattr(pulumi_stack, "open_stack", lambda name, *a, **k: fake)
+    return fake
+
+
+def stack_status(*extra: str) -> tuple[int, dict[str, Any]]:
+    result = run_status("--stack", "dev", "--app", "qr", "--json", *extra)
+    assert result.stdout, (result.exit_code, result.stderr)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_stack_form_healthy_every_check_passes(stack: FakeStack, redis_server: Redis) -> None:
+    code, report = stack_status()
+    checks = by_name(report)
+    assert code == 0, checks
+    assert {c["status"] for c in checks.values()} == {"pass"}, checks
+    assert {"health:api", "database", "redis", "backup:db", "backup:redis", "backup:drill",
+            "webhooks", "stack:maintenance", "stack:rotation", "stack:cluster-job",
+            "stack:lock"} <= set(checks)  # fmt: skip
+    assert report["stack"] == "dev" and report["app"] == "qr"
+    assert redis_server.password not in json.dumps(report)
+    assert stack.calls == []  # status changes nothing
+
+
+def test_stack_checks_warn_with_the_command_to_run(stack: FakeStack) -> None:
+    stack.config[MAINTENANCE_KEY] = '["qr"]'
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["secrets"]["db-password"]["pending"] = True
+    stack.set_outputs(outputs)
+    stack.config[CLUSTER_JOB_KEY] = json.dumps({"app": "qr", "task": "restore", "id": "restore-1"})
+    stack.update_in_progress = "update started 2026-12-01 03:00:00 UTC by alice"
+    code, report = stack_status()
+    checks = by_name(report)
+    assert code == 0  # all WARN
+    assert checks["stack:maintenance"]["status"] == "warn"
+    assert checks["stack:maintenance"]["next"] == (
+        "python -m automation maintenance off --stack dev --app qr"
+    )
+    assert checks["stack:rotation"]["next"] == (
+        "python -m automation rotate --stack dev --app qr --secret db-password --resume"
+    )
+    assert "restore restore-1" in checks["stack:cluster-job"]["detail"]
+    assert checks["stack:cluster-job"]["next"].startswith("pulumi config rm opsplane:clusterJob")
+    assert checks["stack:lock"]["detail"].endswith("by alice")
+    assert checks["stack:lock"]["next"] == "pulumi cancel --stack dev"
+
+
+def test_backup_schedules_come_from_stack_config(stack: FakeStack) -> None:
+    code, report = stack_status()
+    check = by_name(report)["backup:redis"]
+    assert code == 0 and check["status"] == "pass"  # 1 h old; default: every 6 h
+    assert "schedule every 6.0 h" in check["detail"]
+    stack.config["opsplane:backup"] = json.dumps({"redisSchedule": "* * * * *"})  # every minute
+    code, report = stack_status()
+    check = by_name(report)["backup:redis"]
+    assert code == 1 and check["status"] == "fail"
+    assert "schedule every 60 s): past 2x the schedule" in check["detail"]
+
+
+def test_health_urls_from_the_catalog_when_ops_has_none() -> None:
+    dev = stack_checks.health_urls("qr", sample_ops("qr", "dev"))
+    prod = stack_checks.health_urls("quickbite", sample_ops("quickbite", "prod"))
+    assert dev["api"] == "http://127.0.0.1:8000/health"
+    assert prod["backend"].startswith("http://backend.quickbite.svc:")
+    assert prod["backend"].endswith("/actuator/health")
+
+
+def test_lock_holder_from_pulumi_history() -> None:
+    class Info:
+        kind, result = "update", "in-progress"
+        start_time = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+        environment = {"git.author": "alice"}
+
+    assert _describe_update(Info()) == "update started 2026-12-01 03:00:00 UTC by alice"
+    Info.result = "succeeded"
+    assert _describe_update(Info()) is None
+
+
+def test_unknown_app_is_exit_2(stack: FakeStack) -> None:
+    result = run_status("--stack", "dev", "--app", "nope")
+    assert result.exit_code == 2 and "--app 'nope'" in result.stderr
+
+
+def test_stack_form_refuses_explicit_targets_but_takes_a_port_forward(
+    stack: FakeStack, qr_url: str
+) -> None:
+    result = run_status("--stack", "dev", "--app", "qr", "--bucket", "other")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --bucket: --stack reads it from the stack's ops; drop one of the two"
+    )
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["database"]["host"] = "db.qr.svc.cluster.local"  # not reachable here
+    stack.set_outputs(outputs)
+    code, report = stack_status("--database-url", qr_url)  # e.g. through a port-forward
+    assert code == 0 and by_name(report)["database"]["status"] == "pass"
+
+
+# --- --where cluster -----------------------------------------------------------------------------
+
+
+def test_where_cluster_runs_the_checks_as_a_job_and_reports_the_same_json(
+    stack: FakeStack, postgres: Postgres, qr_url: str, redis_server: Redis, s3: S3,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    requests: list[dict[str, Any]] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        """The Job: `python -m automation status ARGS --json` with the app Secret's URLs in env."""
+        requests.append(request)
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
+            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+            result = run_status(*request["args"], "--json")
+        status = "succeeded" if result.exit_code == 0 else "failed"
+        return {"status": status, "report": json.loads(result.stdout), "error": None}
+
+    stack.on_up = ProgramModel(job_runner=job)
+    _, local = stack_status()
+    code, report = stack_status("--where", "cluster")
+    [request] = requests
+    assert request["task"] == "status" and "--exit-zero" in request["args"]
+    assert redis_server.password not in json.dumps(request)
+    assert "--database-url" not in request["args"]  # credentials come from the Job's env
+    assert code == 0 and report["stack"] == "dev"
+    cluster_checks = {c["name"]: c["status"] for c in report["checks"]}
+    local_checks = {c["name"]: c["status"] for c in local["checks"] if "stack:" not in c["name"]}
+    assert cluster_checks == local_checks
+    assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+
+
+def test_where_cluster_a_failing_check_still_brings_the_report_and_exits_1(
+    stack: FakeStack, api: HttpService, qr_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            result = run_status(*request["args"], "--json")
+        assert result.exit_code == 0  # --exit-zero: the Job succeeds, the report says FAIL
+        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+
+    stack.on_up = ProgramModel(job_runner=job)
+    api.code = 500
+    code, report = stack_status("--where", "cluster")
+    assert code == 1 and by_name(report)["health:api"]["status"] == "fail"
+
+
+# --- operations verify themselves ----------------------------------------------------------------
+
+
+def operation(*args: str) -> Any:
+    return CliRunner().invoke(cli_app, list(args))
+
+
+def test_maintenance_off_reports_the_checks_it_ran(stack: FakeStack) -> None:
+    assert operation("maintenance", "on", "--stack", "dev", "--app", "qr", "--yes").exit_code == 0
+    result = operation("maintenance", "off", "--stack", "dev", "--app", "qr", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["deployed"] is False
+    checks = by_name(document["status"])
+    assert checks["stack:maintenance"]["status"] == "pass"
+    assert checks["database"]["status"] == checks["health:api"]["status"] == "pass"
+
+
+def test_maintenance_off_with_a_failing_app_exits_1_with_next_step(
+    stack: FakeStack, api: HttpService
+) -> None:
+    operation("maintenance", "on", "--stack", "dev", "--app", "qr", "--yes")
+    api.code = 503
+    result = operation("maintenance", "off", "--stack", "dev", "--app", "qr", "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)  # the complete report is still printed
+    assert by_name(document["status"])["health:api"]["status"] == "fail"
+    [line] = [e for e in result.stderr.strip().splitlines() if e.startswith("error:")]
+    assert line.startswith(
+        "error: maintenance off finished, but status FAILs after it (health:api)"
+    )
+    assert "the database parts are already safe" in line
+    assert "next: docs/runbook.md#alert-backenddown" in line
+    assert stack.outputs()["ops"]["qr"]["maintenance"] is False  # the operation itself is done
+
+
+def test_rotate_reports_the_checks_it_ran_in_text(stack: FakeStack) -> None:
+    result = operation(
+        "rotate", "--stack", "dev", "--app", "qr", "--secret", "redis-password", "--yes"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("PASS") and "stack:rotation" in line for line in lines)
+    assert lines[-1].startswith("qr on dev: ") and " 0 fail " in lines[-1]
+    assert "rotated qr/redis-password" in result.stderr
+
+
+def test_rotate_then_a_failing_check_exits_1(stack: FakeStack, api: HttpService) -> None:
+    api.code = 500
+    result = operation(
+        "rotate", "--stack", "dev", "--app", "qr", "--secret", "redis-password", "--yes", "--json"
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"]["failed"] is True
+    assert "rotate finished, but status FAILs" in result.stderr
+    assert json.loads(stack.config[ROTATION_KEY])["qr"]["redis-password"]["epoch"] == 1
+
+
+def test_restore_reports_the_checks_it_ran(stack: FakeStack, s3: S3, qr_url: str) -> None:
+    from automation.tasks.backup import BackupOptions, run_backup
+
+    outputs = stack.outputs()
+    bucket = outputs["ops"]["qr"]["backup"]["bucket"]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+        run_backup(BackupOptions(bucket=bucket, database_url=qr_url, app="qr"))
+    result = operation(
+        "restore", "--stack", "dev", "--app", "qr", "--backup", "latest", "--yes", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    checks = by_name(document["status"])
+    assert document["database"]["pre_restore"]
+    # the previous database is kept: status sees it, as a WARN (drop it with restore --cleanup)
+    assert checks["database:leftovers"]["status"] == "warn"
+    assert document["database"]["pre_restore"] in checks["database:leftovers"]["detail"]
+    assert checks["database"]["status"] == "pass"
+    assert checks["stack:maintenance"]["status"] == "pass"
