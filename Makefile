@@ -41,6 +41,11 @@ lock: setup
 test: setup
 	$(BIN)/pytest -rs
 
+# The on-call loop on embedded PostgreSQL, S3, Redis and an app stand-in (docs/demo.md).
+.PHONY: demo
+demo: setup
+	$(BIN)/python -m automation demo
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -72,7 +72,8 @@ FILLERS = {  # plausible values for required options that take no URL
 }
 OPTIONAL_FILL = ("--bucket", "--signing", "--secret-env")  # the explicit form, where it exists
 FLAGS = ("--latest", "--yes")  # present where a command has them: get past the first checks
-NO_URL_INPUT = {"render"}  # renders a local stack file: reads no URL and no S3
+# render reads a local stack file; demo starts its own services on loopback: neither takes a URL
+NO_URL_INPUT = {"render", "demo"}
 
 
 def leaf_commands() -> dict[str, Any]:

@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "backup": "backup",
     "backups": "backup",
     "deploy": "deploy",
+    "demo": "demo",
     "verify-backup": "backup",
     "maintenance": "maintenance",
     "ops": "stack_info",

@@ -1,0 +1,51 @@
+-- The QR Clone Engine's database as its runbook shows it (Alembic), with generated rows:
+-- :rows accounts, 2x QR codes, 3x scan events, and 30 Stripe webhook deliveries of which every
+-- third failed (a timeout), for `replay`. `python -m automation demo` runs it as
+--   psql URL -v ON_ERROR_STOP=1 -v rows=N -v head=REVISION -f automation/demo/qr_seed.sql
+BEGIN;
+
+CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+CREATE TABLE accounts (
+    id uuid PRIMARY KEY, email text NOT NULL UNIQUE, plan text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE qr_items (
+    id bigserial PRIMARY KEY, owner_id uuid NOT NULL REFERENCES accounts(id),
+    target_url text NOT NULL, payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX idx_qr_items_owner_created ON qr_items(owner_id, created_at DESC);
+CREATE TABLE qr_events (
+    id bigserial PRIMARY KEY, item_id bigint NOT NULL REFERENCES qr_items(id), type text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE webhook_logs (
+    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, event_type text NOT NULL,
+    status text NOT NULL, error_message text, payload text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+
+INSERT INTO alembic_version VALUES (:'head');
+
+INSERT INTO accounts (id, email, plan)
+SELECT md5(i::text)::uuid, 'user' || i || '@example.com', (ARRAY['free', 'pro', 'team'])[1 + i % 3]
+FROM generate_series(1, :rows) AS i;
+
+INSERT INTO qr_items (owner_id, target_url, payload)
+SELECT md5((1 + i % :rows)::text)::uuid, 'https://example.com/' || i,
+       jsonb_build_object('size', 256, 'color', '#000000', 'n', i)
+FROM generate_series(1, 2 * :rows) AS i;
+
+INSERT INTO qr_events (item_id, type)
+SELECT 1 + i % (2 * :rows), (ARRAY['scan', 'create', 'export'])[1 + i % 3]
+FROM generate_series(1, 3 * :rows) AS i;
+
+INSERT INTO webhook_logs (event_id, event_type, status, error_message, payload, created_at)
+SELECT e.id, e.type,
+       CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'processed' END,
+       CASE WHEN i % 3 = 0 THEN 'timeout' END,
+       jsonb_build_object('id', e.id, 'object', 'event', 'type', e.type,
+                          'data', jsonb_build_object('object', jsonb_build_object('n', i)))::text,
+       now() - make_interval(mins => i)
+FROM generate_series(1, 30) AS i,
+     LATERAL (SELECT 'evt_demo_' || lpad(i::text, 4, '0') AS id,
+                     (ARRAY['checkout.session.completed', 'invoice.payment_succeeded',
+                            'customer.subscription.updated'])[1 + i % 3] AS type) AS e;
+
+COMMIT;
