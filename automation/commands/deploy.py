@@ -104,7 +104,7 @@ def real_probes(
     stack: StackOps, app: str, alertmanager_url: str | None, where: str | None = None
 ) -> op.Probes:
     """Status, schema head, backup and restore wired to the app's `ops` output."""
-    from automation.commands.restore import database_url_from_ops
+    from automation.operations.restore import database_url_from_ops
     from automation.tasks.schema import read_schema_head
 
     ops = app_ops(stack, app)
@@ -132,7 +132,7 @@ def real_probes(
 
 def take_backup(ops: dict[str, Any], url: str, app: str) -> str:
     """A fresh database backup (custom format) into the app's backup bucket; its manifest key."""
-    from automation.commands.restore import aws_endpoint
+    from automation.operations.restore import backup_client
     from automation.tasks.backup import BackupOptions, run_backup
 
     backup = ops.get("backup") or {}
@@ -143,26 +143,26 @@ def take_backup(ops: dict[str, Any], url: str, app: str) -> str:
         app=app,
         format="custom",
     )
-    with aws_endpoint(backup.get("endpoint"), backup.get("region")):
-        return run_backup(options, say).manifest_key
+    return run_backup(options, say, client=backup_client(ops)).manifest_key
 
 
 def restore_database(ops: dict[str, Any], url: str, app: str, point: str) -> str:
     """The database back to a rollback point (verify, new database, swap; the old one kept)."""
-    from automation.commands.restore import Choice, apply_parts, client_for, verified_parts
+    from automation.commands.restore import bar
+    from automation.operations.restore import Choice, backup_client, restore_parts
     from automation.tasks import restore as task
 
     backup = ops.get("backup") or {}
-    client = client_for(backup.get("endpoint"), backup.get("region"))
+    client = backup_client(ops)
     prefix = str(backup.get("prefix") or "backups")
     source = task.resolve_source(
         client, str(backup.get("bucket")), prefix=prefix, app=app, key=point
     )
     document: dict[str, Any] = {}
-    with verified_parts(
-        Choice("db", 2, None), url, client, source, lambda: None, dry_run=False
-    ) as parts:
-        apply_parts(document, parts)
+    choice = Choice("db", 2, None)
+    restore_parts(
+        document, choice, url, client, source, lambda: None, dry_run=False, log=say, bar=bar
+    )
     return str((document.get("database") or {}).get("pre_restore") or "")
 
 
@@ -197,8 +197,8 @@ class ClusterData:
         return key or str(self._backup()["manifest_key"])
 
     def restore(self, point: str) -> str:
-        from automation.commands.restore import StackForm, cluster_args
         from automation.operations.cluster_job import run_in_cluster
+        from automation.operations.restore import StackForm, cluster_args
 
         form = StackForm(self.stack.name, self.app, point, "db", "cluster", None, 2)
         report = run_in_cluster(self.stack, self.app, "restore", cluster_args(form, self.ops), say)

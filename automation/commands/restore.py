@@ -19,41 +19,30 @@ database; the confirmation says whether the database is replaced or created.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
-from automation.errors import OpsError, TaskFailed, UserInputError
-from automation.lazy import lazy_function, lazy_module
+from automation.errors import UserInputError
+from automation.lazy import lazy_module
 from automation.stack.protocol import StackOps, app_ops
 from automation.tasks.io import urls
 from contract import backup_layout as bf
 
 if TYPE_CHECKING:
-    from psycopg.conninfo import make_conninfo
-
-    from automation.tasks import pgswap
+    from automation.operations import restore as op
     from automation.tasks import restore as task
     from automation.tasks.io import pgtools, s3io
-    from automation.tasks.io.s3io import s3_client
 else:  # psycopg and boto3 load when a restore runs, not for --help
-    make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
-    pgswap = lazy_module("automation.tasks.pgswap")
+    op = lazy_module("automation.operations.restore")
     task = lazy_module("automation.tasks.restore")
     pgtools = lazy_module("automation.tasks.io.pgtools")
     s3io = lazy_module("automation.tasks.io.s3io")
-    s3_client = lazy_function("automation.tasks.io.s3io", "s3_client")
 
-COMPONENTS = ("db", "redis", "objects", "all")
 STACK = "Stack form (--stack S --app A)"
 EXPLICIT = "Explicit form (what a Job runs)"
-WHERE = ("local", "cluster")
 
 
 def say(line: str) -> None:
@@ -192,7 +181,7 @@ def restore(
             )
         if not app:
             raise UserInputError("--stack needs --app APP (e.g. --app qr)")
-        options = StackForm(stack, app, backup, component, where, redis_data_dir, jobs, create)
+        options = op.StackForm(stack, app, backup, component, where, redis_data_dir, jobs, create)
         run_stack_form(
             options, cleanup=cleanup, yes=yes, dry_run=dry_run, as_json=json, verify=verify
         )
@@ -203,7 +192,7 @@ def restore(
             raise UserInputError("--cleanup needs --database-url URL (or --stack STACK --app APP)")
         run_cleanup(database_url, yes=yes, dry_run=dry_run, as_json=json)
         return
-    choice = ExplicitChoice.checked(
+    choice = op.ExplicitChoice.checked(
         component, jobs, redis_data_dir, objects_bucket, dry_run, create=create
     )
     if choice.wants("db") and database_url is None:
@@ -216,37 +205,22 @@ def restore(
     if bool(key) == latest:
         raise UserInputError("name the backup with exactly one of --key KEY or --latest")
     check_buckets(bucket, objects_bucket)
-    case = target_case(database_url, create) if choice.wants("db") else ""
-    client = s3_client()
-    check_objects_target(client, choice)
+    case = op.target_case(database_url, create) if choice.wants("db") else ""
+    client = s3io.s3_client()
+    op.check_objects_target(client, choice)
     source = task.resolve_source(client, bucket, prefix=prefix, app=app, key=key)
-    objects = explicit_objects(choice, client, source)
+    objects = op.explicit_objects(choice, client, source, say)
     if not dry_run:
         ask_before_restore(choice, database_url, source, yes, case)
     document: dict[str, Any] = {"component": choice.component}
-    with verified_parts(choice, database_url, client, source, objects, dry_run=dry_run) as parts:
-        if dry_run:
-            document.update(dry_run_document(parts))
-        else:
-            apply_parts(document, parts)
+    op.restore_parts(
+        document, choice, database_url, client, source, objects, dry_run=dry_run, log=say, bar=bar
+    )
     print_report(document, as_json=json)
 
 
-def target_case(url: str | None, create: bool) -> str:
-    """Refuse a protected or missing target (before anything is read); say which case it is."""
-    assert url is not None
-    live = pgtools.database_name(url)
-    info = pgswap.check_target(url, live, create=create)
-    if info is None:
-        return f"create database {pgtools.describe(url)} (it does not exist yet: --create)"
-    return (
-        f"replace the existing database {pgtools.describe(url)} (the current one is kept as "
-        f"{live}_pre_restore_<time>)"
-    )
-
-
 def ask_before_restore(
-    choice: ExplicitChoice, url: str | None, source: task.BackupRef, yes: bool, case: str
+    choice: op.ExplicitChoice, url: str | None, source: task.BackupRef, yes: bool, case: str
 ) -> None:
     what = []
     if choice.wants("db") and url is not None:
@@ -258,37 +232,9 @@ def ask_before_restore(
     confirm(f"Restore: {'; '.join(what)}, from s3://{source.bucket}/{source.key}?", yes=yes)
 
 
-# --- what to restore, verified before anything changes ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The parts asked for (`--component`) and what restoring them needs."""
-
-    component: str
-    jobs: int
-    redis_data_dir: Path | None
-    create: bool = False  # the database may not exist yet (`--create`)
-
-    def wants(self, part: str) -> bool:
-        return self.component in (part, "all")
-
-
-def check_component(component: str) -> None:
-    if component not in COMPONENTS:
-        raise UserInputError(f"--component {component!r}: use one of {', '.join(COMPONENTS)}")
-
-
-def redis_dir_missing(component: str) -> UserInputError:
-    return UserInputError(
-        f"--component {component} needs --redis-data-dir DIR: the stopped Redis' data "
-        "directory (its volume's mount point)"
-    )
-
-
 def check_inputs(url: str | None, where: str) -> None:
     """The URL, --where and the S3 endpoint, before any work (a bad one: exit 2)."""
-    if where not in WHERE:
+    if where not in ("local", "cluster"):
         raise UserInputError(f"--where {where!r}: use local or cluster (stack form only)")
     if url is not None:
         pgtools.parse_url(url)
@@ -300,143 +246,10 @@ def stack_form_only(*, where: str) -> None:
         raise UserInputError(f"--where {where}: needs the stack form (--stack STACK --app APP)")
 
 
-def check_objects_target(client: Any, choice: ExplicitChoice) -> None:
-    """The bucket objects go back into exists, checked before anything is restored."""
-    if choice.objects_bucket and choice.wants("objects"):
-        s3io.check_bucket(client, choice.objects_bucket, option="--objects-bucket")
-
-
 def check_buckets(bucket: str, objects: str | None) -> None:
     urls.bucket_name(bucket)
     if objects:
         urls.bucket_name(objects, "--objects-bucket")
-
-
-@dataclass(frozen=True)
-class ExplicitChoice(Choice):
-    objects_bucket: str | None = None
-    dry_run: bool = False
-
-    @classmethod
-    def checked(
-        cls,
-        component: str,
-        jobs: int,
-        redis_data_dir: Path | None,
-        objects_bucket: str | None,
-        dry_run: bool,
-        *,
-        create: bool = False,
-    ) -> ExplicitChoice:
-        """A dry run verifies the Redis part in a temporary directory: no data dir needed."""
-        check_component(component)
-        if component in ("redis", "all") and redis_data_dir is None and not dry_run:
-            raise redis_dir_missing(component)
-        if component == "objects" and not objects_bucket:
-            raise UserInputError(
-                "--component objects needs --objects-bucket NAME: the app's bucket to restore into"
-            )
-        return cls(
-            component,
-            jobs,
-            redis_data_dir,
-            create=create,
-            objects_bucket=objects_bucket,
-            dry_run=dry_run,
-        )
-
-
-@dataclass
-class Parts:
-    """The verified parts of one backup run; `None` for a part not restored."""
-
-    database: task.DatabaseRestore | None = None
-    redis: task.RedisRestore | None = None
-    objects: task.ObjectsRestore | None = None
-
-
-ObjectsFactory = Callable[[], "task.ObjectsRestore | None"]
-
-
-@contextlib.contextmanager
-def verified_parts(
-    choice: Choice,
-    url: str | None,
-    client: Any,
-    source: task.BackupRef,
-    objects: ObjectsFactory,
-    *,
-    dry_run: bool,
-) -> Iterator[Parts]:
-    """Read and check every requested part (database first), changing nothing; a bad part
-    raises before any part is applied. Staged Redis files not moved into place are removed."""
-    parts = Parts()
-    with contextlib.ExitStack() as cleanup:
-        if choice.wants("db"):
-            assert url is not None
-            parts.database = cleanup.enter_context(
-                task.DatabaseRestore(
-                    url,
-                    client,
-                    source,
-                    jobs=choice.jobs,
-                    dry_run=dry_run,
-                    create=choice.create,
-                    log=say,
-                    bar=bar,
-                )
-            )
-            parts.database.verify()
-        if choice.wants("redis"):
-            parts.redis = task.RedisRestore(
-                client, source.bucket, source.manifest, redis_dir(choice, cleanup), say
-            )
-            cleanup.callback(parts.redis.discard)
-            parts.redis.verify()
-        if choice.wants("objects"):
-            parts.objects = objects()
-            if parts.objects is not None:
-                parts.objects.verify()
-        yield parts
-
-
-def redis_dir(choice: Choice, cleanup: contextlib.ExitStack) -> Path:
-    """The data directory, or (dry run without one) a temporary directory to verify into."""
-    if choice.redis_data_dir is not None:
-        return choice.redis_data_dir
-    return Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="opsplane-redis-")))
-
-
-def dry_run_document(parts: Parts) -> dict[str, Any]:
-    say("dry run: the backup is good; nothing was changed")
-    verified = [
-        name
-        for name, part in (
-            ("database", parts.database), ("redis", parts.redis), ("objects", parts.objects)
-        )
-        if part is not None
-    ]  # fmt: skip
-    database = parts.database.report.to_dict() if parts.database is not None else None
-    return {"database": database, "verified": verified}
-
-
-def explicit_objects(choice: ExplicitChoice, client: Any, source: task.BackupRef) -> ObjectsFactory:
-    """Objects go back into `--objects-bucket` (same S3 as the backups). `all` without one is
-    only allowed when the run has no objects (an app without an object store)."""
-    if not choice.wants("objects"):
-        return lambda: None
-    if choice.objects_bucket:
-        target = choice.objects_bucket
-        return lambda: task.ObjectsRestore(
-            client, source.bucket, source.manifest, client, target, say
-        )
-    parts = source.manifest.parts if source.manifest else []
-    if any(part.format == "object" for part in parts):
-        raise UserInputError(
-            f"--component {choice.component}: the backup run holds objects; name the app's "
-            "bucket to restore them into with --objects-bucket NAME"
-        )
-    return lambda: None
 
 
 def print_report(document: dict[str, Any], *, as_json: bool) -> None:
@@ -480,78 +293,7 @@ def run_cleanup(url: str, *, yes: bool, dry_run: bool, as_json: bool) -> None:
             typer.echo(f"skipped {name}: {why}")
 
 
-# --- the stack form -------------------------------------------------------------------------------
-
-
-class StackForm:
-    def __init__(
-        self,
-        stack: str,
-        app: str,
-        backup: str | None,
-        component: str,
-        where: str,
-        redis_data_dir: Path | None,
-        jobs: int,
-        create: bool = False,
-    ) -> None:
-        check_component(component)
-        if where not in WHERE:
-            raise UserInputError(f"--where {where!r}: use local or cluster")
-        wants_redis = component in ("redis", "all")
-        if where == "cluster" and redis_data_dir is not None:
-            raise UserInputError(
-                "--where cluster mounts Redis' volume in the Job itself: drop --redis-data-dir"
-            )
-        if wants_redis and where == "local" and redis_data_dir is None:
-            raise redis_dir_missing(component)
-        self.stack, self.app, self.where = stack, app, where
-        self.key = None if backup in (None, "", "latest") else backup
-        self.choice = Choice(component, jobs, redis_data_dir, create)
-
-    @property
-    def component(self) -> str:
-        return self.choice.component
-
-    def wants(self, part: str) -> bool:
-        return self.choice.wants(part)
-
-
-def database_url_from_ops(ops: dict[str, Any]) -> str:
-    db = ops.get("database") or {}
-    try:
-        return make_conninfo(
-            host=str(db["host"]),
-            port=str(db["port"]),
-            dbname=str(db["name"]),
-            user=str(db["user"]),
-            password=str(db.get("password") or ""),
-        )
-    except KeyError as exc:
-        raise UserInputError(f"the app's ops output has no database.{exc.args[0]}") from None
-
-
-@contextlib.contextmanager
-def aws_endpoint(endpoint: str | None, region: str | None) -> Iterator[None]:
-    """Point the standard AWS environment at one endpoint while a client is made (then undo)."""
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}
-    if endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint
-    if region:
-        os.environ["AWS_DEFAULT_REGION"] = region
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def client_for(endpoint: str | None, region: str | None) -> Any:
-    with aws_endpoint(endpoint, region):
-        return s3_client()
+# --- the stack form (orchestration in automation/operations/restore.py) ---------------------------
 
 
 def open_stack(name: str) -> StackOps:
@@ -561,7 +303,13 @@ def open_stack(name: str) -> StackOps:
 
 
 def run_stack_form(
-    form: StackForm, *, cleanup: bool, yes: bool, dry_run: bool, as_json: bool, verify: bool = True
+    form: op.StackForm,
+    *,
+    cleanup: bool,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+    verify: bool = True,
 ) -> None:
     stack = open_stack(form.stack)
     ops = app_ops(stack, form.app)
@@ -573,22 +321,22 @@ def run_stack_form(
             )
         run_cluster_form(stack, form, ops, yes=yes, dry_run=dry_run, as_json=as_json, verify=verify)
         return
-    url = database_url_from_ops(ops)
+    url = op.database_url_from_ops(ops)
     if cleanup:
         run_cleanup(url, yes=yes, dry_run=dry_run, as_json=as_json)
         return
-    backup = ops.get("backup") or {}
-    client = client_for(backup.get("endpoint"), backup.get("region"))
-    bucket, prefix = str(backup.get("bucket")), str(backup.get("prefix") or bf.DEFAULT_PREFIX)
-    source = task.resolve_source(client, bucket, prefix=prefix, app=form.app, key=form.key)
-    case = f"; {target_case(url, form.choice.create)}" if form.wants("db") else ""
+    found = op.stack_source(form, ops)
+    case = f"; {op.target_case(url, form.choice.create)}" if form.wants("db") else ""
     if not dry_run:
         confirm(
             f"Restore {form.component} of {form.app} on stack {stack.name} from "
-            f"s3://{bucket}/{source.key}{case}? ({form.app} goes into maintenance meanwhile)",
+            f"s3://{found.bucket}/{found.source.key}{case}? ({form.app} goes into maintenance "
+            "meanwhile)",
             yes=yes,
         )
-    document = restore_components(stack, form, ops, url, client, source, dry_run=dry_run)
+    document = op.restore_components(
+        stack, form, ops, url, found.client, found.source, dry_run=dry_run, log=say, bar=bar
+    )
     if dry_run:
         print_report(document, as_json=as_json)
         return
@@ -596,7 +344,7 @@ def run_stack_form(
 
 
 def finish_verified(
-    stack: StackOps, form: StackForm, document: dict[str, Any], *, as_json: bool, verify: bool
+    stack: StackOps, form: op.StackForm, document: dict[str, Any], *, as_json: bool, verify: bool
 ) -> None:
     """The restore's report, then the app's status checks (issue 13: a FAIL exits 1)."""
     from automation.commands.status import finish_operation
@@ -613,103 +361,7 @@ def finish_verified(
     )
 
 
-def restore_components(
-    stack: StackOps,
-    form: StackForm,
-    ops: dict[str, Any],
-    url: str,
-    client: Any,
-    source: task.BackupRef,
-    *,
-    dry_run: bool,
-) -> dict[str, Any]:
-    """Verify every requested part, then restore them all inside one maintenance window."""
-    from automation.operations.maintenance import maintenance
-
-    document: dict[str, Any] = {"stack": stack.name, "app": form.app, "component": form.component}
-    objects = stack_objects(form, ops, client, source)
-    with verified_parts(form.choice, url, client, source, objects, dry_run=dry_run) as parts:
-        if dry_run:
-            document.update(dry_run_document(parts))
-            return document
-        with maintenance(stack, form.app, say):
-            apply_parts(document, parts)
-    return document
-
-
-def apply_parts(document: dict[str, Any], parts: Parts) -> None:
-    """Database first, then Redis, then objects; a later part failing says what was done."""
-    done: list[str] = []
-    try:
-        if parts.database is not None:
-            document["database"] = parts.database.apply().to_dict()
-            done.append(f"database (previous kept as {document['database']['pre_restore']})")
-        if parts.redis is not None:
-            document["redis"] = parts.redis.apply()
-            done.append("redis")
-        if parts.objects is not None:
-            document["objects"] = parts.objects.apply()
-    except (OpsError, KeyboardInterrupt) as exc:
-        report = {**document, "restored": [d.split()[0] for d in done]}
-        report["not_restored"] = [p for p in parts_wanted(parts) if p not in report["restored"]]
-        if isinstance(exc, KeyboardInterrupt) or not done:
-            exc.report = report  # type: ignore[union-attr]  # --json prints it
-            raise
-        failed = TaskFailed(f"{exc} (already restored: {', '.join(done)})")
-        failed.report = report  # type: ignore[attr-defined]
-        raise failed from exc
-
-
-def parts_wanted(parts: Parts) -> list[str]:
-    named = (("database", parts.database), ("redis", parts.redis), ("objects", parts.objects))
-    return [name for name, part in named if part is not None]
-
-
-def object_bucket(ops: dict[str, Any]) -> str | None:
-    target = ops.get("objects") or {}
-    return str(target["bucket"]) if target.get("bucket") else None
-
-
-def no_object_bucket(app: str) -> UserInputError:
-    return UserInputError(f"app {app!r} has no object bucket in its ops output: nothing to restore")
-
-
-def stack_objects(
-    form: StackForm, ops: dict[str, Any], client: Any, source: task.BackupRef
-) -> ObjectsFactory:
-    """The app's bucket from `ops.objects`; `all` on an app without one restores the rest."""
-    bucket = object_bucket(ops)
-    if not form.wants("objects") or (bucket is None and form.component == "all"):
-        return lambda: None
-    if bucket is None:
-        raise no_object_bucket(form.app)
-    endpoint, region = (
-        (ops.get("objects") or {}).get("endpoint"),
-        (ops.get("backup") or {}).get("region"),
-    )
-    return lambda: task.ObjectsRestore(
-        client, source.bucket, source.manifest, client_for(endpoint, region), bucket, say
-    )
-
-
-def cluster_args(form: StackForm, ops: dict[str, Any]) -> list[str]:
-    """The explicit form the Job runs: names only (the database URL and S3 settings come from
-    the Job's environment; the program appends `--redis-data-dir` where it mounts Redis' data)."""
-    backup = ops.get("backup") or {}
-    prefix = str(backup.get("prefix") or bf.DEFAULT_PREFIX)
-    args = ["--bucket", str(backup.get("bucket")), "--prefix", prefix, "--app", form.app]
-    args += ["--component", form.component, "--jobs", str(form.choice.jobs), "--yes", "--json"]
-    args += ["--key", form.key] if form.key else ["--latest"]
-    args += ["--create"] if form.choice.create else []
-    bucket = object_bucket(ops)
-    if form.wants("objects") and bucket is not None:
-        args += ["--objects-bucket", bucket]
-    elif form.component == "objects":
-        raise no_object_bucket(form.app)
-    return args
-
-
-def describe_parts(form: StackForm) -> str:
+def describe_parts(form: op.StackForm) -> str:
     return "the database, Redis and objects" if form.component == "all" else {
         "db": "the database", "redis": "Redis", "objects": "the objects",
     }[form.component]  # fmt: skip
@@ -717,7 +369,7 @@ def describe_parts(form: StackForm) -> str:
 
 def run_cluster_form(
     stack: StackOps,
-    form: StackForm,
+    form: op.StackForm,
     ops: dict[str, Any],
     *,
     yes: bool,
@@ -725,30 +377,21 @@ def run_cluster_form(
     as_json: bool,
     verify: bool = True,
 ) -> None:
-    """The restore as a Job in the cluster (the database and Redis are only reachable there).
+    """The restore as a cluster Job (`op.cluster_restore`): asked, then reported and verified."""
 
-    For Redis the request asks the program to stop Redis and mount its data volume in the Job
-    (`mountRedis`); a dry run verifies without stopping anything. Removing the Job starts Redis
-    again on the restored data, then maintenance is left."""
-    from automation.operations.cluster_job import run_in_cluster
-    from automation.operations.maintenance import maintenance
+    def ask() -> None:
+        confirm(
+            f"Restore {describe_parts(form)} of {form.app} on stack {stack.name} in the cluster "
+            f"from {form.key or 'the latest backup'}? ({form.app} goes into maintenance meanwhile"
+            f"{'; Redis is stopped until the Job is removed' if form.wants('redis') else ''})",
+            yes=yes,
+        )
 
-    args = cluster_args(form, ops)
+    document = op.cluster_restore(stack, form, ops, dry_run=dry_run, ask=ask, log=say)
     if dry_run:
-        args.append("--dry-run")
-        result = run_in_cluster(stack, form.app, "restore", args, say)
-        print_report({"where": "cluster", **result}, as_json=as_json)
+        print_report(document, as_json=as_json)
         return
-    stops_redis = form.wants("redis")
-    confirm(
-        f"Restore {describe_parts(form)} of {form.app} on stack {stack.name} in the cluster from "
-        f"{form.key or 'the latest backup'}? ({form.app} goes into maintenance meanwhile"
-        f"{'; Redis is stopped until the Job is removed' if stops_redis else ''})",
-        yes=yes,
-    )
-    with maintenance(stack, form.app, say):
-        result = run_in_cluster(stack, form.app, "restore", args, say, mount_redis=stops_redis)
-    finish_verified(stack, form, {"where": "cluster", **result}, as_json=as_json, verify=verify)
+    finish_verified(stack, form, document, as_json=as_json, verify=verify)
 
 
 EXAMPLES = """Examples:

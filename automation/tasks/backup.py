@@ -316,12 +316,17 @@ def upload_activity(client: Any, bucket: str, upload: dict[str, Any], run_id: st
 
 
 def run_backup(
-    opts: BackupOptions, report: Reporter = lambda _: None, bar: BarFactory = no_bar
+    opts: BackupOptions,
+    report: Reporter = lambda _: None,
+    bar: BarFactory = no_bar,
+    *,
+    client: Any = None,
 ) -> BackupResult:
-    """One backup run. Returns what was stored; raises TaskFailed having stored nothing."""
+    """One backup run. Returns what was stored; raises TaskFailed having stored nothing.
+    `client`: S3 for the bucket (default: from the standard AWS environment)."""
     app = validate(opts)
     started = time.monotonic()
-    client = s3io.s3_client()
+    client = client if client is not None else s3io.s3_client()
     preflight(client, opts)
     if opts.apply_lifecycle:
         rules = lifecycle_rules(opts.retention_days, prefix=opts.prefix)

@@ -49,8 +49,9 @@ _DENIED = {
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
-def s3_client() -> Any:
-    """An S3 client from the standard AWS environment (endpoint, region, credentials, IRSA).
+def s3_client(endpoint: str | None = None, region: str | None = None) -> Any:
+    """An S3 client from the standard AWS environment (endpoint, region, credentials, IRSA);
+    `endpoint`/`region`, when given (a stack's `ops` output), take their place.
 
     Few retries and short connect timeouts: a CronJob should fail fast and clearly, not hang.
     """
@@ -63,10 +64,13 @@ def s3_client() -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    urls.s3_endpoint()  # a malformed AWS_ENDPOINT_URL is one line, not boto3's traceback
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not endpoint:
+        urls.s3_endpoint()  # a malformed AWS_ENDPOINT_URL is one line, not boto3's traceback
     try:
-        return boto3.client("s3", region_name=region, config=config)
+        return boto3.client(
+            "s3", region_name=region or "us-east-1", endpoint_url=endpoint or None, config=config
+        )
     except ValueError as exc:
         raise UserInputError(f"S3 client: {exc} (check AWS_REGION and AWS_ENDPOINT_URL)") from None
 
