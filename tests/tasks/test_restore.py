@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from automation.cli import app as cli_app
 from automation.errors import TaskFailed
 from automation.tasks import restore as r
+from automation.tasks.io.gz import gunzip_stream
 from automation.tasks.io.pgtools import database_name
 from automation.tasks.io.s3io import s3_client
+from automation.tasks.restore.source import prefetch, switches_database
 from contract import backup_layout as bf
 from tests.schemas import QR_HEAD, QUICKBITE_HEAD
 from tests.tasks.test_restore_support import (
@@ -361,23 +363,23 @@ def test_sessions_on_the_live_database_are_ended_by_the_swap(qr):
 def test_gunzip_stream_handles_multi_member_and_small_chunks():
     data = gzip.compress(b"a" * 100_000) + gzip.compress(b"b" * 10)
     pieces = [data[i : i + 7] for i in range(0, len(data), 7)]
-    assert b"".join(r.gunzip_stream(pieces, limit=1000)) == b"a" * 100_000 + b"b" * 10
+    assert b"".join(gunzip_stream(pieces, limit=1000)) == b"a" * 100_000 + b"b" * 10
     with pytest.raises(ValueError, match="truncated"):
-        b"".join(r.gunzip_stream([data[:-3]]))
+        b"".join(gunzip_stream([data[:-3]]))
     with pytest.raises(ValueError, match="empty"):
-        b"".join(r.gunzip_stream([]))
+        b"".join(gunzip_stream([]))
     with pytest.raises(ValueError, match="not a valid gzip stream"):
-        b"".join(r.gunzip_stream([data[:20] + b"\xff" * 50 + data[70:]]))
+        b"".join(gunzip_stream([data[:20] + b"\xff" * 50 + data[70:]]))
 
 
 def test_prefetch_keeps_order_and_passes_errors_to_the_reader():
-    assert list(r.prefetch(iter([b"a", b"b", b"c"]), depth=1)) == [b"a", b"b", b"c"]
+    assert list(prefetch(iter([b"a", b"b", b"c"]), depth=1)) == [b"a", b"b", b"c"]
 
     def failing():
         yield b"first"
         raise RuntimeError("S3 went away")
 
-    stream = r.prefetch(failing())
+    stream = prefetch(failing())
     assert next(stream) == b"first"
     with pytest.raises(RuntimeError, match="S3 went away"):
         next(stream)
@@ -437,4 +439,4 @@ def test_cleanup_skips_a_leftover_that_is_in_use(postgres):
     ],
 )
 def test_connect_lines_are_found_also_across_chunks(tail, out, found):
-    assert r.switches_database(tail, out) is found
+    assert switches_database(tail, out) is found

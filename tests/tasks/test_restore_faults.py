@@ -30,6 +30,7 @@ from automation.tasks import restore as r
 from automation.tasks.backups import KILL_ENV, KILL_SIGNAL_ENV
 from automation.tasks.io.pgtools import database_name
 from automation.tasks.io.s3io import s3_client
+from automation.tasks.restore.database import restore_stamp
 from contract import backup_layout as bf
 from tests.services import S3, Postgres
 from tests.tasks.test_restore_support import (
@@ -361,4 +362,4 @@ class TestConcurrentRestoresAreRefused:
         assert code == 0, err
         assert json.loads(out)["database"]["leftovers"] == [same_second]
         now = datetime.now(UTC)
-        assert len({r.restore_stamp(now) for _ in range(100)}) == 100
+        assert len({restore_stamp(now) for _ in range(100)}) == 100

@@ -1,7 +1,7 @@
 """The restore process SIGKILLed at each step: the live name holds the old database or the
 restored one, never a mix, and the next run reports what the dead one left behind.
 
-The process kills itself where `OPSPLANE_TEST_KILL_AT` says (automation/tasks/restore.py,
+The process kills itself where `OPSPLANE_TEST_KILL_AT` says (automation/tasks/restore/,
 `kill_point`); that variable exists for these tests only.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from automation.tasks.backups import KILL_ENV
 from automation.tasks.io.pgtools import database_name
-from automation.tasks.restore import KILL_ENV
 from tests.tasks.test_restore_support import (
     create_qr,
     databases,
