@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.alerting.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pulumi
 import pulumi_aws as aws
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.context import AppContext
 from components.k8s import declare
 from components.object_store import S3Bucket

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_docker as docker
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.catalog.spec import Resources
 from components.context import AppContext, checksum
 from components.docker_host import container_labels, env_list

@@ -1,4 +1,4 @@
-"""Docker-target shapes shared by the dev components (the counterpart of k8s_manifests)."""
+"""Docker-target shapes shared by the dev components (the counterpart of components.manifests)."""
 
 from __future__ import annotations
 

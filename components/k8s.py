@@ -1,4 +1,4 @@
-"""Register a manifest dict (components.k8s_manifests) as its typed pulumi-kubernetes resource."""
+"""Register a manifest dict (components.manifests) as its typed pulumi-kubernetes resource."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.catalog.spec import MigrationSpec, Resources
 from components.context import AppContext
 from components.docker_host import container_labels, env_list

@@ -10,7 +10,7 @@ import pulumi
 from components.app import App
 from components.catalog import CATALOG
 from components.config import ConfigError, Settings, load_from_pulumi
-from components.k8s_manifests import labels as k8s_labels
+from components.manifests import labels as k8s_labels
 from components.runner_image import RunnerImage
 from components.shared_monitoring import SharedMonitoring
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.context import AppContext
 from components.k8s import declare
 from contract.cluster_job import ClusterJobRequest

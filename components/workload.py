@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components import k8s_manifests as m
+from components import manifests as m
 from components.catalog.spec import ServiceSpec
 from components.context import AppContext, checksum, template_fields
 from components.docker_host import container_labels, env_list

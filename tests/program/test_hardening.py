@@ -11,7 +11,7 @@ import pytest
 
 from automation.stack.render import Rendered
 from components.config import ConfigError, parse_settings
-from components.k8s_manifests import (
+from components.manifests import (
     CUSTOM_HEADERS_ANNOTATION,
     IMAGE_PINNING_ANNOTATION,
     SECURITY_HEADERS,

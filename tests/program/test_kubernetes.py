@@ -7,7 +7,7 @@ import pytest
 
 from automation.stack.render import Rendered
 from components.catalog import CATALOG
-from components.k8s_manifests import SECURITY_HEADERS
+from components.manifests import SECURITY_HEADERS
 from tests.program.conftest import K8S_VERSION
 
 LABEL_KEYS = {f"app.kubernetes.io/{k}" for k in ("name", "component", "part-of", "managed-by")}

@@ -1,0 +1,115 @@
+"""Kubernetes object shapes for the prod target: pure functions that return manifests as dicts,
+one module per resource family (base: labels, metadata, security, probes; config; workloads;
+services and ingress; network policies; jobs; rbac). Components use the package namespace
+(`from components import manifests as m`; `m.deployment(...)`).
+
+Components register these through pulumi-kubernetes; the render writes them as YAML; tests
+validate them with kubernetes-validate. Values may be Pulumi Outputs (images, checksums); the
+shapes themselves never depend on a cluster.
+"""
+
+from components.manifests.base import (
+    CHECKSUM_ANNOTATION,
+    DATA_VOLUME,
+    DB_CLIENT_LABEL,
+    IMAGE_PINNING_ANNOTATION,
+    INGRESS_NAMESPACE,
+    MANAGED_BY,
+    MONITORING_NAMESPACE,
+    PUSHGATEWAY_PORT,
+    RUNNER_UID,
+    Manifest,
+    claim_name,
+    container_security,
+    env_from_secret,
+    exec_probe,
+    http_probe,
+    image_fields,
+    image_pinning,
+    labels,
+    metadata,
+    namespace,
+    plain_env,
+    pod_security,
+    pull_policy,
+    resources,
+    scratch_volumes,
+    secret_volume,
+    selector,
+)
+from components.manifests.config import secret
+from components.manifests.jobs import cronjob, job, job_pod_spec
+from components.manifests.network import (
+    allow_dns_and_app_egress,
+    allow_https_egress,
+    allow_monitoring,
+    allow_pushgateway_egress,
+    allow_service_ingress,
+    allow_store_from_clients,
+    default_deny,
+)
+from components.manifests.rbac import service_account
+from components.manifests.services import (
+    CUSTOM_HEADERS_ANNOTATION,
+    SECURITY_HEADERS,
+    admin_access,
+    ingress,
+    metrics_service,
+    security_headers,
+    service,
+)
+from components.manifests.workloads import deployment, hpa, pdb, sidecar, statefulset
+
+__all__ = [
+    "CHECKSUM_ANNOTATION",
+    "CUSTOM_HEADERS_ANNOTATION",
+    "DATA_VOLUME",
+    "DB_CLIENT_LABEL",
+    "IMAGE_PINNING_ANNOTATION",
+    "INGRESS_NAMESPACE",
+    "MANAGED_BY",
+    "MONITORING_NAMESPACE",
+    "PUSHGATEWAY_PORT",
+    "RUNNER_UID",
+    "SECURITY_HEADERS",
+    "Manifest",
+    "admin_access",
+    "allow_dns_and_app_egress",
+    "allow_https_egress",
+    "allow_monitoring",
+    "allow_pushgateway_egress",
+    "allow_service_ingress",
+    "allow_store_from_clients",
+    "claim_name",
+    "container_security",
+    "cronjob",
+    "default_deny",
+    "deployment",
+    "env_from_secret",
+    "exec_probe",
+    "hpa",
+    "http_probe",
+    "image_fields",
+    "image_pinning",
+    "ingress",
+    "job",
+    "job_pod_spec",
+    "labels",
+    "metadata",
+    "metrics_service",
+    "namespace",
+    "pdb",
+    "plain_env",
+    "pod_security",
+    "pull_policy",
+    "resources",
+    "scratch_volumes",
+    "secret",
+    "secret_volume",
+    "security_headers",
+    "selector",
+    "service",
+    "service_account",
+    "sidecar",
+    "statefulset",
+]
