@@ -53,15 +53,21 @@ class App(pulumi.ComponentResource):
         super().__init__("opsplane:index:App", name, None, opts)
         self._child = pulumi.ResourceOptions(parent=self)
         self.spec, self.settings = spec, settings
+        self.app_settings = settings.apps[spec.name]
+        namespace, network = self._declare_boundary(name)
+        secrets = self._declare_secrets(name)
+        values, secret_values = self._template_values(secrets)
         ctx = AppContext(
             spec=spec,
             settings=settings,
-            app_settings=settings.apps[spec.name],
+            app_settings=self.app_settings,
+            namespace=namespace,
+            network=network,
+            values=values,
+            secret_values=secret_values,
             runner_image=runner_image,
         )
         self.ctx = ctx
-        self._declare_boundary(name)
-        secrets = self._declare_secrets(name)
         db = Datastore(
             f"{name}-db",
             ctx=ctx,
@@ -77,7 +83,6 @@ class App(pulumi.ComponentResource):
             stopped=settings.redis_stopped(spec.name),
             opts=self._child,
         )
-        self._add_connection_values()
         objects_env, objects_secret_env, objects_bucket, minio = self._declare_objects(
             name, secrets
         )
@@ -138,10 +143,14 @@ class App(pulumi.ComponentResource):
 
     # --- boundary -------------------------------------------------------------------------------
 
-    def _declare_boundary(self, name: str) -> None:
-        ctx, app = self.ctx, self.spec.name
-        if ctx.kubernetes:
-            ctx.namespace = app
+    @property
+    def kubernetes(self) -> bool:
+        return self.settings.target == "kubernetes"
+
+    def _declare_boundary(self, name: str) -> tuple[str | None, pulumi.Input[str] | None]:
+        """The app's namespace (prod) or Docker network (dev), declared first."""
+        app = self.spec.name
+        if self.kubernetes:
             ns = declare(f"{name}-namespace", m.namespace(app, app), self._child)
             self._child = pulumi.ResourceOptions(parent=self, depends_on=[ns])
             declare(f"{name}-default-deny", m.default_deny(app, app), self._child)
@@ -157,16 +166,16 @@ class App(pulumi.ComponentResource):
                 m.allow_pushgateway_egress(app, app, OPS_RUNNER_COMPONENTS),
                 self._child,
             )
-        else:
-            network = docker.Network(f"{name}-network", name=app, driver="bridge", opts=self._child)
-            ctx.network = network.name
+            return app, None
+        network = docker.Network(f"{name}-network", name=app, driver="bridge", opts=self._child)
+        return None, network.name
 
     # --- secrets --------------------------------------------------------------------------------
 
     def _declare_secrets(self, name: str) -> dict[str, RotatingSecret | _External]:
-        ctx, out = self.ctx, {}
+        out: dict[str, RotatingSecret | _External] = {}
         for secret in self.spec.secrets:
-            if secret.dev_only and ctx.kubernetes:
+            if secret.dev_only and self.kubernetes:
                 continue
             if secret.kind == "generated":
                 state = self.settings.rotation_state(self.spec.name, secret.name)
@@ -176,12 +185,23 @@ class App(pulumi.ComponentResource):
             else:
                 value = _External(self._external_value(secret))
             out[secret.name] = value
-            ctx.values[var(secret.name)] = value.current
-            ctx.secret_values.add(var(secret.name))
-            if secret.keep_previous:
-                ctx.values[f"{var(secret.name)}_previous"] = self._previous_in_grace(secret, value)
-                ctx.secret_values.add(f"{var(secret.name)}_previous")
         return out
+
+    def _template_values(
+        self, secrets: dict[str, RotatingSecret | _External]
+    ) -> tuple[dict[str, pulumi.Input[Any]], frozenset[str]]:
+        """The values env templates use: every secret (and, while its grace lasts, its previous
+        value), then the stores' connection details; and which of them are secret."""
+        values: dict[str, pulumi.Input[Any]] = {}
+        for secret in self.spec.secrets:
+            value = secrets.get(secret.name)
+            if value is None:
+                continue
+            values[var(secret.name)] = value.current
+            if secret.keep_previous:
+                values[f"{var(secret.name)}_previous"] = self._previous_in_grace(secret, value)
+        secret_values = frozenset(values)
+        return {**values, **self._connection_values()}, secret_values
 
     def _external_value(self, secret: SecretSpec) -> pulumi.Output[str]:
         given = self.settings.external_secrets.get(self.spec.name, {})
@@ -195,7 +215,7 @@ class App(pulumi.ComponentResource):
         """The previous value while the grace period after the last rotation lasts, else ""."""
         state = self.settings.rotation_state(self.spec.name, secret.name)
         previous = getattr(value, "previous", None)
-        grace = timedelta(seconds=self.ctx.app_settings.secret_grace_seconds)
+        grace = timedelta(seconds=self.app_settings.secret_grace_seconds)
         rotated_at = state.rotated_at
         if previous is None or rotated_at is None:
             return pulumi.Output.secret("")
@@ -205,9 +225,9 @@ class App(pulumi.ComponentResource):
 
     # --- stores ---------------------------------------------------------------------------------
 
-    def _add_connection_values(self) -> None:
+    def _connection_values(self) -> dict[str, pulumi.Input[Any]]:
         pg = self.spec.postgres
-        self.ctx.values.update(
+        return dict(
             db_host="db",  # the Service (prod) or network alias (dev) inside the app boundary
             db_port=pg.port,
             db_name=pg.database,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import pulumi
@@ -19,20 +21,27 @@ def template_fields(template: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppContext:
+    """Set once, when `App` has declared the boundary and the secrets; components only read it,
+    so the order they are built in cannot change what they see."""
+
     spec: AppSpec
     settings: Settings
     app_settings: AppSettings
     namespace: str | None = None  # Kubernetes namespace (prod)
     network: pulumi.Input[str] | None = None  # Docker network name (dev)
-    values: dict[str, pulumi.Input[Any]] = field(default_factory=dict)  # template values
-    secret_values: set[str] = field(default_factory=set)  # which values are secrets
+    values: Mapping[str, pulumi.Input[Any]] = field(default_factory=dict)  # template values
+    secret_values: frozenset[str] = frozenset()  # which values are secrets
     runner_image: pulumi.Input[str] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "secret_values", frozenset(self.secret_values))
 
     @property
     def docker_network(self) -> pulumi.Input[str]:
-        """The Docker network (dev); set by `App` before any container is declared."""
+        """The Docker network (dev), declared by `App` before the context is made."""
         if self.network is None:
             raise ValueError(f"{self.name}: no Docker network declared yet")
         return self.network
