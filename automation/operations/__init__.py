@@ -1,5 +1,5 @@
-"""Stack operations: maintenance, rotation, in-cluster Jobs (later the stack forms of restore and
-replay, status, deploy). Each reads the app's `ops` output through `StackOps`, changes config,
+"""Stack operations: maintenance, rotation, in-cluster Jobs, restore (its stack and cluster forms),
+status, deploy. Each reads the app's `ops` output through `StackOps`, changes config,
 runs `up`, and calls tasks.
 
 Import `contract`, `automation.errors`, `automation.stack.protocol` and `automation.tasks`; never
