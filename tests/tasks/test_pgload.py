@@ -19,9 +19,11 @@ import psycopg
 import pytest
 
 from automation.errors import TaskFailed
-from automation.tasks import pgload, restore
-from automation.tasks.backups import BackupRef
+from automation.tasks import pgload
+from automation.tasks.backups import BackupRef, no_bar
 from automation.tasks.io.pgtools import database_name
+from automation.tasks.restore.load import CustomLoad, split_at_foreign_keys
+from automation.tasks.restore.source import verify_custom
 from tests.services import Postgres
 from tests.tasks.test_restore_support import table_checksums
 
@@ -161,22 +163,22 @@ def test_a_pg_dump_loaded_n_wide_equals_its_source(
 def test_a_custom_archive_restored_in_two_parts_equals_its_source(
     postgres, awkward, tmp_path, jobs
 ):
-    """restore.CustomLoad: `pg_restore --jobs` up to the first foreign key, the loader from
+    """CustomLoad: `pg_restore --jobs` up to the first foreign key, the loader from
     there (foreign keys NOT VALID + validated N-wide, then the grant, then the refresh)."""
     source, _ = awkward
     archive = tmp_path / "awkward.dump"
     archive.write_bytes(pg_dump(postgres, source, "--format=custom"))
     pg_restore, psql = postgres.bin_dir / "pg_restore", postgres.bin_dir / "psql"
     ref = BackupRef(bucket="b", key="awkward.dump", format="custom", size=archive.stat().st_size)
-    entries = restore.verify_custom(archive, pg_restore, ref)
-    head, tail = restore.split_at_foreign_keys(entries)
+    entries = verify_custom(archive, pg_restore, ref)
+    head, tail = split_at_foreign_keys(entries)
     assert sorted(head + tail) == sorted(entries)
     later = (" FK CONSTRAINT ", " ACL ", " MATERIALIZED VIEW DATA ")  # the grant, the refresh
     assert not any(kind in line for line in head for kind in later)
     assert all(any(kind in line for line in tail) for kind in later)
     target = postgres.create_database("from_custom")
 
-    load = restore.CustomLoad(archive, target, pg_restore, psql, jobs, restore.no_bar, tmp_path)
+    load = CustomLoad(archive, target, pg_restore, psql, jobs, no_bar, tmp_path)
     done = load.run(entries)
 
     assert f"3 foreign keys validated {jobs}-wide" in done  # the NOT VALID one stays so
