@@ -7,10 +7,12 @@ missing here still works: the CLI then loads every module.
 
 COMMANDS: dict[str, str] = {
     "backup": "backup",
+    "base-backup": "base_backup",
     "backups": "backup",
     "verify-backup": "backup",
     "maintenance": "maintenance",
     "ops": "stack_info",
+    "pitr": "pitr",
     "render": "render",
     "replay": "replay",
     "restore": "restore",
