@@ -93,3 +93,21 @@ def restore_command(
         words += ["--endpoint-url", endpoint]
     words += [destination_url(bucket, prefix), app]
     return " ".join(shlex.quote(word) for word in words) + " %f %p"
+
+
+def parse_base_key(key: str) -> tuple[str, str, str] | None:
+    """(prefix, app, backup_id) of a key under a base backup (`.../pitr/{app}/base/{id}/...`,
+    or the folder itself), or None when the key is not one."""
+    pieces = [p for p in key.split("/") if p]
+    for i in range(len(pieces) - 3, -1, -1):
+        if pieces[i] == PITR_DIR and pieces[i + 2] == BASE_DIR and i + 3 < len(pieces):
+            return "/".join(pieces[:i]), pieces[i + 1], pieces[i + 3]
+    return None
+
+
+def base_key(prefix: str, app: str, backup_id: str) -> str:
+    """How `backups list` names a base backup (its folder)."""
+    return f"{base_prefix(prefix, app)}{backup_id}/"
+
+
+KEEP_ANNOTATION = "annotations/keep"  # barman-cloud-backup-keep's marker under a base backup
