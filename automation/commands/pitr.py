@@ -137,6 +137,45 @@ def run_to_time(
         print_into_live(document)
 
 
+def run_stack_to_time(
+    stack_name: str, request: Any, *, where: str, yes: bool, as_json: bool
+) -> None:
+    """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`."""
+    from automation.commands.restore import database_url_from_ops, open_stack
+    from automation.operations import pitr as operation
+    from automation.stack.protocol import app_ops
+
+    if not request.app:
+        raise UserInputError("--stack needs --app APP (e.g. --app qr)")
+    if request.database_url or request.bucket:
+        raise UserInputError("--stack reads the database and bucket from the stack: drop them")
+    if where not in ("local", "cluster"):
+        raise UserInputError(f"--where {where!r}: use local or cluster")
+    stack = open_stack(stack_name)
+
+    def ask(question: str) -> None:
+        confirm(question, yes=yes)
+
+    if where == "cluster":
+        document = operation.restore_to_time_cluster(
+            stack, request.app, request.to_time, inspect=request.inspect, jobs=request.jobs,
+            log=say, confirm=ask,
+        )  # fmt: skip
+        emit_json(document) if as_json else typer.echo(f"restored in the cluster: {document}")
+        return
+    url = database_url_from_ops(app_ops(stack, request.app))
+    document = operation.restore_to_time_local(
+        stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
+        work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
+    )  # fmt: skip
+    if as_json:
+        emit_json(document)
+    elif request.inspect:
+        print_inspect(document)
+    else:
+        print_into_live(document)
+
+
 def print_inspect(doc: dict[str, Any]) -> None:
     typer.echo(
         f"recovered to {doc['target']} (asked {doc['asked']}), live untouched; connect with:"
