@@ -346,6 +346,7 @@ class App(pulumi.ComponentResource):
             slo_target=settings.alerts.slo_target,
             thresholds=spec.thresholds,
             kubernetes_alerts=self.ctx.kubernetes,
+            pitr=settings.pitr.enabled(spec.name),
         )
         groups = build_rule_groups(spec.name, spec.metrics, params)
         return AlertRules(
