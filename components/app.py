@@ -15,6 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import k8s_manifests as m
+from components import pitr as pitr_access
 from components.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
@@ -62,11 +63,13 @@ class App(pulumi.ComponentResource):
         self.ctx = ctx
         self._declare_boundary(name)
         secrets = self._declare_secrets(name)
+        pitr = self._pitr_db(name, secrets)
         db = Datastore(
             f"{name}-db",
             ctx=ctx,
             shape=postgres_shape(ctx),
             password=secrets["db-password"].current,
+            pitr=pitr,
             opts=self._child,
         )
         cache = Datastore(
@@ -100,6 +103,10 @@ class App(pulumi.ComponentResource):
                 else None,
                 opts=self._child,
             )
+            pitr_access.declare_access(
+                name, ctx=ctx, bucket=self.backup.bucket, runner_role_arn=self.backup.role_arn,
+                opts=self._child,
+            )  # fmt: skip
             backup_info: dict[str, Any] = {
                 "bucket": self.backup.bucket,
                 "prefix": settings.backup.prefix,
@@ -226,6 +233,16 @@ class App(pulumi.ComponentResource):
             "S3_SECRET_KEY": secrets["minio-password"].current,
         }
         return env, secret_env, None, minio
+
+    def _pitr_db(self, name: str, secrets: dict[str, Any]) -> Any:
+        """components/pitr.py: what WAL archiving adds to the database (None when it is off)."""
+        ctx = self.ctx
+        bucket = self._backup_bucket_name() if ctx.kubernetes else f"{self.spec.name}-backups"
+        minio = secrets.get("minio-password")
+        return pitr_access.pitr_db(
+            name, ctx=ctx, bucket=bucket, minio_password=minio.current if minio else None,
+            opts=self._child,
+        )  # fmt: skip
 
     def _global_bucket(self, bucket: str) -> str:
         return f"opsplane-{self.settings.stack}-{bucket}"
@@ -471,6 +488,7 @@ class App(pulumi.ComponentResource):
             "secrets": self._secrets_ops(secrets),
             "maintenance": self.settings.in_maintenance(spec.name),
             "runnerImage": ctx.runner_image,
+            "pitr": pitr_access.ops_entry(ctx),
         }
 
     def _webhook_ops(self, secrets: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,17 +1,16 @@
 """`base-backup`: a barman-cloud base backup of a PostgreSQL server whose PGDATA is on this
-machine (the base-backup sidecar runs it on a schedule), then, with `--retention-days N`,
-`barman-cloud-backup-delete --retention-policy "RECOVERY WINDOW OF N DAYS"`."""
+machine, then, with `--retention-days N`, `barman-cloud-backup-delete --retention-policy
+"RECOVERY WINDOW OF N DAYS"`. With `--schedule CRON` it keeps running and backs up each time the
+schedule fires (the database pod's base-backup sidecar runs it so)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from automation.console import emit_json, handle_errors, stderr
-from automation.errors import UserInputError
 from contract import backup_layout as bf
 
 
@@ -27,9 +26,7 @@ def base_backup(
     ],
     pgdata: Annotated[
         Path,
-        typer.Option(
-            "--pgdata", envvar="PGDATA", help="The server's data directory (must be local)."
-        ),
+        typer.Option("--pgdata", envvar="PGDATA", help="The server's data directory (local)."),
     ],
     bucket: Annotated[
         str, typer.Option("--bucket", envvar="OPSPLANE_BACKUP_BUCKET", help="Backup bucket.")
@@ -44,31 +41,36 @@ def base_backup(
             "--retention-days", help="Then delete what a recovery window of N days no longer needs."
         ),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Keep running; back up whenever this cron fires (UTC)."),
+    ] = None,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option("--pushgateway", help="Push the success time (the BaseBackupMissing alert)."),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
 ) -> None:
     """Take a base backup (barman-cloud-backup) for point-in-time recovery."""
-    from automation.tasks.pitr.barman import Archive, apply_retention, take_base_backup
-    from automation.tasks.pitr.state import data_directory
+    from automation.tasks.pitr.barman import Archive
+    from automation.tasks.pitr.basebackup import BaseBackupJob, run_on_schedule
+    from automation.tasks.pitr.schedule import parse
 
-    archive = Archive(bucket, app, prefix)
-    if retention_days is not None and retention_days < 1:
-        raise UserInputError(f"--retention-days {retention_days}: use at least 1")
-    served = data_directory(database_url)
-    if not pgdata.is_dir() or os.path.realpath(pgdata) != os.path.realpath(served):
-        raise UserInputError(
-            f"--pgdata {pgdata}: the server's data directory is {served}; run base-backup where "
-            "it is mounted (the database pod's base-backup sidecar)"
-        )
-    stderr.print(f"base backup of {app} into {archive.where()} ...", markup=False)
-    backup_id = take_base_backup(database_url, archive)
-    document: dict[str, object] = {"backup_id": backup_id, "archive": archive.where()}
-    if retention_days is not None:
-        apply_retention(archive, retention_days)
-        document["retention"] = f"RECOVERY WINDOW OF {retention_days} DAYS"
+    if schedule is not None:
+        parse(schedule)
+    job = BaseBackupJob(
+        database_url, pgdata, Archive(bucket, app, prefix), retention_days, pushgateway
+    )
+    job.check()
+    if schedule is not None:
+        run_on_schedule(job, schedule, lambda line: stderr.print(line, markup=False))
+        return
+    stderr.print(f"base backup of {app} into {job.archive.where()} ...", markup=False)
+    document = job.run()
     if json:
         emit_json(document)
     else:
-        typer.echo(backup_id)
+        typer.echo(document["backup_id"])
 
 
 def register(app: typer.Typer) -> None:
