@@ -262,6 +262,12 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
         "secrets": secrets,
         "maintenance": False,
         "runnerImage": "ghcr.io/opsplane/ops-runner:test",
+        "pitr": {
+            "enabled": False,
+            "archiveTimeout": 60,
+            "baseBackupSchedule": "30 1 * * *",
+            "root": f"backups/pitr/{app}/",
+        },
     }
     ops.update(overrides)
     return ops

@@ -10,7 +10,7 @@ from automation.stack.render import Rendered, write_render
 
 FIELDS = {
     "app", "stack", "target", "namespace", "network", "database", "cache", "objects", "backup",
-    "webhook", "writers", "replicas", "secrets", "maintenance", "runnerImage",
+    "webhook", "writers", "replicas", "secrets", "maintenance", "runnerImage", "pitr",
 }  # fmt: skip
 
 
