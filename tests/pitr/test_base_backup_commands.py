@@ -4,10 +4,27 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from automation.tasks.pitr.barman import list_base_backups
 from tests.pitr.conftest import aws_env, cli, make_cluster, stop_instances, write_batch
 from tests.services import S3
+
+
+class Gateway(BaseHTTPRequestHandler):
+    """A Pushgateway stand-in that records what was pushed (path, body)."""
+
+    pushed: list[tuple[str, str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        Gateway.pushed.append((self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def test_base_backup_list_pin_and_retention(s3: S3) -> None:
@@ -41,9 +58,17 @@ def test_base_backup_list_pin_and_retention(s3: S3) -> None:
         listed = json.loads(cli("backups", "list", "--bucket", bucket, "--json", env=env).stdout)
         assert next(r for r in listed if r["format"] == "base")["retention"] == "pinned"
 
-        # retention with a pinned backup: a second backup, then a 1-day window keeps both
-        again = cli("base-backup", *args, "--retention-days", "1", env=env)
+        # retention with a pinned backup: a second backup, then a 1-day window keeps both;
+        # the success time goes to the Pushgateway (the BaseBackupMissing alert reads it)
+        gateway = HTTPServer(("127.0.0.1", 0), Gateway)
+        threading.Thread(target=gateway.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{gateway.server_port}"
+        again = cli("base-backup", *args, "--retention-days", "1", "--pushgateway", url, env=env)
+        gateway.shutdown()
         assert again.returncode == 0, again.stderr
+        path, body = Gateway.pushed[-1]
+        assert path == "/metrics/job/opsplane-base-backup/app/qr"
+        assert 'opsplane_pitr_base_backup_last_success_timestamp_seconds{app="qr"}' in body
         ids = [b.backup_id for b in list_base_backups(cluster.archive)]
         assert backup_id in ids and len(ids) == 2
         released = cli("backups", "pin", base["key"], "--unpin", "--bucket", bucket, env=env)
