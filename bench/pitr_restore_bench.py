@@ -70,7 +70,14 @@ def runbook(admin_url: str, url: str, dump: Path) -> float:
         f"gunzip -c {dump} | {pg_bin() / 'psql'} -q -v ON_ERROR_STOP=1 > /dev/null",
         shell=True, check=True, env=env,
     )  # fmt: skip
-    return time.monotonic() - started
+    took = time.monotonic() - started
+    with (
+        psycopg.connect(url) as a,
+        psycopg.connect(url.replace("dbname=bench", "dbname=runbook")) as b,
+    ):
+        query = "SELECT count(*) FROM qr_events"
+        assert a.execute(query).fetchone() == b.execute(query).fetchone(), "runbook load incomplete"
+    return took
 
 
 def fresh(path: Path) -> Path:

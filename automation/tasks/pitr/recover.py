@@ -19,6 +19,7 @@ target starts again from the pristine base (a local copy, no download). It never
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -189,15 +190,26 @@ def ensure_base(ws: Workspace, backup: BaseBackup, log: Log) -> Path:
     return final
 
 
-def recovery_settings(ws: Workspace, target: Plan) -> dict[str, str | int]:
-    restore = wl.restore_command(
+def restore_command(ws: Workspace) -> str:
+    """barman-cloud-wal-restore, prefetching PREFETCH segments into the spool; a segment it
+    already prefetched is moved into place by the shell (what barman itself would do first),
+    so most segments cost no Python start. PostgreSQL asks for one file at a time, after the
+    previous command (and its download threads) finished, so a spooled file is complete."""
+    spool = ws.run_dir / "spool"
+    fetch = wl.restore_command(
         ws.archive.bucket,
         ws.archive.app,
         ws.archive.prefix,
         tool=str(barman.tool_path("barman-cloud-wal-restore")),
         parallel=PREFETCH,
-        spool_dir=str(ws.run_dir / "spool"),
+        spool_dir=str(spool),
     )
+    spooled = shlex.quote(str(spool)) + "/%f"
+    return f'if [ -f {spooled} ]; then mv {spooled} "%p"; else {fetch}; fi'
+
+
+def recovery_settings(ws: Workspace, target: Plan) -> dict[str, str | int]:
+    restore = restore_command(ws)
     settings: dict[str, str | int] = {
         "archive_mode": "off",
         "archive_command": "",
@@ -256,7 +268,8 @@ def recovered_instance(
         (inst.pgdata / "recovery.signal").touch()
         ws.owner.own(inst.pgdata / "recovery.signal")
         inst.configure(recovery_settings(ws, target))
-    (ws.run_dir / "spool").mkdir(exist_ok=True)
+    shutil.rmtree(ws.run_dir / "spool", ignore_errors=True)  # never a half-written leftover
+    (ws.run_dir / "spool").mkdir()
     ws.owner.own(ws.run_dir / "spool")
     ws.state_file.write_text(json.dumps(target.key()))
     inst.start(env)
