@@ -3,9 +3,10 @@
 
 Setup, once: a PostgreSQL 16 cluster archiving to a moto S3 server (tests/pitr/conftest.py),
 a generated QR-shaped database `bench` whose plain dump is >= --min-mb (bench/restore_bench.py's
-generator), a base backup, its plain `pg_dump | gzip` on local disk (the runbook's nightly file),
-a managed logical backup in S3 (for plain `restore`), then a few minutes' worth of writes
-archived after the base backup (so recovery replays WAL).
+generator), its plain `pg_dump | gzip` on local disk (the runbook's nightly file) and a managed
+logical backup in S3 (for plain `restore`). Before each round (not timed): a new base backup and
+40 updates of 1% of the accounts after it, archived (so every round replays the same WAL, not
+the previous rounds' restores).
 
 Each round, one after the other (wall time of the whole command or pipeline):
 - runbook:      createdb + `gunzip -c bench.sql.gz | psql` (local file, no download);
@@ -50,14 +51,19 @@ BUCKET = "pitr-restore-bench"
 
 
 def cli(*args: str) -> float:
+    """Run one command; its wall time. Its log lines go to stderr with the second they came."""
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "automation", *args], cwd=REPO, capture_output=True, text=True,
-        check=False,
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automation", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"{args[0]} failed: {done.stderr[-2000:]}")
-    return time.monotonic() - started
+    assert proc.stderr is not None
+    lines = [f"{time.monotonic() - started:7.2f} {line.rstrip()}" for line in proc.stderr]
+    if proc.wait() != 0:
+        raise SystemExit(f"{args[0]} failed: {lines[-5:]}")
+    took = time.monotonic() - started
+    print(f"--- {' '.join(args[:1] + args[-4:])}: {took:.1f}s", *lines, sep="\n", file=sys.stderr)
+    return took
 
 
 def runbook(admin_url: str, url: str, dump: Path) -> float:
@@ -87,17 +93,23 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def setup(cluster, min_mb: int) -> tuple[str, Path, datetime]:
+def setup(cluster, min_mb: int) -> tuple[str, Path]:
     with psycopg.connect(cluster.admin, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bench")
     url = cluster.instance.url("bench")
     generate(url, min_mb * 1024 * 1024 // BYTES_PER_ROW)
-    cluster.base_backup()
     dump = Path(tempfile.mkdtemp(prefix="pitr-bench-")) / "bench.sql.gz"
     subprocess.run(
         f"{pg_bin() / 'pg_dump'} | gzip > {dump}", shell=True, check=True, env=libpq_env(url)
     )
     run_backup(BackupOptions(bucket=BUCKET, database_url=url, app="qr", format="plain"))
+    return url, dump
+
+
+def new_base(cluster, url: str) -> datetime:
+    """A fresh base backup, then the same writes after it (archived): every round replays the
+    same WAL, not the previous rounds' restores. Returns a time between the writes."""
+    cluster.base_backup()
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(20):
             conn.execute("UPDATE accounts SET plan = plan WHERE random() < 0.01")
@@ -106,7 +118,7 @@ def setup(cluster, min_mb: int) -> tuple[str, Path, datetime]:
         for _ in range(20):
             conn.execute("UPDATE accounts SET plan = plan WHERE random() < 0.01")
     cluster.switch_and_wait(timeout=300)
-    return url, dump, middle
+    return middle
 
 
 def main() -> None:
@@ -124,12 +136,13 @@ def main() -> None:
     cluster = make_cluster(BUCKET, f"http://127.0.0.1:{port}")
     work = Path("/tmp/pitr-bench-w")
     try:
-        url, dump, middle = setup(cluster, args.min_mb)
+        url, dump = setup(cluster, args.min_mb)
         size = int(subprocess.run(["gzip", "-l", str(dump)], capture_output=True, text=True)
                    .stdout.splitlines()[1].split()[1])  # fmt: skip
         common = ["--database-url", url, "--bucket", BUCKET, "--app", "qr"]
         rounds = []
         for n in range(args.rounds):
+            middle = new_base(cluster, url)
             row = {"runbook": runbook(cluster.admin, url, dump)}
             row["inspect"] = cli("restore", *common, "--to-time", "latest", "--inspect",
                                  "--work-dir", str(fresh(work)))  # fmt: skip
