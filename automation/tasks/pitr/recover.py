@@ -95,7 +95,9 @@ def plan(archive: Archive, when: datetime | None, client: object = None) -> Plan
     """Pick the base backup and target for `when` (None: latest); a time outside the
     recoverable window is refused here, before anything is changed."""
     backups = barman.list_base_backups(archive)
-    segments = wal_segments(client or s3io.s3_client(), archive)
+    done = [b for b in backups if b.status == "DONE"]
+    floor = done[-1].end_wal if done else ""
+    segments = wal_segments(client or s3io.s3_client(), archive, floor)
     found = window(archive, backups, segments)
     if found is None:
         raise TaskFailed(

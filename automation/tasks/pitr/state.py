@@ -24,7 +24,6 @@ from automation.tasks.pitr.barman import Archive, BaseBackup, fetch_wal, list_ba
 from contract import wal_layout as wl
 
 LAG_LIMIT = 300.0  # seconds without a new WAL segment before archiving counts as lagging
-COMMIT_SCAN = 6  # segments read backwards looking for the newest commit
 _COMMIT = re.compile(
     r"lsn: ([0-9A-F]+/[0-9A-F]+),.*desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC"
 )
@@ -107,23 +106,26 @@ class PitrState:
         }  # fmt: skip
 
 
-def wal_segments(client: Any, archive: Archive) -> list[tuple[str, dict[str, Any]]]:
-    """(segment name, S3 object) of every archived segment in the newest log directory, sorted
-    (barman groups segments in one directory per timeline+log id)."""
+def wal_segments(
+    client: Any, archive: Archive, floor: str = ""
+) -> list[tuple[str, dict[str, Any]]]:
+    """(segment name, S3 object) of the archived segments from `floor` on (the newest base
+    backup's end segment), sorted; without a floor, those of the newest log directory (barman
+    groups segments in one directory per timeline+log id, 256 segments each)."""
     root = wl.wal_prefix(archive.prefix, archive.app)
     with s3io.s3_errors(client, archive.bucket):
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=archive.bucket, Prefix=root, Delimiter="/"
         )
         dirs = sorted(p["Prefix"] for page in pages for p in page.get("CommonPrefixes", []))
+    wanted = [d for d in dirs if d[len(root) :].rstrip("/") >= floor[:16]] if floor else dirs[-1:]
     found: list[tuple[str, dict[str, Any]]] = []
-    for directory in reversed(dirs[-2:]):  # the newest, and the one before when it is young
+    for directory in wanted:
         for obj in s3io.list_keys(client, archive.bucket, directory):
             name = wl.segment_name(obj["Key"])
-            if name is not None and obj["Key"].rsplit("/", 1)[-1].split(".")[1:] in ([], ["gz"]):
+            plain = obj["Key"].rsplit("/", 1)[-1].split(".")[1:] in ([], ["gz"])
+            if name is not None and plain and name >= floor:
                 found.append((name, obj))
-        if len(found) >= COMMIT_SCAN:
-            break
     return sorted(found, key=lambda item: item[0])
 
 
@@ -164,8 +166,9 @@ def last_commit_in(segment_file: Path, pg_major: int) -> Commit | None:
 def newest_commit(
     archive: Archive, segments: list[tuple[str, dict[str, Any]]], pg_major: int, floor: str
 ) -> Commit | None:
-    """The newest commit in the archive after segment `floor`, reading segments newest first."""
-    candidates = [name for name, _ in segments if name >= floor][-COMMIT_SCAN:]
+    """The newest commit in the archive from segment `floor` on, reading segments newest first
+    until one holds a commit (a long bulk load can fill many segments without one)."""
+    candidates = [name for name, _ in segments if name >= floor]
     with tempfile.TemporaryDirectory(prefix="opsplane-wal-") as tmp:
         for name in reversed(candidates):
             path = Path(tmp) / name
@@ -202,6 +205,12 @@ def window(
     return Window(done[0].end, commit.time if commit else newest.end, commit)
 
 
+def _floor(backups: list[BaseBackup]) -> str:
+    """The newest complete base backup's end segment: the window needs no older WAL."""
+    done = [b for b in backups if b.status == "DONE"]
+    return done[-1].end_wal if done else ""
+
+
 def archiver_stats(database_url: str) -> ArchiverStats:
     with pgtools.connect(database_url) as conn, pgtools.db_errors("reading pg_stat_archiver"):
         row = conn.execute(
@@ -231,7 +240,7 @@ def pitr_state(
     client = client or s3io.s3_client()
     state = PitrState(archive.where())
     state.base_backups = list_base_backups(archive)
-    segments = wal_segments(client, archive)
+    segments = wal_segments(client, archive, _floor(state.base_backups))
     state.newest_wal = newest_wal(segments)
     found = window(archive, state.base_backups, segments)
     if found is not None:
