@@ -5,8 +5,8 @@ Setup, once: a PostgreSQL 16 cluster archiving to a moto S3 server (tests/pitr/c
 a generated QR-shaped database `bench` whose plain dump is >= --min-mb (bench/restore_bench.py's
 generator), its plain `pg_dump | gzip` on local disk (the runbook's nightly file) and a managed
 logical backup in S3 (for plain `restore`). Before each round (not timed): a new base backup and
-40 updates of 1% of the accounts after it, archived (so every round replays the same WAL, not
-the previous rounds' restores).
+2 x --updates (default 20) updates of 1% of the accounts after it, archived (every round
+replays the same WAL, not the previous rounds' restores).
 
 Each round, one after the other (wall time of the whole command or pipeline):
 - runbook:      createdb + `gunzip -c bench.sql.gz | psql` (local file, no download);
@@ -106,17 +106,20 @@ def setup(cluster, min_mb: int) -> tuple[str, Path]:
     return url, dump
 
 
-def new_base(cluster, url: str) -> datetime:
-    """A fresh base backup, then the same writes after it (archived): every round replays the
-    same WAL, not the previous rounds' restores. Returns a time between the writes."""
+def new_base(cluster, url: str, updates: int) -> datetime:
+    """A fresh base backup, then `updates` x 2 updates of 1% of the accounts after it
+    (archived): every round replays the same WAL, not the previous rounds' restores. Returns
+    a time between the two halves of the writes."""
     cluster.base_backup()
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(20):
+    for _ in range(updates):
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE accounts SET plan = plan WHERE random() < 0.01")
     middle = datetime.now(UTC)
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(20):
+    for _ in range(updates):
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE accounts SET plan = plan WHERE random() < 0.01")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO alembic_version VALUES ('after-' || now()::text)")
     cluster.switch_and_wait(timeout=300)
     return middle
 
@@ -125,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-mb", type=int, default=200)
+    parser.add_argument("--updates", type=int, default=20, help="x2 updates of 1%% of accounts")
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 
@@ -142,7 +146,7 @@ def main() -> None:
         common = ["--database-url", url, "--bucket", BUCKET, "--app", "qr"]
         rounds = []
         for n in range(args.rounds):
-            middle = new_base(cluster, url)
+            middle = new_base(cluster, url, args.updates)
             row = {"runbook": runbook(cluster.admin, url, dump)}
             row["inspect"] = cli("restore", *common, "--to-time", "latest", "--inspect",
                                  "--work-dir", str(fresh(work)))  # fmt: skip

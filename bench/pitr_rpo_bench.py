@@ -90,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--rate", type=float, default=60)
+    parser.add_argument("--archive-timeout", type=int, default=60, help="seconds (default 60)")
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 
@@ -99,7 +100,9 @@ def main() -> None:
     env = aws_env(f"http://127.0.0.1:{port}")
     os.environ.update(env)
     boto3.client("s3").create_bucket(Bucket="pitr-rpo-bench")
-    cluster = make_cluster("pitr-rpo-bench", env["AWS_ENDPOINT_URL"])
+    cluster = make_cluster(
+        "pitr-rpo-bench", env["AWS_ENDPOINT_URL"], archive_timeout=args.archive_timeout
+    )
     try:
         cluster.base_backup()
         commits: list[tuple[int, float]] = []
@@ -125,7 +128,7 @@ def main() -> None:
             "age_max": round(max(ages), 1),
             "window_end": state.window_end.isoformat() if state.window_end else None,
             "archived_count": state.archiver.archived_count if state.archiver else None,
-            "archive_timeout": 60,
+            "archive_timeout": args.archive_timeout,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         print(json.dumps(result, indent=2))

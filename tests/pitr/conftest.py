@@ -80,7 +80,9 @@ class Cluster:
         raise AssertionError(f"segment {segment} not archived within {timeout}s")
 
 
-def make_cluster(bucket: str, endpoint: str, archive_endpoint: str | None = None) -> Cluster:
+def make_cluster(
+    bucket: str, endpoint: str, archive_endpoint: str | None = None, archive_timeout: int = 60
+) -> Cluster:
     """initdb, archive settings (the shared archive_command), start, create database qr."""
     root = Path(tempfile.mkdtemp(prefix="pitr-c-"))
     inst = Instance(root / "data", pg_bin(), free_port(), run_as())
@@ -90,7 +92,7 @@ def make_cluster(bucket: str, endpoint: str, archive_endpoint: str | None = None
         {
             "wal_level": "replica",
             "archive_mode": "on",
-            "archive_timeout": 60,
+            "archive_timeout": archive_timeout,
             "archive_command": command,
             "max_wal_size": "64MB",
         }
