@@ -119,7 +119,7 @@ def new_base(cluster, url: str, updates: int) -> datetime:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE accounts SET plan = plan WHERE random() < 0.01")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO alembic_version VALUES ('after-' || now()::text)")
+        conn.execute("INSERT INTO alembic_version VALUES ('after-' || txid_current())")
     cluster.switch_and_wait(timeout=300)
     return middle
 
