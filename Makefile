@@ -12,13 +12,15 @@ APT    := prometheus redis-server redis-tools
 setup: system-packages $(BIN)/pytest
 
 # promtool (Debian `prometheus`) for the alert rule tests, redis-server/redis-cli for backup tests,
-# Debian's psql (15.14+ knows pg_dump's `\restrict`, which pgserver's 16.2 psql predates).
+# Debian's psql (15.14+ knows pg_dump's `\restrict`, which pgserver's 16.2 psql predates),
+# libpq-dev (pg_config) to build psycopg2 for barman-cloud (point-in-time recovery).
 system-packages:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	[ -x /usr/bin/psql ] || missing="$$missing postgresql-client"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	command -v pg_config >/dev/null || missing="$$missing libpq-dev"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \

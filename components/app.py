@@ -15,6 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components import manifests as m
+from components import pitr as pitr_access
 from components.alerting.alert_rules import AlertRules
 from components.alerting.model import ScrapeTarget
 from components.alerting.rules import AlertParams, build_rule_groups
@@ -68,11 +69,13 @@ class App(pulumi.ComponentResource):
             runner_image=runner_image,
         )
         self.ctx = ctx
+        pitr = self._pitr_db(name, secrets)
         db = Datastore(
             f"{name}-db",
             ctx=ctx,
             shape=postgres_shape(ctx),
             password=secrets["db-password"].current,
+            pitr=pitr,
             opts=self._child,
         )
         cache = Datastore(
@@ -106,6 +109,10 @@ class App(pulumi.ComponentResource):
                 else None,
                 opts=self._child,
             )
+            pitr_access.declare_access(
+                name, ctx=ctx, bucket=self.backup.bucket, runner_role_arn=self.backup.role_arn,
+                opts=self._child,
+            )  # fmt: skip
             backup_info: dict[str, Any] = {
                 "bucket": self.backup.bucket,
                 "prefix": settings.backup.prefix,
@@ -137,6 +144,7 @@ class App(pulumi.ComponentResource):
                 runner_image=ctx.runner_image,
                 rate_limit_per_minute=self.rate_limit_per_minute(),
                 deploy=self._deploy_ops(),
+                pitr=pitr_access.ops_entry(ctx),
             ),
         )
         self.register_outputs({"ops": self.ops})
@@ -263,6 +271,16 @@ class App(pulumi.ComponentResource):
             "S3_SECRET_KEY": secrets["minio-password"].current,
         }
         return env, secret_env, None, minio
+
+    def _pitr_db(self, name: str, secrets: dict[str, Any]) -> Any:
+        """components/pitr.py: what WAL archiving adds to the database (None when it is off)."""
+        ctx = self.ctx
+        bucket = self._backup_bucket_name() if ctx.kubernetes else f"{self.spec.name}-backups"
+        minio = secrets.get("minio-password")
+        return pitr_access.pitr_db(
+            name, ctx=ctx, bucket=bucket, minio_password=minio.current if minio else None,
+            opts=self._child,
+        )  # fmt: skip
 
     def _global_bucket(self, bucket: str) -> str:
         return f"opsplane-{self.settings.stack}-{bucket}"
@@ -420,6 +438,7 @@ class App(pulumi.ComponentResource):
             slo_target=settings.alerts.slo_target,
             thresholds=spec.thresholds,
             kubernetes_alerts=self.ctx.kubernetes,
+            pitr=settings.pitr.enabled(spec.name),
         )
         groups = build_rule_groups(spec.name, spec.metrics, params)
         return AlertRules(

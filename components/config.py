@@ -225,6 +225,19 @@ def _default_receivers() -> dict[Priority, str]:
     return {"P1": "pager", "P2": "chat", "P3": "email"}
 
 
+class PitrSettings(Model):
+    """Point-in-time recovery (docs/pitr.md): which apps archive WAL continuously to the backup
+    bucket, how often a quiet server still ships a segment, and when base backups run."""
+
+    apps: list[str] = Field(default_factory=list)
+    archive_timeout: Annotated[int, Field(ge=1, le=3600)] = 60  # seconds: the RPO bound
+    base_backup_schedule: Cron = "30 1 * * *"
+    image: Image | None = None  # a pinned PostgreSQL+barman-cloud image skips the build
+
+    def enabled(self, app: str) -> bool:
+        return app in self.apps
+
+
 class AlertSettings(Model):
     slo_target: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.999
     rule_labels: dict[str, str] = Field(
@@ -251,6 +264,7 @@ class Settings(Model):
     target: Literal["docker", "kubernetes"]
     apps: dict[str, AppSettings]
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    pitr: PitrSettings = Field(default_factory=PitrSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     rotation: dict[str, dict[str, RotationState]] = Field(default_factory=dict)
     maintenance: Maintenance = Field(default_factory=list)
@@ -307,6 +321,9 @@ class Settings(Model):
                 "eks: required on a kubernetes stack (oidcProviderArn, oidcIssuer of the cluster, "
                 "for the ops-runner's IAM role)"
             )
+        for app in self.pitr.apps:
+            if app not in self.apps:
+                raise ValueError(f"pitr.apps: app {app!r} is not on this stack ({self._apps()})")
         if self.cluster_job and self.cluster_job.app not in self.apps:
             raise ValueError(f"clusterJob.app: {self.cluster_job.app!r} not on this stack")
         if self.external_secrets_required:

@@ -4,8 +4,8 @@ and a container published on 127.0.0.1 only (so automation on the host can reach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import pulumi
 import pulumi_docker as docker
@@ -15,6 +15,9 @@ from components.catalog.spec import Resources
 from components.context import AppContext, checksum
 from components.docker_host import container_labels, env_list
 from components.k8s import declare
+
+if TYPE_CHECKING:
+    from components.pitr import PitrDb
 
 REDIS_UID = 999  # the redis user of the official image; owns its volume
 SECRETS_DIR = "/run/secrets/opsplane"  # where a store that reads files finds its password
@@ -132,11 +135,21 @@ class Datastore(pulumi.ComponentResource):
         shape: StoreShape,
         password: pulumi.Input[str],
         stopped: bool = False,
+        pitr: PitrDb | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """stopped (Kubernetes): 0 replicas, so a Job can write the data volume (a restore)."""
+        """stopped (Kubernetes): 0 replicas, so a Job can write the data volume (a restore).
+        pitr (PostgreSQL): barman-cloud image, archive settings, sidecar (components/pitr.py)."""
         super().__init__("opsplane:index:Datastore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.pitr = pitr
+        if pitr is not None:
+            shape = replace(
+                shape,
+                image=pitr.image,  # type: ignore[arg-type]
+                k8s_args=[*shape.k8s_args, *pitr.args],
+                docker_command=[*shape.docker_command, *pitr.args],
+            )
         env = shape.env
         self.shape, self.statefulset, self.claim = shape, None, None
         if ctx.kubernetes:
@@ -175,7 +188,7 @@ class Datastore(pulumi.ComponentResource):
         self.claim = m.claim_name(f"{app}-{kind}")
         self.statefulset = declare(
             f"{name}-statefulset",
-            m.statefulset(
+            self._statefulset(
                 name=f"{app}-{kind}",
                 ns=ns,
                 app=app,
@@ -212,6 +225,11 @@ class Datastore(pulumi.ComponentResource):
             child,
         )
 
+    def _statefulset(self, **kwargs: Any) -> dict[str, Any]:
+        """`m.statefulset`, with what PITR adds (service account, base-backup sidecar)."""
+        manifest = m.statefulset(**kwargs)
+        return self.pitr.patch(manifest) if self.pitr is not None else manifest
+
     @staticmethod
     def _store_env(
         shape: StoreShape, env: dict[str, str], secret_name: str
@@ -237,6 +255,9 @@ class Datastore(pulumi.ComponentResource):
             env=[*m.plain_env(env), *password],
         )
 
+    def _pitr_env(self) -> dict[str, pulumi.Input[str]]:
+        return dict(self.pitr.docker_env) if self.pitr is not None else {}
+
     def _declare_docker(
         self,
         name: str,
@@ -252,7 +273,7 @@ class Datastore(pulumi.ComponentResource):
             f"{name}-container",
             name=f"{ctx.name}-{shape.kind}",
             image=image.image_id,
-            envs=env_list(env, {shape.password_env: password}),
+            envs=env_list(env, {shape.password_env: password, **self._pitr_env()}),
             command=shape.docker_command or None,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network, aliases=[shape.kind])

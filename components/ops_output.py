@@ -34,6 +34,7 @@ class OpsParts:
     runner_image: pulumi.Input[str] | None
     rate_limit_per_minute: int
     deploy: dict[str, Any]  # contract.DeployOps
+    pitr: dict[str, Any]  # contract.PitrOps
 
 
 def build_ops(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def build_ops(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, A
         "maintenance": settings.in_maintenance(spec.name),
         "runnerImage": parts.runner_image,
         "deploy": parts.deploy,
+        "pitr": parts.pitr,
     }
 
 

@@ -85,6 +85,13 @@ class DeployOps(TypedDict):
     compatibleHeads: list[str]
 
 
+class PitrOps(TypedDict):
+    enabled: bool  # the server archives WAL (opsplane:pitr.apps)
+    archiveTimeout: int  # seconds
+    baseBackupSchedule: str  # cron
+    root: str  # key prefix of the app's WAL archive and base backups (contract/wal_layout.py)
+
+
 class AppOps(TypedDict):
     app: str
     stack: str
@@ -101,6 +108,7 @@ class AppOps(TypedDict):
     secrets: dict[str, SecretOps]
     maintenance: bool
     runnerImage: str
+    pitr: PitrOps
     health: dict[str, str]  # service -> health endpoint URL (in-cluster on Kubernetes)
     deploy: DeployOps
 

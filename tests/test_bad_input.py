@@ -73,7 +73,8 @@ FILLERS = {  # plausible values for required options that take no URL
 OPTIONAL_FILL = ("--bucket", "--signing", "--secret-env")  # the explicit form, where it exists
 FLAGS = ("--latest", "--yes")  # present where a command has them: get past the first checks
 # render reads a local stack file; demo starts its own services on loopback: neither takes a URL
-NO_URL_INPUT = {"render", "demo"}
+# `pitr archive-command` only prints the archive_command line (S3 is reached by PostgreSQL, later)
+NO_URL_INPUT = {"render", "demo", "pitr archive-command"}
 
 
 def leaf_commands() -> dict[str, Any]:

@@ -10,12 +10,14 @@ tasks, naming Pulumi, boto3 and psycopg users through `automation.lazy` so `--he
 
 COMMANDS: dict[str, str] = {
     "backup": "backup",
+    "base-backup": "base_backup",
     "backups": "backup",
     "deploy": "deploy",
     "demo": "demo",
     "verify-backup": "backup",
     "maintenance": "maintenance",
     "ops": "stack_info",
+    "pitr": "pitr",
     "render": "render",
     "replay": "replay",
     "restore": "restore",

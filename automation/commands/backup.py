@@ -8,7 +8,7 @@ or on a command line).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -150,6 +150,7 @@ def list_command(
     running) is INCOMPLETE, with any upload it left open."""
     check_inputs(bucket)
     runs = list_backups(s3io.s3_client(), bucket, prefix, app)
+    runs += base_backups(bucket, prefix, app)
     if json:
         emit_json([vars(r) for r in runs])
         return
@@ -179,8 +180,11 @@ def pin_command(
     unpin: Annotated[bool, typer.Option("--unpin", help="Back to standard retention.")] = False,
     json: Json = False,
 ) -> None:
-    """Keep a backup past retention (retention=pinned), or --unpin it."""
+    """Keep a backup past retention (retention=pinned), or --unpin it. A base backup (a key
+    under .../pitr/APP/base/ID/) is kept with barman-cloud-backup-keep."""
     check_inputs(bucket)
+    if pin_base_backup(bucket, key, unpin=unpin, json=json):
+        return
     keys = pin(s3io.s3_client(), bucket, key, pinned=not unpin)
     value = bf.RETENTION_STANDARD if unpin else bf.RETENTION_PINNED
     if json:
@@ -273,6 +277,29 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def base_backups(bucket: str, prefix: str, app: str | None) -> list[Any]:
+    """Point-in-time recovery base backups, listed beside the logical backups."""
+    from automation.tasks.pitr.listing import base_backup_summaries
+
+    return base_backup_summaries(s3io.s3_client(), bucket, prefix, app)
+
+
+def pin_base_backup(bucket: str, key: str, *, unpin: bool, json: bool) -> bool:
+    """`backups pin` of a base backup (barman-cloud-backup-keep); False for any other key."""
+    from automation.tasks.pitr.listing import pin_base
+
+    parsed = pin_base(bucket, key, pinned=not unpin)
+    if parsed is None:
+        return False
+    state = "released (back to the retention window)" if unpin else "kept (barman keep: full)"
+    if json:
+        emit_json({"bucket": bucket, "base_backup": parsed[2], "app": parsed[1], "kept": not unpin})
+    else:
+        say(f"base backup {parsed[2]} of {parsed[1]} {state}")
+        typer.echo(key)
+    return True
 
 
 # the URLs come from OPSPLANE_DATABASE_URL / OPSPLANE_REDIS_URL: passwords stay off the line

@@ -19,6 +19,7 @@ database; the confirmation says whether the database is replaced or created.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -165,14 +166,38 @@ def restore(
             rich_help_panel=STACK,
         ),
     ] = True,
+    to_time: Annotated[
+        str | None,
+        typer.Option(
+            "--to-time",
+            help="Point-in-time recovery: ISO 8601 with a zone, or latest (see docs/pitr.md).",
+        ),
+    ] = None,
+    inspect: Annotated[
+        bool,
+        typer.Option("--inspect", help="With --to-time: stop once the copy is up; print its URL."),
+    ] = False,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="With --to-time: where the recovered copy lives (reused)."),
+    ] = None,
 ) -> None:
     """Restore a backup into a new database, check it, and swap it in; the old one is kept.
 
     `--component redis|objects|all` restores Redis and the object store from the same run.
     Verifies every part of the backup first; a bad one is refused and nothing changes. A restore
     that fails or is killed at any point leaves the live database as it was.
+    `--to-time TIME` recovers the database as it was at TIME from the WAL archive instead.
     """
     check_inputs(database_url, where)
+    if to_time is not None or inspect:
+        run_point_in_time(
+            PointInTime(database_url, bucket, app, prefix, to_time, inspect, work_dir, jobs),
+            stack=stack, where=where,
+            conflicting=bool(key or latest or backup or cleanup or dry_run),
+            yes=yes, as_json=json,
+        )  # fmt: skip
+        return
     if stack is not None:
         if database_url or key or latest or objects_bucket:
             raise UserInputError(
@@ -239,6 +264,44 @@ def check_inputs(url: str | None, where: str) -> None:
     if url is not None:
         pgtools.parse_url(url)
     urls.s3_endpoint()
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    """`--to-time` and what goes with it."""
+
+    database_url: str | None
+    bucket: str | None
+    app: str | None
+    prefix: str
+    to_time: str | None
+    inspect: bool
+    work_dir: Path | None
+    jobs: int
+
+
+def run_point_in_time(
+    request: PointInTime, *, stack: str | None, where: str, conflicting: bool, yes: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """`restore --to-time`: the explicit form here, the stack form in operations/pitr.py."""
+    from automation.commands import pitr
+
+    if request.to_time is None:
+        raise UserInputError("--inspect goes with --to-time TIME (ISO 8601 with a zone, or latest)")
+    if conflicting:
+        raise UserInputError(
+            "--to-time recovers from the WAL archive: "
+            "drop --key/--latest/--backup/--cleanup/--dry-run"
+        )
+    if stack is not None:
+        pitr.run_stack_to_time(stack, request, where=where, yes=yes, as_json=as_json)
+        return
+    pitr.run_to_time(
+        database_url=request.database_url, bucket=request.bucket, app=request.app,
+        prefix=request.prefix, to_time=request.to_time, inspect=request.inspect,
+        work_dir=request.work_dir, jobs=request.jobs, yes=yes, as_json=as_json,
+    )  # fmt: skip
 
 
 def stack_form_only(*, where: str) -> None:

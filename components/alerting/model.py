@@ -22,6 +22,12 @@ RESPONSE_TIME_BY_PRIORITY: dict[str, str] = {"P1": "15m", "P2": "1h", "P3": "4h"
 BACKUP_LAST_SUCCESS = "opsplane_backup_last_success_timestamp_seconds"  # {app, part}
 BACKUP_VERIFY_SUCCESS = "opsplane_backup_verify_success"  # {app}: 1 ok, 0 failed
 BACKUP_VERIFY_LAST_RUN = "opsplane_backup_verify_last_run_timestamp_seconds"  # {app}
+# Point-in-time recovery: the base-backup sidecar pushes this; postgres_exporter's
+# `stat_archiver` collector exports pg_stat_archiver as the pg_stat_archiver_* series.
+BASE_BACKUP_LAST_SUCCESS = "opsplane_pitr_base_backup_last_success_timestamp_seconds"  # {app}
+ARCHIVER_ARCHIVED = "pg_stat_archiver_archived_count"
+ARCHIVER_FAILED = "pg_stat_archiver_failed_count"
+ARCHIVER_LAST_ARCHIVE_AGE = "pg_stat_archiver_last_archive_age"  # seconds
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.alerting.model import (
+    ARCHIVER_ARCHIVED,
+    ARCHIVER_FAILED,
+    ARCHIVER_LAST_ARCHIVE_AGE,
     BACKUP_LAST_SUCCESS,
     BACKUP_VERIFY_LAST_RUN,
     BACKUP_VERIFY_SUCCESS,
+    BASE_BACKUP_LAST_SUCCESS,
     AlertRule,
     Metrics,
     Priority,
@@ -44,6 +48,9 @@ class AlertParams:
     thresholds: Thresholds = field(default_factory=Thresholds)
     extra_labels: dict[str, str] = field(default_factory=dict)
     kubernetes_alerts: bool = True  # disk, OOM, crash loop, CronJob (kube-state-metrics/kubelet)
+    pitr: bool = False  # WAL archiving and base backups (opsplane:pitr.apps)
+    archive_lag_seconds: int = 300
+    base_backup_limit_seconds: int = 26 * 3600
 
 
 def num(value: float) -> str:
@@ -339,6 +346,47 @@ def backup_rules(b: _Builder) -> list[AlertRule]:
     ]
 
 
+def pitr_rules(b: _Builder, m: Metrics) -> list[AlertRule]:
+    """WAL archiving failing or lagging (postgres_exporter's pg_stat_archiver), and base backups
+    missing (pushed by the base-backup sidecar)."""
+    p = b.params
+    job = {"job": m.database_job}
+    failed = selector(ARCHIVER_FAILED, **job)
+    archived = selector(ARCHIVER_ARCHIVED, **job)
+    age = selector(ARCHIVER_LAST_ARCHIVE_AGE, **job)
+    last_base = selector(BASE_BACKUP_LAST_SUCCESS, app=b.app)
+    limit = p.base_backup_limit_seconds
+    return [
+        b.rule(
+            "WalArchivingFailing",
+            f"increase({failed}[10m]) > 0 and increase({archived}[10m]) == 0",
+            "5m",
+            "P1",
+            "WAL archiving of {{ $labels.job }} is failing",
+            "archive_command fails and nothing was archived for 10 minutes: point-in-time "
+            "recovery stops at the last archived segment and PostgreSQL keeps WAL on its disk.",
+        ),
+        b.rule(
+            "WalArchiveLag",
+            f"{age} > {p.archive_lag_seconds}",
+            "2m",
+            "P1",
+            "WAL archive of {{ $labels.job }} lags",
+            f"The newest archived WAL segment is older than {p.archive_lag_seconds}s: "
+            "a disaster now loses more than the archive timeout.",
+        ),
+        b.rule(
+            "BaseBackupMissing",
+            f"(time() - max by (app) ({last_base}) > {limit})\nor absent({last_base})",
+            "10m",
+            "P2",
+            "No base backup of {{ $labels.app }} within " + f"{limit // 3600}h",
+            f"No successful base backup in the last {limit}s: recovery replays ever more WAL, "
+            "and retention cannot drop old WAL.",
+        ),
+    ]
+
+
 def build_rule_groups(app: str, metrics: Metrics, params: AlertParams) -> list[RuleGroup]:
     """All alert groups of one system; groups are prefixed with the app so files can be merged."""
     b = _Builder(app, params)
@@ -348,6 +396,8 @@ def build_rule_groups(app: str, metrics: Metrics, params: AlertParams) -> list[R
         RuleGroup(f"{app}-business", tuple(business_rules(b, metrics))),
         RuleGroup(f"{app}-backups", tuple(backup_rules(b))),
     ]
+    if params.pitr:
+        groups.append(RuleGroup(f"{app}-pitr", tuple(pitr_rules(b, metrics))))
     if params.kubernetes_alerts:
         groups.append(RuleGroup(f"{app}-kubernetes", tuple(kubernetes_rules(b))))
     return [g for g in groups if g.rules]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+
 from components.catalog.spec import Resources
 
 MANAGED_BY = "opsplane"
@@ -101,11 +103,21 @@ def image_fields(image: Any) -> Manifest:
     return {"image": image, "imagePullPolicy": policy}
 
 
-def image_pinning(containers: list[Manifest]) -> str:
-    """What the render says about each image: `db=tag, exporter=digest` (config picks)."""
-    return ", ".join(
-        f"{c['name']}={'digest' if '@sha256:' in c['image'] else 'tag'}" for c in containers
-    )
+def image_pinning(containers: list[Manifest]) -> pulumi.Input[str]:
+    """What the render says about each image: `db=tag, exporter=digest` (config picks). An image
+    the stack builds (PITR's server image) is an Output: the annotation waits for it."""
+    names = [c["name"] for c in containers]
+    images = [c["image"] for c in containers]
+
+    def describe(refs: list[Any]) -> str:
+        return ", ".join(
+            f"{name}={'digest' if '@sha256:' in str(ref) else 'tag'}"
+            for name, ref in zip(names, refs, strict=True)
+        )
+
+    if any(isinstance(image, pulumi.Output) for image in images):
+        return pulumi.Output.all(*images).apply(describe)
+    return describe(images)
 
 
 def secret_volume(secret_name: str, mount_path: str) -> tuple[Manifest, Manifest]:

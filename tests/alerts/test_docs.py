@@ -34,6 +34,7 @@ def documented_rules() -> list[tuple[str, AlertRule]]:
             backup_margin_seconds=3600,
             backup_parts=parts,
             thresholds=thresholds,
+            pitr=True,  # the docs describe the point-in-time recovery alerts too
         )
         out += [(app, r) for g in build_rule_groups(app, metrics, params) for r in g.rules]
     return out
@@ -80,7 +81,7 @@ def test_alerts_doc_promql_matches_the_code(app: str, rule: AlertRule) -> None:
     assert f"```promql\n{rule.expr}\n```" in ALERTS_DOC.read_text()
 
 
-GROUPS = {"maintenance", "backups"}  # commands with subcommands
+GROUPS = {"maintenance", "backups", "pitr"}  # commands with subcommands
 
 
 def documented_commands() -> dict[tuple[str, ...], set[str]]:

@@ -293,6 +293,12 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
         "maintenance": False,
         "runnerImage": "opsplane/ops-runner:dev" if dev else PROD_RUNNER_IMAGE,
         "deploy": sample_deploy(app),
+        "pitr": {  # opsplane:pitr.apps is empty in both committed stack files
+            "enabled": False,
+            "archiveTimeout": 60,
+            "baseBackupSchedule": "30 1 * * *",
+            "root": f"backups/pitr/{app}/",
+        },
     }
     ops.update(overrides)
     return ops

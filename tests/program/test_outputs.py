@@ -12,6 +12,7 @@ from contract import ops as ops_types
 FIELDS = {
     "app", "stack", "target", "namespace", "network", "database", "cache", "objects", "backup",
     "webhook", "writers", "replicas", "secrets", "maintenance", "runnerImage", "deploy", "health",
+    "pitr",
 }  # fmt: skip
 
 

@@ -1,0 +1,116 @@
+"""The stack form of `restore --to-time`: everything from the app's `ops` output.
+
+- local: the recovery instance runs here; the time is checked against the window first, the
+  temporary instance is recovered while the app keeps running, and only bringing the database
+  into live (dump -> shadow -> check -> swap) runs inside maintenance. `--inspect` needs no
+  maintenance at all.
+- cluster: the explicit form runs as the cluster Job (`operations/cluster_job.py`) inside
+  maintenance; its work directory is the Job's /tmp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from automation.errors import UserInputError
+from automation.stack.protocol import StackOps, app_ops
+from contract import backup_layout as bf
+
+Log = Callable[[str], None]
+Confirm = Callable[[str], None]
+CLUSTER_WORK_DIR = "/tmp/opsplane-pitr"  # noqa: S108 (the Job pod's own scratch volume)
+
+
+@contextlib.contextmanager
+def aws_from_ops(ops: dict[str, Any]) -> Iterator[None]:
+    """The backup endpoint and region of `ops` in the standard AWS environment, for the tools
+    (barman-cloud reads it too) while the block runs."""
+    backup = ops.get("backup") or {}
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}
+    if backup.get("endpoint"):
+        os.environ["AWS_ENDPOINT_URL"] = str(backup["endpoint"])
+    if backup.get("region"):
+        os.environ["AWS_DEFAULT_REGION"] = str(backup["region"])
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def archive_of(ops: dict[str, Any], app: str) -> tuple[str, str]:
+    """(bucket, prefix) of the app's WAL archive; refused when the app does not archive."""
+    pitr = ops.get("pitr") or {}
+    if not pitr.get("enabled"):
+        raise UserInputError(
+            f"{app} does not archive WAL on this stack: set opsplane:pitr.{app}.enabled true "
+            "and `pulumi up` (docs/pitr.md); until then restore --backup latest|KEY"
+        )
+    backup = ops.get("backup") or {}
+    return str(backup.get("bucket")), str(backup.get("prefix") or bf.DEFAULT_PREFIX)
+
+
+def restore_to_time_local(
+    stack: StackOps,
+    app: str,
+    when: str,
+    *,
+    database_url: str,
+    inspect: bool,
+    work_dir: Path | None,
+    jobs: int,
+    log: Log,
+    confirm: Confirm,
+) -> dict[str, Any]:
+    """Check, recover, then (not inspecting) swap into live inside maintenance."""
+    from automation.operations.maintenance import maintenance
+    from automation.tasks.pitr.barman import Archive
+    from automation.tasks.pitr.run import PitrRestore
+
+    ops = app_ops(stack, app)
+    bucket, prefix = archive_of(ops, app)
+    with aws_from_ops(ops):
+        job = PitrRestore(database_url, Archive(bucket, app, prefix), when, work_dir, jobs, log)
+        plan = job.check()
+        if inspect:
+            return {"stack": stack.name, "app": app, **job.inspect()}
+        confirm(
+            f"Replace {app}'s database on stack {stack.name} with its state at "
+            f"{plan.target_label}? ({app} goes into maintenance while it is swapped in)"
+        )
+        job.instance()  # recovered while the app still runs
+        with maintenance(stack, app, log):
+            document = job.into_live()
+    return {"stack": stack.name, "app": app, **document}
+
+
+def restore_to_time_cluster(
+    stack: StackOps, app: str, when: str, *, inspect: bool, jobs: int, log: Log, confirm: Confirm
+) -> dict[str, Any]:
+    """The explicit form as the cluster Job, inside maintenance."""
+    from automation.operations.cluster_job import run_in_cluster
+    from automation.operations.maintenance import maintenance
+
+    if inspect:
+        raise UserInputError(
+            "--inspect keeps a copy running where the command runs: drop --where cluster "
+            "(or run it in an ops-runner pod)"
+        )
+    ops = app_ops(stack, app)
+    bucket, prefix = archive_of(ops, app)
+    args = ["--bucket", bucket, "--prefix", prefix, "--app", app, "--to-time", when]
+    args += ["--jobs", str(jobs), "--work-dir", CLUSTER_WORK_DIR, "--yes", "--json"]
+    confirm(
+        f"Replace {app}'s database on stack {stack.name} with its state at {when}, in the "
+        f"cluster? ({app} goes into maintenance meanwhile)"
+    )
+    with maintenance(stack, app, log):
+        result = run_in_cluster(stack, app, "restore", args, log)
+    return {"stack": stack.name, "app": app, "where": "cluster", **result}

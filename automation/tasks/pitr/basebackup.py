@@ -1,0 +1,77 @@
+"""`base-backup`: one barman-cloud base backup (+ retention, + the success metric), or the
+sidecar's loop doing that on a schedule."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from automation.errors import OpsError, UserInputError
+from automation.tasks.pitr.barman import Archive, apply_retention, take_base_backup
+from automation.tasks.pitr.schedule import next_fire
+from automation.tasks.pitr.state import data_directory
+
+METRIC = "opsplane_pitr_base_backup_last_success_timestamp_seconds"  # alerting.model
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BaseBackupJob:
+    database_url: str
+    pgdata: Path
+    archive: Archive
+    retention_days: int | None = None
+    pushgateway: str | None = None
+
+    def check(self) -> None:
+        """Refuse before any backup: bad retention, or a PGDATA that is not the server's."""
+        if self.retention_days is not None and self.retention_days < 1:
+            raise UserInputError(f"--retention-days {self.retention_days}: use at least 1")
+        served = data_directory(self.database_url)
+        here = os.path.realpath(self.pgdata)
+        if not self.pgdata.is_dir() or here != os.path.realpath(served):
+            raise UserInputError(
+                f"--pgdata {self.pgdata}: the server's data directory is {served}; run "
+                "base-backup where it is mounted (the database pod's base-backup sidecar)"
+            )
+
+    def run(self) -> dict[str, Any]:
+        """One backup, then retention, then the success metric."""
+        backup_id = take_base_backup(self.database_url, self.archive)
+        document: dict[str, Any] = {"backup_id": backup_id, "archive": self.archive.where()}
+        if self.retention_days is not None:
+            apply_retention(self.archive, self.retention_days)
+            document["retention"] = f"RECOVERY WINDOW OF {self.retention_days} DAYS"
+        if self.pushgateway:
+            push_success(self.pushgateway, self.archive.app)
+        return document
+
+
+def push_success(gateway: str, app: str) -> None:
+    from automation.tasks.backups import prometheus_text, push_metrics
+
+    body = prometheus_text(
+        [(METRIC, {"app": app}, time.time())],
+        {METRIC: "Unix time of the newest successful base backup (point-in-time recovery)"},
+    )
+    push_metrics(gateway, "opsplane-base-backup", {"app": app}, body)
+
+
+def run_on_schedule(job: BaseBackupJob, cron: str, log: Log, *, rounds: int | None = None) -> None:
+    """Sleep until `cron` fires, back up, repeat (`rounds` times, or forever). A failed round
+    is logged and the loop goes on: the BaseBackupMissing alert watches the success metric."""
+    done = 0
+    while rounds is None or done < rounds:
+        fire = next_fire(cron, datetime.now(UTC))
+        log(f"next base backup at {fire:%Y-%m-%d %H:%M} UTC")
+        time.sleep(max(0.0, (fire - datetime.now(UTC)).total_seconds()))
+        try:
+            log(f"base backup {job.run()['backup_id']} done")
+        except OpsError as exc:
+            log(f"base backup failed: {exc}")
+        done += 1

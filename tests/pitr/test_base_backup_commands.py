@@ -1,0 +1,78 @@
+"""`base-backup` (with retention), `backups list` showing base backups beside logical ones, and
+`backups pin` of a base backup through barman-cloud-backup-keep."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from automation.tasks.pitr.barman import list_base_backups
+from tests.pitr.conftest import aws_env, cli, make_cluster, stop_instances, write_batch
+from tests.services import S3
+
+
+class Gateway(BaseHTTPRequestHandler):
+    """A Pushgateway stand-in that records what was pushed (path, body)."""
+
+    pushed: list[tuple[str, str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        Gateway.pushed.append((self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_base_backup_list_pin_and_retention(s3: S3) -> None:
+    bucket = s3.create_bucket("pitr")
+    cluster = make_cluster(bucket, s3.endpoint)
+    env = aws_env(s3.endpoint)
+    try:
+        write_batch(cluster.url, 1)
+        wrong = cli("base-backup", "--database-url", cluster.admin, "--pgdata", "/tmp",
+                    "--bucket", bucket, "--app", "qr", env=env)  # fmt: skip
+        assert wrong.returncode == 2 and "data directory is" in wrong.stderr
+        args = ["--database-url", cluster.admin, "--pgdata", str(cluster.instance.pgdata)]
+        args += ["--bucket", bucket, "--app", "qr", "--json"]
+        made = cli("base-backup", *args, env=env)
+        assert made.returncode == 0, made.stderr
+        backup_id = json.loads(made.stdout)["backup_id"]
+
+        logical = cli("backup", "--database-url", cluster.url, "--bucket", bucket, "--app", "qr",
+                      env=env)  # fmt: skip
+        assert logical.returncode == 0, logical.stderr
+        listed = json.loads(cli("backups", "list", "--bucket", bucket, "--json", env=env).stdout)
+        assert sorted(r["format"] for r in listed) == ["base", "plain"]
+        base = next(r for r in listed if r["format"] == "base")
+        assert base["run_id"] == backup_id and base["app"] == "qr" and base["complete"]
+        assert base["retention"] == "window"
+        text = cli("backups", "list", "--bucket", bucket, "--app", "qr", env=env)
+        assert "base" in text.stdout and backup_id in text.stdout
+
+        pinned = cli("backups", "pin", base["key"], "--bucket", bucket, env=env)
+        assert pinned.returncode == 0, pinned.stderr
+        listed = json.loads(cli("backups", "list", "--bucket", bucket, "--json", env=env).stdout)
+        assert next(r for r in listed if r["format"] == "base")["retention"] == "pinned"
+
+        # retention with a pinned backup: a second backup, then a 1-day window keeps both;
+        # the success time goes to the Pushgateway (the BaseBackupMissing alert reads it)
+        gateway = HTTPServer(("127.0.0.1", 0), Gateway)
+        threading.Thread(target=gateway.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{gateway.server_port}"
+        again = cli("base-backup", *args, "--retention-days", "1", "--pushgateway", url, env=env)
+        gateway.shutdown()
+        assert again.returncode == 0, again.stderr
+        path, body = Gateway.pushed[-1]
+        assert path == "/metrics/job/opsplane-base-backup/app/qr"
+        assert 'opsplane_pitr_base_backup_last_success_timestamp_seconds{app="qr"}' in body
+        ids = [b.backup_id for b in list_base_backups(cluster.archive)]
+        assert backup_id in ids and len(ids) == 2
+        released = cli("backups", "pin", base["key"], "--unpin", "--bucket", bucket, env=env)
+        assert released.returncode == 0, released.stderr
+    finally:
+        cluster.instance.stop("immediate")
+        stop_instances(cluster.root)

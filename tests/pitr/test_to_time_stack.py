@@ -1,0 +1,142 @@
+"""The stack form `restore --stack S --app A --to-time TIME`: everything from `ops` (FakeStack);
+`--inspect` needs no maintenance, the swap into live runs inside it (always left)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from automation.cli import app as cli_app
+from automation.operations.cluster_job import CLUSTER_JOB_KEY, CLUSTER_JOB_OUTPUT
+from automation.operations.maintenance import MAINTENANCE_KEY
+from automation.operations.pitr import CLUSTER_WORK_DIR
+from automation.stack import pulumi_adapter as pulumi_stack
+from tests.fakes.fake_stack import FakeStack
+from tests.pitr.conftest import (
+    REPO,
+    batches,
+    iso,
+    make_cluster,
+    mid,
+    stop_instances,
+    write_batch,
+)
+from tests.services import S3
+
+
+def ops_for(cluster, endpoint: str, enabled: bool = True) -> dict:
+    return {
+        "app": "qr",
+        "stack": "dev",
+        "target": "docker",
+        "database": {
+            "host": str(cluster.instance.socket_dir),
+            "port": cluster.instance.port,
+            "name": "qr",
+            "user": "postgres",
+            "password": "",
+            "serverMajor": 16,
+            "migrations": "alembic",
+        },
+        "backup": {
+            "bucket": cluster.bucket,
+            "prefix": "backups",
+            "endpoint": endpoint,
+            "region": "us-east-1",
+        },
+        "pitr": {"enabled": enabled, "archiveTimeout": 60},
+        "writers": ["api"],
+        "replicas": {"api": 1},
+        "maintenance": False,
+    }
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli_app, ["restore", "--stack", "dev", "--app", "qr", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_stack_form_inspects_then_restores_inside_maintenance(
+    s3: S3, work_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = make_cluster(s3.create_bucket("pitr"), s3.endpoint)
+    try:
+        cluster.base_backup()
+        times = []
+        for batch in (1, 2, 3):
+            time.sleep(1.0)
+            times.append(write_batch(cluster.url, batch))
+        cluster.switch_and_wait()
+        stack = FakeStack("dev", {"ops": {"qr": ops_for(cluster, s3.endpoint)}})
+        monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
+        when = iso(mid(times[1], times[2]))
+
+        code, out, err = run("--to-time", when, "--inspect", "--work-dir", str(work_dir), "--json")
+        assert code == 0, err
+        assert batches(json.loads(out)["url"]) == {1: 50, 2: 50}
+        assert stack.ops_sequence() == []  # no maintenance to look
+
+        code, out, err = run("--to-time", when, "--work-dir", str(work_dir), "--yes", "--json")
+        assert code == 0, err
+        assert "reusing the instance already paused" in err  # the inspected copy, not again
+        assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
+        assert batches(cluster.url) == {1: 50, 2: 50}
+        assert json.loads(out)["database"]["pre_restore"].startswith("qr_pre_restore_")
+
+        # --where cluster: the fake `up` plays the cluster and runs the Job's command for real
+        stack.on_up = job_runner(cluster.url)
+        code, out, err = run("--to-time", iso(mid(times[0], times[1])), "--where", "cluster",
+                             "--yes", "--json")  # fmt: skip
+        assert code == 0, err
+        assert batches(cluster.url) == {1: 50}
+        assert [c.key for c in stack.calls[4:] if c.op != "up"] == [
+            MAINTENANCE_KEY, CLUSTER_JOB_KEY, CLUSTER_JOB_KEY, MAINTENANCE_KEY
+        ]  # fmt: skip
+    finally:
+        stop_instances(Path(CLUSTER_WORK_DIR))
+        shutil.rmtree(CLUSTER_WORK_DIR, ignore_errors=True)
+        cluster.instance.stop("immediate")
+        stop_instances(cluster.root)
+
+
+def job_runner(url: str):
+    """`up` with a cluster Job request: run `python -m automation <task> <args>` with the
+    database URL in the environment, as the Job's Secret provides it."""
+
+    def on_up(config: dict[str, str], outputs: dict) -> dict:
+        ops = outputs["ops"]["qr"]
+        ops["maintenance"] = "qr" in json.loads(config.get(MAINTENANCE_KEY) or "[]")
+        request = json.loads(config[CLUSTER_JOB_KEY]) if CLUSTER_JOB_KEY in config else None
+        if request:
+            job = subprocess.run(
+                [sys.executable, "-m", "automation", request["task"], *request["args"]],
+                cwd=REPO, env={**os.environ, "OPSPLANE_DATABASE_URL": url},
+                capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            outputs[CLUSTER_JOB_OUTPUT] = {
+                "id": request["id"],
+                "status": "succeeded" if job.returncode == 0 else "failed",
+                "report": json.loads(job.stdout) if job.returncode == 0 else {},
+                "error": job.stderr.strip().splitlines()[-1] if job.returncode else None,
+            }
+        return outputs
+
+    return on_up
+
+
+def test_stack_form_refuses_an_app_without_archiving(monkeypatch: pytest.MonkeyPatch) -> None:
+    ops = {"app": "qr", "pitr": {"enabled": False}, "backup": {"bucket": "b-1"}}
+    ops["database"] = {"host": "h", "port": 5432, "name": "qr", "user": "u", "password": ""}
+    stack = FakeStack("dev", {"ops": {"qr": ops}})
+    monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
+    code, _, err = run("--to-time", "latest", "--yes")
+    assert code == 2 and "does not archive WAL" in err
+    assert stack.ops_sequence() == []
