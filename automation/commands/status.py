@@ -98,6 +98,7 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
         rto_seconds=rto * 60 if rto else DEFAULT_RTO_SECONDS,
         webhook_table=options["webhook_table"],
         expect_parts=("db", "redis") if options["redis_url"] else ("db",),
+        pitr=options["pitr"],
         deep=options["deep"],
     )
 
@@ -239,6 +240,9 @@ HealthOpt = Annotated[
 PromOpt = Annotated[Str, _o("--prometheus-url", help_="Prometheus URL (firing alerts).")]
 AmOpt = Annotated[Str, _o("--alertmanager-url", help_="Alertmanager URL (firing alerts).")]
 TableOpt = Annotated[Str, _o("--webhook-table", help_="Webhook log table, e.g. webhook_logs.")]
+PitrOpt = Annotated[
+    bool, _o("--pitr", help_="The app archives WAL: check the recoverable window and lag.")
+]
 PoolOpt = Annotated[int | None, _o("--pool-size", help_="The app's connection pool size.")]
 RtoOpt = Annotated[
     float | None, _o("--rto-minutes", help_="RTO target the drill's restore time is held to.")
@@ -265,6 +269,7 @@ def status(
     prometheus_url: PromOpt = None,
     alertmanager_url: AmOpt = None,
     webhook_table: TableOpt = None,
+    pitr: PitrOpt = False,
     pool_size: PoolOpt = None,
     rto_minutes: RtoOpt = None,
     timeout: TimeoutOpt = 5.0,

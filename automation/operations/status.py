@@ -131,6 +131,8 @@ def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> li
         args += ["--health-url", f"{name}={url}"]
     if targets.webhook_table:
         args += ["--webhook-table", targets.webhook_table]
+    if targets.pitr:
+        args.append("--pitr")
     args += ["--rto-minutes", f"{targets.rto_seconds / 60:g}"]
     if deep:
         args.append("--deep")

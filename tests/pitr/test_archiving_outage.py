@@ -37,6 +37,15 @@ def kept_on_server(url: str, segment: str) -> tuple[bool, bool]:
         return in_wal.fetchone()[0] == 1, ready.fetchone()[0] == 1
 
 
+def pitr_checks(bucket: str, database_url: str, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """`status --pitr` (explicit form) against the archiving server: its pitr checks by name."""
+    args = ["status", "--app", "qr", "--bucket", bucket, "--database-url", database_url]
+    result = cli(*args, "--pitr", "--timeout", "20", "--json", env=env)
+    assert result.stdout, result.stderr
+    report = json.loads(result.stdout)
+    return {c["name"]: c for c in report["checks"] if c["name"].startswith("pitr")}
+
+
 def test_outage_fails_visibly_keeps_wal_and_catches_up(s3: S3, work_dir) -> None:
     proxy = Proxy(urlparse(s3.endpoint).port or 80, free_port())
     proxy.up()
@@ -64,6 +73,10 @@ def test_outage_fails_visibly_keeps_wal_and_catches_up(s3: S3, work_dir) -> None
         assert kept_on_server(cluster.admin, failed) == (True, True)
         text = cli(*status[:-3], "--database-url", cluster.admin, env=env)
         assert "FAILING" in text.stdout and text.returncode == 1
+        checks = pitr_checks(bucket, cluster.admin, env)  # the on-call `status` sees it too
+        assert checks["pitr:archiving"]["status"] == "fail", checks
+        assert "FAILING" in checks["pitr:archiving"]["detail"]
+        assert checks["pitr:archiving"]["next"] == "docs/runbook.md#status-pitr"
 
         proxy.up()
         write_batch(cluster.url, 3)
@@ -71,6 +84,8 @@ def test_outage_fails_visibly_keeps_wal_and_catches_up(s3: S3, work_dir) -> None
         assert kept_on_server(cluster.admin, failed)[1] is False
         after = json.loads(cli(*status, env=env).stdout)
         assert after["archiving_failing"] is False and after["ok"] is True
+        checks = pitr_checks(bucket, cluster.admin, env)
+        assert {checks[n]["status"] for n in ("pitr:window", "pitr:archiving")} == {"pass"}
 
         args = ["--database-url", cluster.url, "--bucket", bucket, "--app", "qr"]
         args += ["--to-time", "latest", "--inspect", "--work-dir", str(work_dir), "--json"]

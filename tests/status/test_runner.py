@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from automation.operations.status import (
@@ -21,7 +22,8 @@ from automation.operations.status import (
     run_checks,
     run_groups,
 )
-from automation.tasks.checks import backups
+from automation.tasks.checks import pitr
+from automation.tasks.pitr.state import ArchiverStats, NewestWal, PitrState
 from tests.status import HttpService
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,25 +71,48 @@ def test_report_json_round_trips() -> None:
     assert StatusReport.from_json(document) == report
 
 
-def test_pitr_on_without_the_pitr_status_warns_instead_of_guessing() -> None:
+def test_pitr_on_without_a_bucket_fails_with_the_next_step() -> None:
     report = run_checks(StatusTargets(app="qr", pitr=True), timeout=2)
     [check] = report.checks
-    assert check.name == "pitr" and check.status == "warn"
-    assert "status_checks is missing" in check.detail
-    assert check.next == "docs/runbook.md#status-pitr"
+    assert (check.name, check.status) == ("pitr", "fail")
+    assert "no --bucket" in check.detail and check.next == "docs/runbook.md#status-pitr"
 
 
-def test_pitr_checks_come_from_the_pitr_module(monkeypatch) -> None:
-    import types
+def pitr_reading(**changes: object) -> PitrState:
+    now = datetime.now(UTC)
+    state = PitrState("s3://b/backups/pitr/qr/", window_start=now - timedelta(hours=3))
+    state.window_end = now - timedelta(seconds=40)
+    state.newest_wal = NewestWal("000000010000000000000007", "k", now - timedelta(seconds=40))
+    state.newest_wal_age = 40.0
+    state.archiver = ArchiverStats(7, "000000010000000000000007", now, 0, None, None, waiting=0)
+    for name, value in changes.items():
+        setattr(state, name, value)
+    return state
 
-    module = types.ModuleType("automation.tasks.pitr")
-    module.status_checks = lambda targets, timeout: [  # type: ignore[attr-defined]
-        Check("pitr:archive", "pass", f"{targets.app}: archiving, lag 3 s")
-    ]
-    monkeypatch.setitem(sys.modules, "automation.tasks.pitr", module)
-    assert backups.pitr_checks(StatusTargets(app="qr", pitr=True), 2) == [
-        Check("pitr:archive", "pass", "qr: archiving, lag 3 s")
-    ]
+
+def test_pitr_healthy_window_and_archiving_pass() -> None:
+    window, archiving = pitr.judge(pitr_reading(), "qr")
+    assert (window.name, window.status) == ("pitr:window", "pass")
+    assert "recoverable" in window.detail
+    assert (archiving.name, archiving.status) == ("pitr:archiving", "pass")
+    assert "archived 40 s ago" in archiving.detail
+
+
+def test_pitr_no_window_fails_and_names_base_backup() -> None:
+    state = pitr_reading(window_start=None, window_end=None, problems=["no complete base backup"])
+    window, _ = pitr.judge(state, "qr")
+    assert window.status == "fail" and "no complete base backup" in window.detail
+    assert "base-backup" in (window.next or "")
+
+
+def test_pitr_archiving_failing_and_lag_fail() -> None:
+    now = datetime.now(UTC)
+    failing = ArchiverStats(7, "x", now - timedelta(minutes=9), 3, "000000010000000000000008", now)
+    _, archiving = pitr.judge(pitr_reading(archiver=failing), "qr")
+    assert archiving.status == "fail" and "FAILING: 3 failed" in archiving.detail
+    stuck = ArchiverStats(7, "x", now - timedelta(minutes=9), 0, None, None, waiting=4)
+    _, archiving = pitr.judge(pitr_reading(archiver=stuck, newest_wal_age=540.0), "qr")
+    assert archiving.status == "fail" and "4 segments waiting" in archiving.detail
 
 
 def test_watch_refreshes_until_interrupted() -> None:

@@ -12,7 +12,7 @@ from automation.tasks.checks.model import Group, StatusReport, StatusTargets, ru
 
 def groups(targets: StatusTargets, timeout: float) -> list[Group]:
     """Every group `targets` asks for, in report order."""
-    from automation.tasks.checks import alerts, backups, database, health, redis, webhooks
+    from automation.tasks.checks import alerts, backups, database, health, pitr, redis, webhooks
 
     found: list[Group] = [health.group(name, url, timeout) for name, url in targets.health.items()]
     if targets.database_url:
@@ -22,7 +22,7 @@ def groups(targets: StatusTargets, timeout: float) -> list[Group]:
     if targets.bucket:
         found.append(backups.group(targets, timeout))
     if targets.pitr:
-        found.append(backups.pitr_group(targets, timeout))
+        found.append(pitr.group(targets, timeout))
     if targets.database_url and targets.webhook_table:
         found.append(webhooks.group(targets, timeout))
     if targets.alertmanager_url or targets.prometheus_url:

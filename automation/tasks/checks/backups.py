@@ -22,7 +22,6 @@ NEXT_MISSING = f"{RUNBOOK}#alert-backupmissing"
 NEXT_DRILL = f"{RUNBOOK}#alert-restoredrillfailed"
 NEXT_DRILL_MISSING = f"{RUNBOOK}#alert-restoredrillmissing"
 NEXT_RTO = f"{RUNBOOK}#status-restore-time"
-NEXT_PITR = f"{RUNBOOK}#status-pitr"
 WARN_FACTOR, FAIL_FACTOR = 1.1, 2.0
 DRILL_LOOKBACK = 12  # newest database parts searched for a drill verdict
 PARTS = ("db", "redis", "objects")
@@ -169,33 +168,6 @@ def judge_drill(targets: StatusTargets, key: str, tags: dict[str, str], now: dat
             "backup:drill", age_seconds(at, now), targets.drill_interval, what, NEXT_DRILL_MISSING
         )
     return Check("backup:drill", "pass", f"drill of run {run_id} ok{took}")
-
-
-def pitr_group(targets: StatusTargets, timeout: float) -> Group:
-    """PITR's window and archive lag (and archiving state), from the PITR task's own status."""
-    return Group("pitr", lambda: pitr_checks(targets, timeout), NEXT_PITR)
-
-
-def pitr_checks(targets: StatusTargets, timeout: float) -> list[Check]:
-    """Hook for automation.tasks.pitr: it provides `status_checks(targets, timeout)`."""
-    import importlib
-
-    try:
-        pitr = importlib.import_module("automation.tasks.pitr")
-    except ImportError:
-        pitr = None
-    provider = getattr(pitr, "status_checks", None)
-    if provider is None:
-        return [
-            Check(
-                "pitr",
-                "warn",
-                "PITR is on but this automation has no PITR status (automation.tasks.pitr."
-                "status_checks is missing)",
-                NEXT_PITR,
-            )
-        ]
-    return list(provider(targets, timeout))
 
 
 def _float(text: str | None) -> float | None:
