@@ -1,7 +1,8 @@
 """RPO of continuous WAL archiving: how old is the newest recoverable commit, second by second?
 
 A PostgreSQL 16 cluster (pgserver's binaries, run unprivileged by automation.tasks.pitr) archives
-to a moto S3 server with the shared archive_command and the default archive_timeout (60 s).
+to a moto S3 server with the shared archive_command and the program's default archive_timeout
+(55 s).
 A writer commits `--rate` small transactions a second for `--seconds`, recording after each
 commit the server's WAL insert position (at or past the commit record's end) and the time. Every
 second a sampler reads pg_stat_archiver.last_archived_wal: barman-cloud-wal-archive returned
@@ -90,7 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--rate", type=float, default=60)
-    parser.add_argument("--archive-timeout", type=int, default=60, help="seconds (default 60)")
+    parser.add_argument(
+        "--archive-timeout", type=int, default=55, help="seconds (default 55, the program's)"
+    )
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer
 

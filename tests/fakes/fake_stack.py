@@ -295,7 +295,7 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
         "deploy": sample_deploy(app),
         "pitr": {  # opsplane:pitr.apps is empty in both committed stack files
             "enabled": False,
-            "archiveTimeout": 60,
+            "archiveTimeout": 55,
             "baseBackupSchedule": "30 1 * * *",
             "root": f"backups/pitr/{app}/",
         },
