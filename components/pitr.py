@@ -28,6 +28,7 @@ import pulumi_docker as docker
 
 from components import manifests as m
 from components.catalog.spec import Resources
+from components.image_build import image_ref
 from components.k8s import declare
 from contract import wal_layout as wl
 
@@ -168,35 +169,15 @@ class PitrImage(pulumi.ComponentResource):
             args={"POSTGRES_IMAGE": postgres_image},
         )
         tag = postgres_image.rsplit(":", 1)[-1] if ":" in postgres_image else "latest"
-        if pinned:
-            self.ref = pulumi.Output.from_input(pinned)
-        elif push:
-            repo = aws.ecr.Repository(
-                f"{name}-repo",
-                name=f"opsplane/{name}",
-                image_tag_mutability="MUTABLE",
-                image_scanning_configuration={"scan_on_push": True},
-                opts=child,
-            )
-            token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
-            image = docker.Image(
-                f"{name}-image",
-                image_name=repo.repository_url.apply(lambda url: f"{url}:{tag}"),
-                build=build,
-                registry=docker.RegistryArgs(
-                    server=repo.repository_url,
-                    username=token.user_name,
-                    password=pulumi.Output.secret(token.password),
-                ),
-                opts=child,
-            )
-            self.ref = image.repo_digest
-        else:
-            image = docker.Image(
-                f"{name}-image", image_name=f"opsplane/{name}:{tag}", build=build,
-                skip_push=True, opts=child,
-            )  # fmt: skip
-            self.ref = image.image_name
+        self.ref = image_ref(
+            name,
+            repository=f"opsplane/{name}",
+            tag=tag,
+            build=build,
+            push=push,
+            pinned=pinned,
+            opts=child,
+        )
         self.register_outputs({"ref": self.ref})
 
 

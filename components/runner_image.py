@@ -5,8 +5,9 @@ A pinned `opsplane:runnerImage` skips the build and uses that reference."""
 from __future__ import annotations
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_docker as docker
+
+from components.image_build import image_ref
 
 DOCKERFILE = "automation/Dockerfile"
 
@@ -28,36 +29,13 @@ class RunnerImage(pulumi.ComponentResource):
         build = docker.DockerBuildArgs(
             context=context_dir, dockerfile=DOCKERFILE, platform="linux/amd64"
         )
-        if pinned:
-            self.ref = pulumi.Output.from_input(pinned)
-        elif push:
-            repo = aws.ecr.Repository(
-                f"{name}-repo",
-                name="opsplane/ops-runner",
-                image_tag_mutability="MUTABLE",
-                image_scanning_configuration={"scan_on_push": True},
-                opts=child,
-            )
-            token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
-            image = docker.Image(
-                f"{name}-image",
-                image_name=repo.repository_url.apply(lambda url: f"{url}:{pulumi.get_stack()}"),
-                build=build,
-                registry=docker.RegistryArgs(
-                    server=repo.repository_url,
-                    username=token.user_name,
-                    password=pulumi.Output.secret(token.password),
-                ),
-                opts=child,
-            )
-            self.ref = image.repo_digest
-        else:
-            image = docker.Image(
-                f"{name}-image",
-                image_name="opsplane/ops-runner:dev",
-                build=build,
-                skip_push=True,
-                opts=child,
-            )
-            self.ref = image.image_name
+        self.ref = image_ref(
+            name,
+            repository="opsplane/ops-runner",
+            tag=pulumi.get_stack() if push else "dev",
+            build=build,
+            push=push,
+            pinned=pinned,
+            opts=child,
+        )
         self.register_outputs({"ref": self.ref})
