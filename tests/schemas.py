@@ -7,30 +7,15 @@ QuickBite (Flyway): flyway_schema_history, users, orders, payments, payment_webh
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 
-QR_HEAD = "7f3a9c1d2e4b"
+from automation.demo.seed import QR_HEAD  # the head the demo seeds too
+
 QUICKBITE_HEAD = "6"
 
-QR_DDL = """
-CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
-CREATE TABLE accounts (
-    id uuid PRIMARY KEY, email text NOT NULL UNIQUE, plan text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE qr_items (
-    id bigserial PRIMARY KEY, owner_id uuid NOT NULL REFERENCES accounts(id),
-    target_url text NOT NULL, payload jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now());
-CREATE INDEX idx_qr_items_owner_created ON qr_items(owner_id, created_at DESC);
-CREATE TABLE qr_events (
-    id bigserial PRIMARY KEY, item_id bigint NOT NULL REFERENCES qr_items(id), type text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE webhook_logs (
-    id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, event_type text NOT NULL,
-    status text NOT NULL, error_message text, payload text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now());
-"""
+QR_DDL = (Path(__file__).parents[1] / "automation" / "demo" / "qr_schema.sql").read_text()
 
 QUICKBITE_DDL = """
 CREATE TABLE flyway_schema_history (
