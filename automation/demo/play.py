@@ -30,6 +30,7 @@ from typing import Any
 from automation.demo import seed, services
 from automation.demo.standin import WEBHOOK_PATH, StandIn
 from automation.errors import TaskFailed
+from automation.tasks.io.procs import signals_held
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "qr"
@@ -144,16 +145,17 @@ class Runner:
         its exit code must be `expect`. Returns stdout and stderr, merged."""
         out(f"$ {shown}")
         lines: list[str] = []
-        self.child = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
         try:
+            with signals_held():  # an interrupt now still finds the command in `self.child`
+                self.child = subprocess.Popen(
+                    argv,
+                    cwd=REPO,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
             assert self.child.stdout is not None
             for line in self.child.stdout:
                 sys.stdout.write(line)

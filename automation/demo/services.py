@@ -20,6 +20,7 @@ from types import ModuleType
 from urllib.parse import quote
 
 from automation.errors import TaskFailed, UserInputError
+from automation.tasks.io.procs import signals_held
 
 DEV_MODULES = {"pgserver": "pgserver", "moto.server": "moto[server]", "stripe": "stripe"}
 
@@ -126,10 +127,11 @@ def start_redis(stack: ExitStack, root: Path) -> Redis:
     args += ["--save", "3600 1", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
     args += ["--repl-diskless-sync-delay", "0"]  # the backup's snapshot starts at once
     # its own session: a Ctrl-C at the terminal reaches the demo, which stops Redis in order
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    stack.callback(stop_process, proc)
+    with signals_held():  # an interrupt now still finds it in the stack, to stop
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        stack.callback(stop_process, proc)
     wait_for_port(port, proc, "redis-server")
     return Redis(data_dir, port)
 
