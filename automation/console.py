@@ -116,6 +116,16 @@ def emit_json(document: Any) -> None:
     _emitted.append(True)
 
 
+def print_database_steps(db: dict[str, Any]) -> None:
+    """A database restore's steps with their times, then the previous database the swap kept:
+    what `restore` and `restore --to-time` both print."""
+    for step in db["steps"]:
+        detail = f"  {step['detail']}" if step["detail"] else ""
+        typer.echo(f"  {step['name']:<8} {step['seconds']:>8.2f}s{detail}")
+    if db.get("pre_restore"):
+        typer.echo(f"previous database kept as {db['pre_restore']} (drop: restore --cleanup)")
+
+
 def _redacted(value: Any) -> Any:
     """Every string in a JSON-able document through `redact` (keys and values; structure kept)."""
     if isinstance(value, str):

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, stderr
+from automation.console import confirm, emit_json, handle_errors, print_database_steps, stderr
 from automation.errors import UserInputError
 from contract import backup_layout as bf
 
@@ -189,11 +189,7 @@ def print_inspect(doc: dict[str, Any]) -> None:
 def print_into_live(doc: dict[str, Any]) -> None:
     db = doc["database"]
     typer.echo(f"restored {db['database']} to {doc['asked']} from {db['source']}")
-    for step in db["steps"]:
-        detail = f"  {step['detail']}" if step["detail"] else ""
-        typer.echo(f"  {step['name']:<8} {step['seconds']:>8.2f}s{detail}")
-    if db.get("pre_restore"):
-        typer.echo(f"previous database kept as {db['pre_restore']} (drop: restore --cleanup)")
+    print_database_steps(db)
 
 
 def register(app: typer.Typer) -> None:

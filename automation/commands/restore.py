@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, progress, stderr
+from automation.console import (
+    confirm,
+    emit_json,
+    handle_errors,
+    print_database_steps,
+    progress,
+    stderr,
+)
 from automation.errors import UserInputError
 from automation.lazy import lazy_module
 from automation.stack.protocol import StackOps, app_ops
@@ -323,11 +330,7 @@ def print_report(document: dict[str, Any], *, as_json: bool) -> None:
     if db:
         verb = "would restore" if db["dry_run"] else "restored"
         typer.echo(f"{verb} {db['database']} from {db['source']} ({db['format']})")
-        for step in db["steps"]:
-            detail = f"  {step['detail']}" if step["detail"] else ""
-            typer.echo(f"  {step['name']:<8} {step['seconds']:>8.2f}s{detail}")
-        if db.get("pre_restore"):
-            typer.echo(f"previous database kept as {db['pre_restore']} (drop: restore --cleanup)")
+        print_database_steps(db)
         for name in db.get("leftovers", []):
             typer.echo(f"leftover of {task.interrupted(name)}: {name} (drop: restore --cleanup)")
     for part in ("redis", "objects"):
