@@ -67,6 +67,18 @@ class Cluster:
     def base_backup(self) -> str:
         return take_base_backup(self.admin, self.archive)
 
+    def write_history(self) -> tuple[str, list[datetime]]:
+        """A base backup, then batches 1, 2 and 3 a second apart, all archived: the backup's id
+        and each batch's commit time (the targets tests recover to lie between them)."""
+        backup_id = self.base_backup()
+        times = []
+        for batch in (1, 2, 3):
+            time.sleep(1.0)
+            times.append(write_batch(self.url, batch))
+        time.sleep(0.5)
+        self.switch_and_wait()
+        return backup_id, times
+
     def switch_and_wait(self, timeout: float = 60) -> str:
         """Close the current segment and wait until PostgreSQL reports it archived."""
         with psycopg.connect(self.admin, autocommit=True) as conn:

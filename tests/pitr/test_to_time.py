@@ -4,7 +4,6 @@ timestamped batches; a time between batches 2 and 3 gives exactly batches 1 and 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,6 @@ from tests.pitr.conftest import (
     mid,
     no_traceback,
     stop_instances,
-    write_batch,
 )
 from tests.services import S3
 
@@ -49,13 +47,7 @@ def history(s3_server: S3) -> Iterator[History]:
         bucket = s3_server.create_bucket("pitr")
         cluster = make_cluster(bucket, s3_server.endpoint)
         try:
-            backup_id = cluster.base_backup()
-            times = []
-            for batch in (1, 2, 3):
-                time.sleep(1.0)
-                times.append(write_batch(cluster.url, batch))
-            time.sleep(0.5)
-            cluster.switch_and_wait()
+            backup_id, times = cluster.write_history()
             yield History(cluster, backup_id, times, aws_env(s3_server.endpoint))
         finally:
             cluster.instance.stop("immediate")

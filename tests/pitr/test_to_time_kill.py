@@ -5,7 +5,6 @@ what the dead run left."""
 from __future__ import annotations
 
 import json
-import time
 
 import psycopg
 
@@ -18,7 +17,6 @@ from tests.pitr.conftest import (
     make_cluster,
     mid,
     stop_instances,
-    write_batch,
 )
 from tests.services import S3
 
@@ -37,12 +35,7 @@ def test_sigkill_leaves_live_old_or_new(s3: S3, work_dir) -> None:
     cluster = make_cluster(bucket, s3.endpoint)
     env = aws_env(s3.endpoint)
     try:
-        cluster.base_backup()
-        times = []
-        for batch in (1, 2, 3):
-            time.sleep(1.0)
-            times.append(write_batch(cluster.url, batch))
-        cluster.switch_and_wait()
+        _, times = cluster.write_history()
         args = ["--database-url", cluster.url, "--bucket", bucket, "--app", "qr", "--yes"]
         args += ["--to-time", iso(mid(times[1], times[2])), "--work-dir", str(work_dir)]
         cleanup = ["restore", "--cleanup", "--database-url", cluster.url, "--yes"]

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from tests.pitr.conftest import (
     make_cluster,
     mid,
     stop_instances,
-    write_batch,
 )
 from tests.services import S3
 
@@ -69,12 +67,7 @@ def test_stack_form_inspects_then_restores_inside_maintenance(
 ) -> None:
     cluster = make_cluster(s3.create_bucket("pitr"), s3.endpoint)
     try:
-        cluster.base_backup()
-        times = []
-        for batch in (1, 2, 3):
-            time.sleep(1.0)
-            times.append(write_batch(cluster.url, batch))
-        cluster.switch_and_wait()
+        _, times = cluster.write_history()
         stack = FakeStack("dev", {"ops": {"qr": ops_for(cluster, s3.endpoint)}})
         monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
         when = iso(mid(times[1], times[2]))
