@@ -390,6 +390,18 @@ def test_failed_drill_fails_and_slow_drill_warns(env: Env, s3: S3) -> None:
     assert code == 0 and check["status"] == "warn" and "over RTO" in check["detail"]
 
 
+def test_a_drill_under_a_tenth_of_a_second_still_reports_its_time(env: Env, s3: S3) -> None:
+    """`verify-backup` tags "0.0" for a tiny database: a time, not a missing one (CI once saw
+    the real drill below take under 0.05 s and the time vanish from the detail)."""
+    bucket = s3.create_bucket("drill")
+    keys = put_run(s3.client(), bucket, "qr", run_id_ago(hours=1), ("db", "redis"))
+    tag_drill(s3.client(), bucket, keys["db"], "ok", run_id_ago(minutes=30), 0.01)
+    code, report = status_json(*env.args(**{"--bucket": bucket}))
+    check = by_name(report)["backup:drill"]
+    assert code == 0 and check["status"] == "pass", check
+    assert "restored in 0.0 s (RTO " in check["detail"], check
+
+
 def test_s3_unreachable_fails_the_backup_check(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
     code, report = status_json(*env.args(), "--timeout", "2")

@@ -159,8 +159,9 @@ def judge_drill(targets: StatusTargets, key: str, tags: dict[str, str], now: dat
             "backup:drill", "fail", f"drill of run {run_id} {verdict} (at {at})", NEXT_DRILL
         )
     seconds = _float(tags.get(bf.TAG_VERIFIED_SECONDS))
-    took = f", restored in {seconds:.1f} s (RTO {targets.rto_seconds:.0f} s)" if seconds else ""
-    if seconds and seconds > targets.rto_seconds:
+    known = seconds is not None  # a small database's drill restores in "0.0" s: still a time
+    took = f", restored in {seconds:.1f} s (RTO {targets.rto_seconds:.0f} s)" if known else ""
+    if seconds is not None and seconds > targets.rto_seconds:
         return Check("backup:drill", "warn", f"drill of run {run_id} ok{took}: over RTO", NEXT_RTO)
     if at and bf.RUN_ID_PATTERN.match(at):
         what = f"drill of run {run_id} ok{took}; drill ran"
