@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,14 +125,17 @@ def test_watch_refreshes_until_interrupted() -> None:
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, COLUMNS="200"),
         )  # fmt: skip
+        # The 4th hit comes only after the 3rd report was printed: a Ctrl-C during a refresh
+        # abandons that round (the last complete report stands), so waiting for 3 hits raced.
         deadline = time.monotonic() + 20
-        while api.hits < 3 and time.monotonic() < deadline:
+        while api.hits < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
         api.close()
-    assert api.hits >= 3
+    assert api.hits >= 4
     assert proc.returncode == 0, err
-    assert out.count("PASS  health:api") >= 3
+    # WARN too: a loaded CI machine may take over a second to answer a local GET
+    assert len(re.findall(r"^(PASS|WARN)  health:api  ", out, re.MULTILINE)) >= 3, out
     assert out.count("--- ") >= 2  # a timestamped separator per refresh
