@@ -107,10 +107,15 @@ FROM pg_database d ORDER BY d.datname"""
 
 def leftovers(url: str, live: str | None = None) -> list[Leftover]:
     """Every throwaway database on the server behind `url` (only those next to `live` when given):
-    `<db>_restore_*`, `<db>_pre_restore_*`, `<db>_verify_*`. One query; what `restore --cleanup`
-    drops and `status` reports."""
+    `<db>_restore_*`, `<db>_pre_restore_*`, `<db>_verify_*`. What `restore --cleanup` drops."""
     with admin_connect(url) as conn:
-        rows = conn.execute(_LEFTOVERS, (CLAIM_NAMESPACE,)).fetchall()
+        return leftovers_on(conn, live)
+
+
+def leftovers_on(conn: psycopg.Connection, live: str | None = None) -> list[Leftover]:
+    """`leftovers` over a session already open to any database of the server (pg_database and
+    pg_locks are server-wide): `status` passes its own read-only session. One query."""
+    rows = conn.execute(_LEFTOVERS, (CLAIM_NAMESPACE,)).fetchall()
     found = []
     for name, in_use in rows:
         parsed = bf.parse_throwaway(name)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
+from automation.tasks import pgswap
 from automation.tasks.checks import database as db_check
 from automation.tasks.replay.ledger import DbLedger, Outcome
+from contract import backup_layout as bf
 from tests.services import S3, Postgres
 from tests.status import (
     HttpService,
@@ -235,7 +237,7 @@ def test_connections_over_the_pool_warn(env: Env) -> None:
 
 def test_leftover_restore_database_warns(env: Env, postgres: Postgres) -> None:
     live = env.url.split("/")[3].split("?")[0]
-    leftover = f"{live}_pre_restore_20260101T000000Z"
+    leftover = bf.throwaway_name(live, bf.KIND_PRE_RESTORE, bf.throwaway_stamp())
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{leftover}"')
     try:
@@ -247,6 +249,31 @@ def test_leftover_restore_database_warns(env: Env, postgres: Postgres) -> None:
     assert code == 0
     assert check["status"] == "warn" and leftover in check["detail"]
     assert check["next"] == "docs/runbook.md#cleaning-up-after-restores"
+
+
+def test_a_killed_drills_database_warns_and_one_being_built_is_named_apart(
+    env: Env, postgres: Postgres
+) -> None:
+    """A `<db>_verify_*` left by a killed verify-backup is a leftover (issue 17, item 2); a
+    restore target a running process claims is not one yet."""
+    live = env.url.split("/")[3].split("?")[0]
+    drill = bf.throwaway_name(live, bf.KIND_VERIFY, bf.throwaway_stamp())
+    building = bf.throwaway_name(live, bf.KIND_RESTORE, bf.throwaway_stamp())
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{drill}"')
+        conn.execute(f'CREATE DATABASE "{building}"')
+    try:
+        with pgswap.Claim(postgres.url(), "restore") as claim:
+            claim.take(building)
+            code, report = status_json(*env.args())
+    finally:
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{drill}"')
+            conn.execute(f'DROP DATABASE "{building}"')
+    check = by_name(report)["database:leftovers"]
+    assert code == 0 and check["status"] == "warn", check
+    assert check["detail"].startswith("1 leftover restore database(s), ")
+    assert check["detail"].endswith(f": {drill}; being built now: {building}")
 
 
 # --- Redis down, hung, degraded ------------------------------------------------------------------

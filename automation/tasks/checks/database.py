@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from automation.tasks.checks.model import RUNBOOK, Check, Group
+from contract.backup_layout import KIND_PRE_RESTORE
 
 if TYPE_CHECKING:
     from automation.tasks.checks.model import StatusTargets
@@ -22,7 +23,6 @@ NEXT_LEFTOVER = f"{RUNBOOK}#cleaning-up-after-restores"
 WARN_USED, FAIL_USED = 0.8, 0.95  # share of max_connections
 IDLE_TX_SECONDS = 300
 LONG_QUERY_WARN, LONG_QUERY_FAIL = 60.0, 600.0
-RESTORE_INFIX, PRE_RESTORE_INFIX = "_restore_", "_pre_restore_"
 
 
 def group(targets: StatusTargets, timeout: float) -> Group:
@@ -130,18 +130,23 @@ def longest_query(conn: Any) -> Check:
 
 
 def leftovers(conn: Any, live: str) -> Check:
-    """`<db>_restore_*` / `<db>_pre_restore_*` databases left by restores (disk they hold)."""
-    rows = conn.execute(
-        "SELECT datname, pg_database_size(oid) FROM pg_database WHERE starts_with(datname, %s) "
-        "OR starts_with(datname, %s) ORDER BY datname",
-        (live + RESTORE_INFIX, live + PRE_RESTORE_INFIX),
-    ).fetchall()
-    if not rows:
-        return Check("database:leftovers", "pass", "no leftover restore databases")
-    size = sum(int(r[1] or 0) for r in rows)
-    names = ", ".join(r[0] for r in rows[:4]) + (" …" if len(rows) > 4 else "")
-    detail = f"{len(rows)} leftover restore database(s), {size / 1e6:.1f} MB: {names}"
-    return Check("database:leftovers", "warn", detail, NEXT_LEFTOVER)
+    """Throwaway databases next to `live`, found as `restore --cleanup` finds them
+    (`pgswap.leftovers_on`): pre-restore copies and the targets of restores and drills that did
+    not finish, with the disk they hold. One a restore or drill is building now is named apart."""
+    from automation.tasks import pgswap
+
+    found = pgswap.leftovers_on(conn, live)
+    building = [x.name for x in found if x.kind != KIND_PRE_RESTORE and not x.interrupted]
+    left = [x.name for x in found if x.name not in building]
+    now = f"; being built now: {', '.join(building)}" if building else ""
+    if not left:
+        return Check("database:leftovers", "pass", f"no leftover restore databases{now}")
+    size = conn.execute(
+        "SELECT sum(pg_database_size(datname)) FROM pg_database WHERE datname = ANY(%s)", (left,)
+    ).fetchone()[0]
+    names = ", ".join(left[:4]) + (" …" if len(left) > 4 else "")
+    detail = f"{len(left)} leftover restore database(s), {int(size or 0) / 1e6:.1f} MB: {names}"
+    return Check("database:leftovers", "warn", detail + now, NEXT_LEFTOVER)
 
 
 def clients(conn: Any) -> Check:
