@@ -77,10 +77,13 @@ def open_stack(name: str) -> StackOps:
 # --- the real probes ----------------------------------------------------------------------------
 
 
-def status_probe(stack: StackOps, app: str) -> Any:
-    """The app's `status` (stack form): what preflight and the soak check."""
-    from automation.operations.status import app_status
+def status_probe(stack: StackOps, app: str, where: str) -> Any:
+    """The app's `status` (stack form): what preflight and the soak check, run where the app's
+    addresses resolve (`cluster`: as a Job, like `status --where cluster`)."""
+    from automation.operations.status import app_status, cluster_status
 
+    if where == "cluster":
+        return lambda: cluster_status(stack, app)
     return lambda: app_status(stack, app)
 
 
@@ -105,15 +108,17 @@ def real_probes(
 ) -> op.Probes:
     """Status, schema head, backup and restore wired to the app's `ops` output."""
     from automation.operations.restore import database_url_from_ops
+    from automation.operations.status import where_checks_run
     from automation.tasks.schema import read_schema_head
 
     ops = app_ops(stack, app)
     if where not in (None, "local", "cluster"):
         raise UserInputError(f"--where {where!r}: use local or cluster")
-    if (where or ("cluster" if ops.get("target") == "kubernetes" else "local")) == "cluster":
+    where = where or where_checks_run(ops)
+    if where == "cluster":
         data = ClusterData(stack, app, ops)
         return op.Probes(
-            health=status_probe(stack, app),
+            health=status_probe(stack, app, where),
             schema_head=data.head,
             backup=data.point,
             restore=data.restore,
@@ -122,7 +127,7 @@ def real_probes(
     url = database_url_from_ops(ops)
     table = (op.deploy_ops(stack, app).get("migration") or {}).get("table")
     return op.Probes(
-        health=status_probe(stack, app),
+        health=status_probe(stack, app, where),
         schema_head=lambda: read_schema_head(url, table) if table else None,
         backup=lambda: take_backup(ops, url, app),
         restore=lambda point: restore_database(ops, url, app, point),

@@ -174,7 +174,7 @@ def finish_operation(
     *,
     as_json: bool,
     print_text: Callable[[], None],
-    where: str = "local",
+    where: str | None = None,
     verify: bool = True,
 ) -> None:
     """End an operation (restore, rotate, maintenance off) by checking the app: the report joins

@@ -16,6 +16,7 @@ waits for a hung thread: the process may exit with it still blocked. Imports sta
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from automation.stack.protocol import StackOps
 from automation.tasks.checks import groups as groups_for
@@ -54,6 +55,7 @@ __all__ = [
     "run_groups",
     "status_command",
     "verify_operation",
+    "where_checks_run",
 ]
 
 
@@ -150,19 +152,27 @@ SAFE = {
 }
 
 
+def where_checks_run(ops: dict[str, Any]) -> str:
+    """Where an app's checks run when not told, from its `ops`: `cluster` (a Job) on a Kubernetes
+    stack, whose addresses are in-cluster Service names; `local` on the Docker stack."""
+    return "cluster" if ops.get("target") == "kubernetes" else "local"
+
+
 def verify_operation(
     stack: StackOps,
     app: str,
     *,
-    where: str = "local",
+    where: str | None = None,
     timeout: float = 5.0,
     on_output: Callable[[str], None] | None = None,
 ) -> StatusReport:
-    """The app's status right after an operation; a status that cannot run is itself a FAIL."""
+    """The app's status right after an operation; a status that cannot run is itself a FAIL.
+    `where` None: `where_checks_run`."""
     from automation.errors import OpsError
+    from automation.stack.protocol import app_ops
 
     try:
-        if where == "cluster":
+        if (where or where_checks_run(app_ops(stack, app))) == "cluster":
             return cluster_status(stack, app, timeout=timeout, on_output=on_output)
         return app_status(stack, app, timeout=timeout)
     except OpsError as exc:

@@ -104,7 +104,7 @@ def world(postgres, s3, monkeypatch) -> World:
 
     stack.on_up = on_up
     monkeypatch.setattr(pulumi_stack, "open_stack", lambda name, *a, **k: stack)
-    monkeypatch.setattr(deploy_command, "status_probe", lambda stack, app: w.health)
+    monkeypatch.setattr(deploy_command, "status_probe", lambda stack, app, where: w.health)
     return w
 
 
@@ -396,3 +396,19 @@ def test_rollback_without_to_undoes_the_last_deploy(world: World) -> None:
     assert code == 0, err
     assert world.images()["api"] == OLD
     assert f"qr on dev is back to the images before deploy #1 (schema head {QR_HEAD})" in err
+
+
+@pytest.mark.parametrize(("stack_name", "runs"), [("prod", "cluster"), ("dev", "local")])
+def test_preflight_and_soak_check_the_app_where_its_addresses_resolve(
+    monkeypatch: pytest.MonkeyPatch, stack_name: str, runs: str
+) -> None:
+    """prod's `ops` names in-cluster Services: its status runs as a cluster Job, dev's here."""
+    from automation.operations import status as st
+
+    calls: list[str] = []
+    report = StatusReport(app="qr", checks=[Check("health:api", "pass", "HTTP 200")])
+    monkeypatch.setattr(st, "cluster_status", lambda stack, app: calls.append("cluster") or report)
+    monkeypatch.setattr(st, "app_status", lambda stack, app: calls.append("local") or report)
+    stack = FakeStack(stack_name, outputs={"ops": {"qr": sample_ops("qr", stack_name)}})
+    probes = deploy_command.real_probes(stack, "qr", None)
+    assert probes.health() is report and calls == [runs]

@@ -306,6 +306,44 @@ def test_rotate_then_a_failing_check_exits_1(stack: FakeStack, api: HttpService)
     assert json.loads(stack.config[ROTATION_KEY])["qr"]["redis-password"]["epoch"] == 1
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("maintenance", "off"), ("rotate", "--secret", "redis-password", "--yes")],
+    ids=["maintenance-off", "rotate"],
+)
+def test_on_kubernetes_an_operation_checks_the_app_from_inside_the_cluster(
+    stack: FakeStack, qr_url: str, redis_server: Redis, s3: S3,
+    monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Its `ops` addresses are in-cluster names: checked from here they would FAIL whatever the
+    app's health, so the checks run as a Job (`--where cluster`) without being asked."""
+    requests: list[dict[str, Any]] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
+            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+            result = run_status(*request["args"], "--json")
+        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["target"] = "kubernetes"
+    stack.set_outputs(outputs)
+    stack.on_up = ProgramModel(job_runner=job)
+    if command[0] == "maintenance":
+        assert (
+            operation("maintenance", "on", "--stack", "dev", "--app", "qr", "--yes").exit_code == 0
+        )
+    result = operation(*command, "--stack", "dev", "--app", "qr", "--json")
+    assert result.exit_code == 0, result.stderr
+    [request] = requests
+    assert request["task"] == "status" and "--exit-zero" in request["args"]
+    checks = by_name(json.loads(result.stdout)["status"])
+    assert checks["database"]["status"] == checks["health:api"]["status"] == "pass"
+
+
 def test_restore_reports_the_checks_it_ran(stack: FakeStack, s3: S3, qr_url: str) -> None:
     from automation.tasks.backup import BackupOptions, run_backup
 
