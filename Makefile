@@ -39,6 +39,8 @@ lock: setup
 	$(LOCK) -o requirements.lock requirements.txt
 	$(LOCK) -o requirements-dev.lock -c requirements.lock requirements-dev.txt
 	$(LOCK) -o requirements-checkov.lock requirements-checkov.txt
+	$(LOCK) -o components/pitr_image/requirements.lock -c requirements.lock \
+	  components/pitr_image/requirements.txt
 
 test: setup
 	$(BIN)/pytest -rs
@@ -68,7 +70,7 @@ $(CHECKOV_VENV)/bin/checkov: requirements-checkov.lock
 	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements-checkov.lock
 	@touch $@
 
-# Both offline renders (and the ops-runner Dockerfile) through checkov, offline: no download, no
+# Both offline renders (and the ops-runner and PITR Dockerfiles) through checkov, offline: no download, no
 # vendor mapping. Fails on any failed check; the only skips are in .checkov.yaml, with reasons.
 checkov: render $(CHECKOV_VENV)/bin/checkov
 	for stack in prod dev; do \
@@ -76,7 +78,8 @@ checkov: render $(CHECKOV_VENV)/bin/checkov
 	    --framework kubernetes --skip-download -d out/$$stack/kubernetes || exit 1; \
 	done
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml \
-	  --framework dockerfile --skip-download -f automation/Dockerfile
+	  --framework dockerfile --skip-download -f automation/Dockerfile \
+	  -f components/pitr_image/Dockerfile
 
 bench: setup
 	$(BIN)/python bench/backup_bench.py

@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 from components.catalog import CATALOG
 from components.catalog.spec import AppSpec
 from contract import deploy as deploy_contract
+from contract import wal_layout as wl
 from contract.cluster_job import ClusterJobRequest
 from contract.images import check_image
 from contract.maintenance import Maintenance, parse_maintenance
@@ -230,9 +231,7 @@ class PitrSettings(Model):
     bucket, how often a quiet server still ships a segment, and when base backups run."""
 
     apps: list[str] = Field(default_factory=list)
-    # seconds: the RPO bound. 55, not 60: the newest commit in S3 is at most archive_timeout plus
-    # the upload old, so 60 would miss "data loss <= 60 s" by the upload (docs/benchmarks.md)
-    archive_timeout: Annotated[int, Field(ge=1, le=3600)] = 55
+    archive_timeout: Annotated[int, Field(ge=1, le=3600)] = wl.DEFAULT_ARCHIVE_TIMEOUT  # RPO bound
     base_backup_schedule: Cron = "30 1 * * *"
     image: Image | None = None  # a pinned PostgreSQL+barman-cloud image skips the build
 

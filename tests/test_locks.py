@@ -16,6 +16,7 @@ PAIRS = {
     "requirements.txt": "requirements.lock",
     "requirements-dev.txt": "requirements-dev.lock",
     "requirements-checkov.txt": "requirements-checkov.lock",
+    "components/pitr_image/requirements.txt": "components/pitr_image/requirements.lock",
 }
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 

@@ -293,8 +293,8 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
         "maintenance": False,
         "runnerImage": "opsplane/ops-runner:dev" if dev else PROD_RUNNER_IMAGE,
         "deploy": sample_deploy(app),
-        "pitr": {  # opsplane:pitr.apps is empty in both committed stack files
-            "enabled": False,
+        "pitr": {  # opsplane:pitr.apps: both apps in Pulumi.prod.yaml, none in Pulumi.dev.yaml
+            "enabled": not dev,
             "archiveTimeout": 55,
             "baseBackupSchedule": "30 1 * * *",
             "root": f"backups/pitr/{app}/",

@@ -117,10 +117,16 @@ def test_runner_role_is_scoped_to_the_apps_prefix_and_service_account(prod: Rend
 
 
 def test_ops_runner_image_is_built_and_pushed_to_ecr(prod: Rendered, dev: Rendered) -> None:
-    (repo,) = prod.of_type("aws:ecr/repository:Repository")
-    assert repo.inputs["name"] == "opsplane/ops-runner"
-    (image,) = prod.of_type("docker:index/image:Image")
-    assert image.inputs["build"]["dockerfile"] == "automation/Dockerfile"
+    repos = sorted(r.inputs["name"] for r in prod.of_type("aws:ecr/repository:Repository"))
+    # and PITR's PostgreSQL image per app (Pulumi.prod.yaml archives both; tests/program/test_pitr)
+    assert repos == [
+        "opsplane/ops-runner", "opsplane/qr-postgres-pitr", "opsplane/quickbite-postgres-pitr"
+    ]  # fmt: skip
+    (image,) = [
+        i
+        for i in prod.of_type("docker:index/image:Image")
+        if i.inputs["build"]["dockerfile"] == "automation/Dockerfile"
+    ]
     assert image.inputs["imageName"].startswith("123456789012.dkr.ecr.")
     (local,) = dev.of_type("docker:index/image:Image")
     assert local.inputs["skipPush"] is True

@@ -5,11 +5,13 @@ retention, the IRSA scope, the alerts, dev archiving to MinIO, and `ops.pitr`.""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import kubernetes_validate
 import pytest
 
 from automation.stack.render import Rendered
+from components.pitr import SIDECAR
 from contract import wal_layout as wl
 from tests.program.conftest import K8S_VERSION, render
 
@@ -35,12 +37,19 @@ def settings_of(args: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def test_off_by_default_changes_nothing(prod: Rendered) -> None:
+def test_off_by_default_changes_nothing(render_stack: Callable[..., Rendered]) -> None:
+    prod = render_stack("prod", {"opsplane:pitr": {"apps": []}})  # Pulumi.prod.yaml archives
     pod = db_pod(prod, "qr")
     assert [c["name"] for c in pod["containers"]] == ["db", "exporter"]
     assert "serviceAccountName" not in pod
     assert prod.outputs["ops"]["qr"]["pitr"]["enabled"] is False
     assert not [r for r in prod.resources if r.type == "opsplane:index:PitrImage"]
+
+
+def test_the_committed_prod_stack_archives_both_apps(prod: Rendered) -> None:
+    for app in ("qr", "quickbite"):
+        assert prod.outputs["ops"][app]["pitr"]["enabled"] is True
+        assert [c["name"] for c in db_pod(prod, app)["containers"]] == ["db", "exporter", SIDECAR]
 
 
 def test_prod_server_archives_with_the_shared_command(prod_pitr: Rendered) -> None:

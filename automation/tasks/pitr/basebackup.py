@@ -15,6 +15,7 @@ from automation.errors import OpsError, UserInputError
 from automation.tasks.pitr.barman import Archive, apply_retention, take_base_backup
 from automation.tasks.pitr.schedule import next_fire
 from automation.tasks.pitr.state import data_directory
+from contract import wal_layout as wl
 
 METRIC = "opsplane_pitr_base_backup_last_success_timestamp_seconds"  # alerting.model
 Log = Callable[[str], None]
@@ -62,16 +63,39 @@ def push_success(gateway: str, app: str) -> None:
     push_metrics(gateway, "opsplane-base-backup", {"app": app}, body)
 
 
-def run_on_schedule(job: BaseBackupJob, cron: str, log: Log, *, rounds: int | None = None) -> None:
+def run_on_schedule(
+    job: BaseBackupJob,
+    cron: str,
+    log: Log,
+    *,
+    rounds: int | None = None,
+    heartbeat: Path = Path(wl.HEARTBEAT_FILE),
+) -> None:
     """Sleep until `cron` fires, back up, repeat (`rounds` times, or forever). A failed round
-    is logged and the loop goes on: the BaseBackupMissing alert watches the success metric."""
+    is logged and the loop goes on: the BaseBackupMissing alert watches the success metric.
+    `heartbeat` holds the time by which the loop writes again (the sidecar's liveness probe)."""
     done = 0
     while rounds is None or done < rounds:
         fire = next_fire(cron, datetime.now(UTC))
         log(f"next base backup at {fire:%Y-%m-%d %H:%M} UTC")
-        time.sleep(max(0.0, (fire - datetime.now(UTC)).total_seconds()))
+        wait_until(fire, heartbeat)
+        promise(heartbeat, wl.BASE_BACKUP_MAX_SECONDS)
         try:
             log(f"base backup {job.run()['backup_id']} done")
         except OpsError as exc:
             log(f"base backup failed: {exc}")
         done += 1
+
+
+def wait_until(fire: datetime, heartbeat: Path, *, beat: float = 60.0) -> None:
+    """Sleep until `fire`, renewing the liveness promise every `beat` seconds."""
+    while (left := (fire - datetime.now(UTC)).total_seconds()) > 0:
+        promise(heartbeat, wl.HEARTBEAT_IDLE_SECONDS)
+        time.sleep(min(beat, left))
+
+
+def promise(heartbeat: Path, seconds: float) -> None:
+    """Write the Unix time by which the loop will write again (whole, as `date +%s` reads it)."""
+    partial = heartbeat.with_name(heartbeat.name + ".partial")
+    partial.write_text(f"{int(time.time() + seconds)}\n")
+    os.replace(partial, heartbeat)  # the probe never reads half a number
