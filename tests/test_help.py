@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 from automation.cli import build_app, reflow
 from tests.test_bad_input import leaf_commands
 
-# the commands this branch wrote examples for (a new command should add its own `epilog`)
+# every command (a new command adds its own `epilog`; test_every_command_has_examples)
 WITH_EXAMPLES = [
     "backup", "verify-backup", "backups list", "backups pin", "restore", "replay", "rotate",
     "maintenance on", "maintenance off", "maintenance status", "ops", "render",
+    "status", "deploy", "rollback", "base-backup", "demo", "pitr status", "pitr archive-command",
 ]  # fmt: skip
 
 
@@ -64,3 +65,7 @@ class TestHelp:
         described = " ".join(lines[start : start + 3])
         assert "database" in described.split("--database-url", 1)[1]
         assert "…" not in described
+
+
+def test_every_command_has_examples() -> None:
+    assert set(leaf_commands()) == set(WITH_EXAMPLES)

@@ -73,5 +73,11 @@ def base_backup(
         typer.echo(document["backup_id"])
 
 
+EXAMPLES = """Examples:
+
+  python -m automation base-backup --pgdata DIR --bucket B --app qr
+  python -m automation base-backup --pgdata DIR --bucket B --app qr --json"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("base-backup")(base_backup)
+    app.command("base-backup", epilog=EXAMPLES)(base_backup)

@@ -34,5 +34,11 @@ def demo(
     say(f"demo done in {seconds:.0f}s: every step did what it says")
 
 
+EXAMPLES = """Examples:
+
+  python -m automation demo
+  python -m automation demo --rows 20000"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", epilog=EXAMPLES)(demo)

@@ -60,7 +60,9 @@ WhereOpt = Annotated[
 ]
 ImageOpt = Annotated[
     list[str] | None,
-    typer.Option("--image", help="SERVICE=IMAGE[:TAG|@DIGEST]; repeat for several services."),
+    typer.Option(
+        "--image", help="SERVICE=IMAGE, by tag or @sha256 digest; repeat for several services."
+    ),
 ]
 
 
@@ -332,6 +334,18 @@ def rollback(
     say(f"{app} on {stack} is {planned.migration}")
 
 
+DEPLOY_EXAMPLES = """Examples:
+
+  python -m automation deploy --stack prod --app qr --image api=REPO/qr-api:1.1
+  python -m automation deploy --stack prod --app qr --history"""
+
+
+ROLLBACK_EXAMPLES = """Examples:
+
+  python -m automation rollback --stack prod --app qr --dry-run
+  python -m automation rollback --stack prod --app qr --to 3 --restore-data"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("deploy")(deploy)
-    app.command("rollback")(rollback)
+    app.command("deploy", epilog=DEPLOY_EXAMPLES)(deploy)
+    app.command("rollback", epilog=ROLLBACK_EXAMPLES)(rollback)

@@ -138,9 +138,11 @@ def run_to_time(
 
 
 def run_stack_to_time(
-    stack_name: str, request: Any, *, where: str, yes: bool, as_json: bool
+    stack_name: str, request: Any, *, where: str, yes: bool, as_json: bool, verify: bool = True
 ) -> None:
-    """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`."""
+    """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`; a recovery into
+    live ends with the app's status checks, as every restore does (`--no-verify` skips them)."""
+    from automation.commands.status import finish_operation
     from automation.operations import pitr as operation
     from automation.operations.restore import database_url_from_ops
     from automation.stack import open_stack
@@ -162,19 +164,23 @@ def run_stack_to_time(
             stack, request.app, request.to_time, inspect=request.inspect, jobs=request.jobs,
             log=say, confirm=ask,
         )  # fmt: skip
-        emit_json(document) if as_json else typer.echo(f"restored in the cluster: {document}")
-        return
-    url = database_url_from_ops(app_ops(stack, request.app))
-    document = operation.restore_to_time_local(
-        stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
-        work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
-    )  # fmt: skip
-    if as_json:
-        emit_json(document)
-    elif request.inspect:
-        print_inspect(document)
+
+        def print_text() -> None:
+            typer.echo(f"restored in the cluster: {document}")
     else:
-        print_into_live(document)
+        url = database_url_from_ops(app_ops(stack, request.app))
+        document = operation.restore_to_time_local(
+            stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
+            work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
+        )  # fmt: skip
+
+        def print_text() -> None:
+            print_inspect(document) if request.inspect else print_into_live(document)
+
+    finish_operation(
+        stack, request.app, "restore", document, as_json=as_json, print_text=print_text,
+        where=where, verify=verify and not request.inspect,  # an inspect leaves live as it was
+    )  # fmt: skip
 
 
 def print_inspect(doc: dict[str, Any]) -> None:
@@ -192,10 +198,21 @@ def print_into_live(doc: dict[str, Any]) -> None:
     print_database_steps(db)
 
 
+ARCHIVE_EXAMPLES = """Examples:
+
+  python -m automation pitr archive-command --bucket B --app qr"""
+
+
+STATUS_EXAMPLES = """Examples:
+
+  python -m automation pitr status --bucket B --app qr
+  python -m automation pitr status --bucket B --app qr --database-url URL --json"""
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         help="Point-in-time recovery: WAL archive and base backups.", no_args_is_help=True
     )
-    group.command("archive-command")(archive_command)
-    group.command("status")(status_command)
+    group.command("archive-command", epilog=ARCHIVE_EXAMPLES)(archive_command)
+    group.command("status", epilog=STATUS_EXAMPLES)(status_command)
     app.add_typer(group, name="pitr")

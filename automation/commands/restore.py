@@ -202,7 +202,7 @@ def restore(
             PointInTime(database_url, bucket, app, prefix, to_time, inspect, work_dir, jobs),
             stack=stack, where=where,
             conflicting=bool(key or latest or backup or cleanup or dry_run),
-            yes=yes, as_json=json,
+            yes=yes, as_json=json, verify=verify,
         )  # fmt: skip
         return
     if stack is not None:
@@ -289,7 +289,7 @@ class PointInTime:
 
 def run_point_in_time(
     request: PointInTime, *, stack: str | None, where: str, conflicting: bool, yes: bool,
-    as_json: bool,
+    as_json: bool, verify: bool = True,
 ) -> None:  # fmt: skip
     """`restore --to-time`: the explicit form here, the stack form in operations/pitr.py."""
     from automation.commands import pitr
@@ -302,7 +302,7 @@ def run_point_in_time(
             "drop --key/--latest/--backup/--cleanup/--dry-run"
         )
     if stack is not None:
-        pitr.run_stack_to_time(stack, request, where=where, yes=yes, as_json=as_json)
+        pitr.run_stack_to_time(stack, request, where=where, yes=yes, as_json=as_json, verify=verify)
         return
     pitr.run_to_time(
         database_url=request.database_url, bucket=request.bucket, app=request.app,

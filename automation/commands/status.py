@@ -296,5 +296,12 @@ def status(
         raise typer.Exit(1)
 
 
+EXAMPLES = """Examples:
+
+  python -m automation status --stack prod --app qr --where cluster
+  python -m automation status --stack dev --app quickbite --deep --watch 10
+  python -m automation status --app qr --database-url URL --health-url api=URL"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
+    app.command("status", epilog=EXAMPLES)(status)
