@@ -28,6 +28,9 @@ BASE_BACKUP_LAST_SUCCESS = "opsplane_pitr_base_backup_last_success_timestamp_sec
 ARCHIVER_ARCHIVED = "pg_stat_archiver_archived_count"
 ARCHIVER_FAILED = "pg_stat_archiver_failed_count"
 ARCHIVER_LAST_ARCHIVE_AGE = "pg_stat_archiver_last_archive_age"  # seconds
+# rows written (postgres_exporter's default `stat_database` collector, per database): an idle
+# server switches no WAL segment, so only a server that is being written can lag
+TUPLES_WRITTEN = "pg_stat_database_tup_(inserted|updated|deleted)"  # a __name__ regex
 
 
 @dataclass(frozen=True)

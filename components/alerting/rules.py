@@ -18,6 +18,7 @@ from components.alerting.model import (
     BACKUP_VERIFY_LAST_RUN,
     BACKUP_VERIFY_SUCCESS,
     BASE_BACKUP_LAST_SUCCESS,
+    TUPLES_WRITTEN,
     AlertRule,
     Metrics,
     Priority,
@@ -354,6 +355,7 @@ def pitr_rules(b: _Builder, m: Metrics) -> list[AlertRule]:
     failed = selector(ARCHIVER_FAILED, **job)
     archived = selector(ARCHIVER_ARCHIVED, **job)
     age = selector(ARCHIVER_LAST_ARCHIVE_AGE, **job)
+    written = selector("", __name__=f"~{TUPLES_WRITTEN}", **job)
     last_base = selector(BASE_BACKUP_LAST_SUCCESS, app=b.app)
     limit = p.base_backup_limit_seconds
     return [
@@ -368,12 +370,15 @@ def pitr_rules(b: _Builder, m: Metrics) -> list[AlertRule]:
         ),
         b.rule(
             "WalArchiveLag",
-            f"{age} > {p.archive_lag_seconds}",
+            # an idle server switches no segment (archive_timeout needs activity): its archive
+            # ages without anything at risk, so only lag while rows are being written pages
+            f"{age} > {p.archive_lag_seconds}\nand on (job) "
+            f"sum by (job) (increase({written}[{p.archive_lag_seconds}s])) > 0",
             "2m",
             "P1",
             "WAL archive of {{ $labels.job }} lags",
-            f"The newest archived WAL segment is older than {p.archive_lag_seconds}s: "
-            "a disaster now loses more than the archive timeout.",
+            f"The newest archived WAL segment is older than {p.archive_lag_seconds}s while rows "
+            "are being written: a disaster now loses more than the archive timeout.",
         ),
         b.rule(
             "BaseBackupMissing",

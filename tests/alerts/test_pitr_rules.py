@@ -40,6 +40,8 @@ def cases(v: Variant) -> list[Case]:
     job = {"job": v.metrics.database_job}
     failed, archived = sel(ARCHIVER_FAILED, **job), sel(ARCHIVER_ARCHIVED, **job)
     age = sel(ARCHIVER_LAST_ARCHIVE_AGE, **job)
+    inserted = sel("pg_stat_database_tup_inserted", datname="qr", **job)
+    updated = sel("pg_stat_database_tup_updated", datname="qr", **job)
     base = sel(BASE_BACKUP_LAST_SUCCESS, app=v.app)
     lag, limit = v.params.archive_lag_seconds, v.params.base_backup_limit_seconds
     at = 27 * 3600  # eval time of the base backup cases, in seconds
@@ -48,9 +50,17 @@ def cases(v: Variant) -> list[Case]:
              [(failed, "0+1x40"), (archived, "7x40")], "30m", [job]),
         Case("WalArchivingFailing", "failures but archiving goes on",
              [(failed, "0+1x40"), (archived, "0+1x40")], "30m"),
-        Case("WalArchiveLag", "newest segment ages past the limit",
-             [(age, f"0+60x{lag // 60 + 10}")], f"{lag // 60 + 4}m", [job]),
-        Case("WalArchiveLag", "exactly at the limit", [(age, f"{lag}x20")], "15m"),
+        Case("WalArchiveLag", "newest segment ages past the limit while rows are inserted",
+             [(age, f"0+60x{lag // 60 + 10}"), (inserted, f"0+5x{lag // 60 + 10}")],
+             f"{lag // 60 + 4}m", [job]),
+        Case("WalArchiveLag", "... or only updated",
+             [(age, f"0+60x{lag // 60 + 10}"), (updated, f"0+1x{lag // 60 + 10}")],
+             f"{lag // 60 + 4}m", [job]),
+        Case("WalArchiveLag", "exactly at the limit",
+             [(age, f"{lag}x20"), (inserted, "0+5x20")], "15m"),
+        Case("WalArchiveLag", "an idle server: the archive ages, nothing is written",
+             [(age, f"0+60x{lag // 60 + 30}"), (inserted, f"42x{lag // 60 + 30}")],
+             f"{lag // 60 + 20}m"),
         Case("BaseBackupMissing", "newest older than the limit",
              [(base, f"{at - limit - 900}x1700")], f"{at // 60}m", [{}]),
         Case("BaseBackupMissing", "never recorded", [(sel("up", job="other"), "1x30")], "20m",
