@@ -17,7 +17,7 @@ from components.docker_host import container_labels, env_list
 from components.k8s import declare
 
 if TYPE_CHECKING:
-    from components.pitr import PitrDb
+    from components.pitr import DockerBaseBackup, PitrDb
 
 REDIS_UID = 999  # the redis user of the official image; owns its volume
 SECRETS_DIR = "/run/secrets/opsplane"  # where a store that reads files finds its password
@@ -255,6 +255,55 @@ class Datastore(pulumi.ComponentResource):
             env=[*m.plain_env(env), *password],
         )
 
+    def _declare_docker_base_backup(
+        self,
+        name: str,
+        ctx: AppContext,
+        shape: StoreShape,
+        loop: DockerBaseBackup,
+        volume: docker.Volume,
+        password: pulumi.Input[str],
+        server: docker.Container,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """dev: PITR's base-backup loop in its own container, as the server's uid, on the data
+        volume read-only (prod runs it as a sidecar in the database pod)."""
+        from urllib.parse import quote
+
+        from contract import wal_layout as wl
+
+        pg = ctx.spec.postgres
+        url = pulumi.Output.secret(password).apply(
+            lambda p: (
+                f"postgresql://{pg.user}:{quote(p, safe='')}@{shape.kind}:{shape.port}/"
+                f"{pg.database}"
+            )
+        )
+        docker.Container(
+            f"{name}-base-backup",
+            name=f"{ctx.name}-{shape.kind}-base-backup",
+            image=loop.image,
+            command=loop.args,
+            envs=loop.container_env(url),
+            user=str(shape.run_as_user),  # PostgreSQL's data directory is its owner's only
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=ctx.docker_network)],
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=volume.name, container_path=shape.data_path, read_only=True
+                )
+            ],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", *wl.heartbeat_probe()],
+                interval="60s",
+                timeout="5s",
+                retries=3,
+                start_period="60s",
+            ),
+            restart="unless-stopped",
+            labels=container_labels(m.labels(ctx.name, "base-backup")),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[server])),
+        )
+
     def _pitr_env(self) -> dict[str, pulumi.Input[str]]:
         return dict(self.pitr.docker_env) if self.pitr is not None else {}
 
@@ -269,7 +318,7 @@ class Datastore(pulumi.ComponentResource):
     ) -> None:
         volume = docker.Volume(f"{name}-data", name=f"{ctx.name}-{shape.kind}-data", opts=child)
         image = docker.RemoteImage(f"{name}-image", name=shape.image, keep_locally=True, opts=child)
-        docker.Container(
+        server = docker.Container(
             f"{name}-container",
             name=f"{ctx.name}-{shape.kind}",
             image=image.image_id,
@@ -302,6 +351,11 @@ class Datastore(pulumi.ComponentResource):
                 ),
             ),
         )
+        if self.pitr is not None and self.pitr.docker_base_backup is not None:
+            loop = self.pitr.docker_base_backup
+            self._declare_docker_base_backup(
+                name, ctx, shape, loop, volume, password, server, child
+            )
         exporter_image = docker.RemoteImage(
             f"{name}-exporter-image", name=shape.exporter_image, keep_locally=True, opts=child
         )

@@ -92,6 +92,22 @@ def runner_pitr_policy(bucket_arn: str, root: str) -> str:
 
 
 @dataclass
+class DockerBaseBackup:
+    """dev: the base-backup loop as its own container beside PostgreSQL, on the data volume
+    (read-only). The Datastore adds the database URL (it holds the password)."""
+
+    image: pulumi.Input[str]
+    args: list[str]
+    env: dict[str, pulumi.Input[str]]
+    secret_env: dict[str, pulumi.Input[str]]
+
+    def container_env(self, database_url: pulumi.Input[str]) -> pulumi.Output[list[str]]:
+        from components.docker_host import env_list
+
+        return env_list(self.env, {**self.secret_env, "OPSPLANE_DATABASE_URL": database_url})
+
+
+@dataclass
 class PitrDb:
     """What archiving changes in the app's PostgreSQL (the Datastore applies it)."""
 
@@ -100,6 +116,7 @@ class PitrDb:
     docker_env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     service_account: str | None = None
     sidecar: dict[str, Any] | None = None
+    docker_base_backup: DockerBaseBackup | None = None
 
     def patch(self, statefulset: dict[str, Any]) -> dict[str, Any]:
         """The StatefulSet with the service account, the base-backup sidecar and its /tmp.
@@ -119,26 +136,28 @@ class PitrDb:
         return statefulset
 
 
+def base_backup_args(ctx: Any, bucket: pulumi.Input[str], *, pushgateway: str | None) -> list[Any]:
+    """`base-backup --schedule`: the loop both stacks run beside PostgreSQL (docs/pitr.md)."""
+    settings = ctx.settings
+    args = ["base-backup", "--pgdata", PGDATA, "--bucket", bucket]
+    args += ["--prefix", settings.backup.prefix, "--app", ctx.name]
+    args += ["--retention-days", str(settings.backup.retention_days)]
+    args += ["--schedule", settings.pitr.base_backup_schedule]
+    return [*args, "--pushgateway", pushgateway] if pushgateway else args
+
+
 def base_backup_sidecar(
     *,
     image: pulumi.Input[str],
-    app: str,
-    bucket: pulumi.Input[str],
-    prefix: str,
+    args: list[Any],
     db_user: str,
     db_name: str,
     port: int,
     secret_name: str,
     password_key: str,
-    schedule: str,
-    retention_days: int,
-    pushgateway: str,
     region: str,
 ) -> dict[str, Any]:
     conninfo = f"host=localhost port={port} dbname={db_name} user={db_user} password=$(PGPASS)"
-    args = ["base-backup", "--pgdata", PGDATA, "--bucket", bucket, "--prefix", prefix]
-    args += ["--app", app, "--retention-days", str(retention_days), "--schedule", schedule]
-    args += ["--pushgateway", pushgateway]
     return {
         "name": SIDECAR,
         **m.image_fields(image),
@@ -293,24 +312,26 @@ def pitr_db(
             "AWS_ACCESS_KEY_ID": f"{app}-minio",
             "AWS_DEFAULT_REGION": settings.aws_region,
         }
-        if minio_password is not None:
-            env["AWS_SECRET_ACCESS_KEY"] = minio_password
+        secret = {"AWS_SECRET_ACCESS_KEY": minio_password} if minio_password is not None else {}
         args = postgres_args(postgres_settings(command, settings.pitr.archive_timeout))
-        return PitrDb(image=image.ref, args=args, docker_env=env)
+        base_backup = DockerBaseBackup(
+            image=ctx.runner_image,
+            args=base_backup_args(ctx, bucket, pushgateway=None),
+            env={**env, "AWS_ENDPOINT_URL": endpoint, "HOME": "/tmp"},  # noqa: S108 (container)
+            secret_env=secret,
+        )
+        return PitrDb(
+            image=image.ref, args=args, docker_env={**env, **secret}, docker_base_backup=base_backup
+        )
     command = wl.archive_command(bucket, app, prefix)
     sidecar = base_backup_sidecar(
         image=ctx.runner_image,
-        app=app,
-        bucket=bucket,
-        prefix=prefix,
+        args=base_backup_args(ctx, bucket, pushgateway=settings.alerts.pushgateway_url),
         db_user=pg.user,
         db_name=pg.database,
         port=pg.port,
         secret_name=f"{app}-db-credentials",
         password_key="POSTGRES_PASSWORD",  # noqa: S106 (a Secret key name, not a value)
-        schedule=settings.pitr.base_backup_schedule,
-        retention_days=settings.backup.retention_days,
-        pushgateway=settings.alerts.pushgateway_url,
         region=settings.aws_region,
     )
     return PitrDb(

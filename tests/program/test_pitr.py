@@ -10,8 +10,8 @@ from collections.abc import Callable
 import kubernetes_validate
 import pytest
 
-from automation.stack.render import Rendered
-from components.pitr import SIDECAR
+from automation.stack.render import SECRET_SIG, Rendered
+from components.pitr import PGDATA, SIDECAR
 from contract import wal_layout as wl
 from tests.program.conftest import K8S_VERSION, render
 
@@ -157,6 +157,33 @@ def test_dev_container_archives_to_minio(dev_pitr: Rendered) -> None:
     assert envs["AWS_ACCESS_KEY_ID"] == "qr-minio" and envs["AWS_SECRET_ACCESS_KEY"]
     image = dev_pitr.named("qr-postgres-pitr-image")
     assert image.inputs["skipPush"] is True
+
+
+def test_dev_takes_base_backups_on_the_schedule_beside_the_container(dev_pitr: Rendered) -> None:
+    """The same loop as prod's sidecar: the ops-runner image, the data volume read-only, as the
+    server's uid, into the app's MinIO; its health check is the sidecar's liveness."""
+    loop = dev_pitr.named("qr-db-base-backup")
+    server = dev_pitr.named("qr-db-container")
+    args = loop.inputs["command"]
+    assert args[:2] == ["base-backup", "--pgdata"] and args[2] == PGDATA
+    flags = dict(zip(args[3::2], args[4::2], strict=True))
+    assert flags == {
+        "--bucket": "qr-backups", "--prefix": "backups", "--app": "qr",
+        "--retention-days": "30", "--schedule": "15 3 * * *",
+    }  # fmt: skip
+    assert loop.inputs["image"] == dev_pitr.outputs["ops"]["qr"]["runnerImage"]
+    assert loop.inputs["user"] == "70"
+    [volume] = loop.inputs["volumes"]
+    [data] = server.inputs["volumes"]
+    assert volume["readOnly"] is True and volume["volumeName"] == data["volumeName"]
+    assert volume["containerPath"] == data["containerPath"]
+    raw = loop.inputs["envs"]
+    assert SECRET_SIG in raw  # a secret: the database URL and MinIO's key are in it
+    envs = dict(e.split("=", 1) for e in raw["value"])
+    assert envs["AWS_ENDPOINT_URL"] == "http://qr-minio:9000"
+    assert envs["OPSPLANE_DATABASE_URL"].startswith("postgresql://qr_user:")
+    assert envs["OPSPLANE_DATABASE_URL"].endswith("@db:5432/qr_db")
+    assert loop.inputs["healthcheck"]["tests"] == ["CMD", *wl.heartbeat_probe()]
 
 
 def test_unknown_app_in_pitr_is_one_line() -> None:
