@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from automation.tasks.pitr.barman import list_base_backups
+from contract import wal_layout as wl
 from tests.pitr.conftest import aws_env, cli, make_cluster, stop_instances, write_batch
 from tests.services import S3
 
@@ -73,6 +75,33 @@ def test_base_backup_list_pin_and_retention(s3: S3) -> None:
         assert backup_id in ids and len(ids) == 2
         released = cli("backups", "pin", base["key"], "--unpin", "--bucket", bucket, env=env)
         assert released.returncode == 0, released.stderr
+
+        # retention deletes: the two backups aged 10 and 5 days, a third now, a 1-day window.
+        # Recovering to a day ago needs the 5-day-old one; the 10-day-old one goes, unpinned.
+        second = next(i for i in ids if i != backup_id)
+        age_backup(s3, bucket, backup_id, days=10)
+        age_backup(s3, bucket, second, days=5)
+        third = cli("base-backup", *args, "--retention-days", "1", env=env)
+        assert third.returncode == 0, third.stderr
+        kept = [b.backup_id for b in list_base_backups(cluster.archive)]
+        assert kept == [second, json.loads(third.stdout)["backup_id"]]
+        assert json.loads(third.stdout)["retention"] == "RECOVERY WINDOW OF 1 DAYS"
     finally:
         cluster.instance.stop("immediate")
         stop_instances(cluster.root)
+
+
+def age_backup(s3: S3, bucket: str, backup_id: str, *, days: int) -> None:
+    """Rewrite a base backup's times in its backup.info (what barman-cloud's retention reads) as
+    if it had been taken `days` ago; its data stays as it is."""
+    client = s3.client()
+    key = wl.base_key("backups", "qr", backup_id) + "backup.info"
+    info = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    then = datetime.now(UTC) - timedelta(days=days)
+    lines = [
+        f"{name}={then.isoformat(sep=' ')}" if name in ("begin_time", "end_time") else line
+        for line in info.splitlines()
+        for name in [line.split("=", 1)[0]]
+    ]
+    assert sum(line.startswith(("begin_time=", "end_time=")) for line in lines) == 2, info
+    client.put_object(Bucket=bucket, Key=key, Body="\n".join(lines).encode() + b"\n")
