@@ -141,7 +141,9 @@ def help_modules(*args: str) -> set[str]:
     "args",
     [("--help",), ("restore", "--help"), ("backup", "--help"), ("backups", "pin", "--help"),
      ("verify-backup", "--help"), ("replay", "--help"), ("rotate", "--help"),
-     ("maintenance", "on", "--help"), ("ops", "--help"), ("render", "--help")],
+     ("maintenance", "on", "--help"), ("ops", "--help"), ("render", "--help"),
+     ("status", "--help"), ("deploy", "--help"), ("rollback", "--help"),
+     ("base-backup", "--help"), ("pitr", "status", "--help"), ("demo", "--help")],
 )  # fmt: skip
 def test_help_imports_no_pulumi_boto3_or_psycopg(args: tuple[str, ...]) -> None:
     """`--help` at any level: none of the heavy libraries, and only the light modules of ours."""

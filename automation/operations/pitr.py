@@ -50,8 +50,8 @@ def archive_of(ops: dict[str, Any], app: str) -> tuple[str, str]:
     pitr = ops.get("pitr") or {}
     if not pitr.get("enabled"):
         raise UserInputError(
-            f"{app} does not archive WAL on this stack: set opsplane:pitr.{app}.enabled true "
-            "and `pulumi up` (docs/pitr.md); until then restore --backup latest|KEY"
+            f"{app} does not archive WAL on this stack: add it to opsplane:pitr.apps "
+            "(docs/config.md) and `pulumi up`; until then restore --backup latest|KEY"
         )
     backup = ops.get("backup") or {}
     return str(backup.get("bucket")), str(backup.get("prefix") or bf.DEFAULT_PREFIX)

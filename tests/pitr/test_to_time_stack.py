@@ -137,5 +137,5 @@ def test_stack_form_refuses_an_app_without_archiving(monkeypatch: pytest.MonkeyP
     stack = FakeStack("dev", {"ops": {"qr": ops}})
     monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
     code, _, err = run("--to-time", "latest", "--yes")
-    assert code == 2 and "does not archive WAL" in err
+    assert code == 2 and "does not archive WAL on this stack: add it to opsplane:pitr.apps" in err
     assert stack.ops_sequence() == []
