@@ -43,7 +43,7 @@ lock: setup
 	  components/pitr_image/requirements.txt
 
 test: setup
-	$(BIN)/pytest -rs
+	$(BIN)/pytest -rs -n 2  # two workers: 2 cores, and most tests wait on servers
 
 # The on-call loop on embedded PostgreSQL, S3, Redis and an app stand-in (docs/demo.md).
 .PHONY: demo
