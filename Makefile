@@ -71,7 +71,7 @@ $(CHECKOV_VENV)/bin/checkov: requirements-checkov.lock
 	@touch $@
 
 # Both offline renders (and the ops-runner and PITR Dockerfiles) through checkov, offline: no download, no
-# vendor mapping. Fails on any failed check; the only skips are in .checkov.yaml, with reasons.
+# vendor mapping. Fails on any failed check; skips are in .checkov.yaml (two inline), with reasons.
 checkov: render $(CHECKOV_VENV)/bin/checkov
 	for stack in prod dev; do \
 	  BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml \

@@ -63,7 +63,7 @@ def test_drift_is_checked_nightly_on_prod_and_opens_an_issue() -> None:
     (schedule,) = drift[True]["schedule"]  # YAML 1.1 reads the key `on` as True
     minute, hour, dom, month, dow = schedule["cron"].split()
     assert (dom, month, dow) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()
-    assert drift["permissions"] == {"contents": "read", "issues": "write"}
+    assert drift["permissions"] == {"contents": "read", "issues": "write", "id-token": "write"}
     assert drift["concurrency"]["group"] == "deploy-prod"  # waits for a prod deploy
     steps = drift["jobs"]["preview"]["steps"]
     (preview,) = [s for s in steps if "pulumi/actions" in s.get("uses", "")]
@@ -85,3 +85,15 @@ def test_every_workflow_installs_from_the_hashed_lock() -> None:
         ]
         installs = [r for r in runs if "pip install" in r]
         assert all("--require-hashes -r requirements.lock" in r for r in installs), path.name
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "drift.yml", "pull-request.yml"])
+def test_a_workflow_that_assumes_an_aws_role_may_request_the_oidc_token(name: str) -> None:
+    """configure-aws-credentials with role-to-assume (and no keys) needs `id-token: write`;
+    without it every run fails at the credentials step, and drift would never be reported."""
+    flow = workflow(name)
+    steps = [s for job in flow["jobs"].values() for s in job.get("steps", [])]
+    assumes = [s for s in steps if "configure-aws-credentials" in s.get("uses", "")]
+    assert assumes, f"{name} assumes no AWS role"
+    assert all("role-to-assume" in s["with"] for s in assumes)
+    assert flow["permissions"]["id-token"] == "write"
