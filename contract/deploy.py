@@ -24,8 +24,9 @@ Kind = Literal["deploy", "rollback"]
 # succeeded: new images serving; rolled-back: failed, previous images restored automatically;
 # refused: failed, left on the new images because the schema moved (see docs/deploy.md);
 # restored: failed, data restored to the rollback point and previous images back;
-# failed: failed before any image changed (preflight, rollback point) or the rollback failed.
-Result = Literal["succeeded", "rolled-back", "refused", "restored", "failed"]
+# failed: failed before any image changed (preflight, rollback point) or the rollback failed;
+# interrupted: Ctrl-C/SIGTERM after the images changed (next: `rollback`, docs/deploy.md).
+Result = Literal["succeeded", "rolled-back", "refused", "restored", "failed", "interrupted"]
 
 
 class DeployRecord(BaseModel):

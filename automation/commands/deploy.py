@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from automation.console import confirm, emit_json, handle_errors, stderr
-from automation.errors import UserInputError
+from automation.errors import TaskFailed, UserInputError
 from automation.lazy import lazy_module
 from automation.stack.protocol import StackOps, app_ops
 
@@ -93,12 +93,22 @@ def error_rate_probe(alertmanager_url: str | None, app: str) -> Any:
     """Firing error-rate alerts of the app in Alertmanager (none asked: nothing to check)."""
     if not alertmanager_url:
         return lambda: []
+    if not alertmanager_url.startswith(("http://", "https://")):
+        raise UserInputError(
+            f"--alertmanager-url {alertmanager_url!r}: use an http(s) URL, e.g. "
+            "http://alertmanager:9093"
+        )
     from automation.tasks.checks import alerts
 
     url = alertmanager_url.rstrip("/") + "/api/v2/alerts?active=true&silenced=false"
 
     def firing() -> list[str]:
-        found = [a for a in alerts.fetch(url, 5.0) if alerts.ours(a, app)]
+        try:
+            fetched = alerts.fetch(url, 5.0)
+        except (OSError, ValueError) as exc:  # the soak counts it as a failing check
+            why = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
+            raise TaskFailed(f"Alertmanager {alertmanager_url} did not answer: {why}") from None
+        found = [a for a in fetched if alerts.ours(a, app)]
         names = [(a.get("labels") or {}).get("alertname") for a in found]
         return [n for n in names if n == op.ERROR_RATE_ALERT]
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from automation.errors import OpsError, TaskFailed, UserInputError
+from automation.errors import OpsError, TaskFailed, Terminated, UserInputError
 from automation.stack.protocol import StackBusy, StackOps, app_ops
 from contract import deploy as history
 from contract.images import check_image
@@ -104,7 +104,7 @@ class DeployReport:
         try:
             yield step
         except BaseException as exc:
-            step.status, step.detail = "failed", step.detail or str(exc)
+            step.status, step.detail = "failed", step.detail or reason(exc)
             raise
         else:
             step.status = "ok" if step.status == "running" else step.status
@@ -119,6 +119,14 @@ class DeployFailed(TaskFailed):
     def __init__(self, message: str, report: DeployReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+def reason(exc: BaseException) -> str:
+    """One line for an error: its message (a URLError's reason), else its type."""
+    text = " ".join(str(getattr(exc, "reason", None) or exc).split())[:300]
+    if isinstance(exc, OpsError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- what is running and what would change -----------------------------------------------------
@@ -171,6 +179,12 @@ def migration_plan(block: dict[str, Any], before: dict[str, str], after: dict[st
 
 def service_key(app: str, service: str) -> str:
     return f"opsplane:apps.{app}.services.{service}.image"
+
+
+def configured_image(stack: StackOps, app: str, service: str) -> str | None:
+    """The image config holds for a service (what the next `up` deploys), if set there."""
+    value = stack.get_config(service_key(app, service), path=True)
+    return value or None
 
 
 def set_images(stack: StackOps, app: str, images: dict[str, str]) -> None:
@@ -256,9 +270,7 @@ def watch(report: DeployReport, probes: Probes, soak: float, on_output: OnOutput
     with report.step("watch", on_output) as step:
         deadline, rounds = probes.clock() + soak, 0
         while True:
-            problems = failing(probes.health()) + [
-                f"alert {name} firing" for name in probes.firing()
-            ]
+            problems = soak_problems(probes)
             if problems:
                 raise TaskFailed(f"unhealthy during the soak: {'; '.join(problems)}")
             rounds += 1
@@ -267,6 +279,22 @@ def watch(report: DeployReport, probes: Probes, soak: float, on_output: OnOutput
                 break
             probes.sleep(min(probes.poll_seconds, left))
         step.detail = f"healthy for {soak:g}s ({rounds} checks)"
+
+
+def soak_problems(probes: Probes) -> list[str]:
+    """What fails now. A check that cannot run (an unreachable Alertmanager, a status probe
+    that raised) is a failing check with its reason, never a crash past the rollback."""
+    try:
+        problems = failing(probes.health())
+    except OpsError:
+        raise
+    except Exception as exc:
+        problems = [f"status did not run ({reason(exc)})"]
+    try:
+        problems += [f"alert {name} firing" for name in probes.firing()]
+    except Exception as exc:
+        problems.append(f"error-rate alert unknown ({reason(exc)})")
+    return problems
 
 
 def compatible(before: str | None, now: str | None, declared: list[str]) -> bool:
@@ -321,14 +349,43 @@ def deploy(
     except StackBusy as exc:  # the update never started: only the config to put back
         set_images(stack, request.app, {s: report.before[s] for s in changed})
         raise TaskFailed(f"{exc}; nothing was deployed, config holds the running images") from exc
-    except OpsError as exc:
-        stage = report.steps[-1].name
-        message = recover(stack, report, probes, request, block, on_output, f"{stage}: {exc}")
+    except KeyboardInterrupt as exc:
+        interrupted(stack, report, exc)
+        raise
+    except Exception as exc:  # any failure goes through the same recovery, never past it
+        cause = f"{report.steps[-1].name}: {reason(exc)}"
+        try:
+            message = recover(stack, report, probes, request, block, on_output, cause)
+        except KeyboardInterrupt as stop:
+            interrupted(stack, report, stop)
+            raise
         raise DeployFailed(message, report) from exc
     report.schema_after = head_or_none(probes, on_output)
     report.result = "succeeded"
     record(stack, report)
     return report
+
+
+def interrupted(stack: StackOps, report: DeployReport, exc: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM after the images changed: record it (`interrupted`) and name the next
+    step in the line the console prints (`exc.summary`); `--json` gets the step report."""
+    stage = report.steps[-1].name if report.steps else "start"
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    report.result = "interrupted"
+    try:
+        record(stack, report, f"{what} during {stage}")
+        recorded = f"recorded as #{report.record}"
+    except (Exception, KeyboardInterrupt) as error:  # say so; the line below still shows
+        recorded = f"NOT recorded in the history ({reason(error)})"
+    command = f"python -m automation rollback --stack {stack.name} --app {report.app}"
+    setattr(  # noqa: B010 (KeyboardInterrupt declares no such attribute)
+        exc,
+        "summary",
+        f"{report.kind} of {report.app} stopped during {stage} ({recorded}); the new images may "
+        f"be partly rolled out and config holds them. Next step: `{command}` (it checks the "
+        "schema head first)",
+    )
+    setattr(exc, "report", report.to_json())  # noqa: B010
 
 
 def head_or_none(probes: Probes, on_output: OnOutput) -> str | None:
@@ -352,9 +409,16 @@ def recover(
     """After a failed apply/watch: roll back if safe, restore data if asked, else refuse.
     Records the outcome; returns the one-line message for the operator."""
     with report.step("rollback", on_output) as step:
-        report.schema_after = probes.schema_head()
+        try:
+            report.schema_after = probes.schema_head()
+        except Exception as exc:  # unknown head: refuse (and record), never abort silently
+            report.result, step.status = "refused", "skipped"
+            step.detail = unreadable_head(stack.name, report, reason(exc))
+            cause = f"{cause}; schema head unreadable"
         declared = list(block.get("compatibleHeads") or [])
-        if compatible(report.schema_before, report.schema_after, declared):
+        if report.result == "refused":
+            pass
+        elif compatible(report.schema_before, report.schema_after, declared):
             go_back(stack, report, report.before, on_output)
             report.result, step.detail = "rolled-back", "previous images restored"
         elif request.restore_data:
@@ -373,7 +437,11 @@ def go_back(
 ) -> None:
     """Config back to `images` (only the services that differ from what runs) and `up`."""
     running = report.after if report.kind == "deploy" else report.before
-    back = {s: i for s, i in images.items() if running.get(s) != i}
+    back = {  # against config, which an interrupted deploy may have left ahead of `ops`
+        s: i
+        for s, i in images.items()
+        if (configured_image(stack, report.app, s) or running.get(s)) != i
+    }
     try:
         set_images(stack, report.app, back)
         stack.up(on_output)
@@ -405,6 +473,19 @@ def restore_and_go_back(
     report.schema_after = probes.schema_head()
 
 
+def unreadable_head(stack_name: str, report: DeployReport, why: str) -> str:
+    """The schema head could not be read after the failure: the previous images may not read
+    it, so nothing goes back on its own; the two ways forward."""
+    return (
+        f"NOT rolled back: the schema head could not be read ({why}), so whether the previous "
+        f"images (built for {report.schema_before or 'none'}) can run on it is unknown. Either "
+        f"fail forward (`deploy --stack {stack_name} --app {report.app} --image "
+        f"SERVICE=FIXED_IMAGE`), or, once the database answers, `rollback --stack {stack_name} "
+        f"--app {report.app}` (it checks the head; add --restore-data to go back to the "
+        f"rollback point {report.rollback_point}, writes since then are lost)"
+    )
+
+
 def refusal(stack_name: str, report: DeployReport) -> str:
     """Why the previous images cannot come back on their own, and the two ways forward."""
     return (
@@ -423,10 +504,11 @@ def outcome_message(stack_name: str, report: DeployReport, cause: str) -> str:
         if report.schema_after == report.schema_before
         else f"schema head {report.schema_after} is declared compatible"
     )
+    refused = next((s.detail for s in report.steps if s.name == "rollback"), "")
     done = {
         "rolled-back": f"rolled back to the previous images ({why})",
         "restored": f"data restored to {report.rollback_point} and the previous images are back",
-        "refused": refusal(stack_name, report),
+        "refused": refused or refusal(stack_name, report),
     }[report.result]
     return f"deploy #{report.record} of {report.app} failed at {cause}; {done}"
 
@@ -453,6 +535,11 @@ def rollback_target(
     (succeeded or refused: back to the images before it, with its rollback point); else the
     newest succeeded deploy whose images differ from what runs."""
     last = records[-1] if records else None
+    if to is None and last and last.result == "interrupted":  # config may be ahead of `ops`
+        return Target(
+            last.previous, last.schema_before, last.rollback_point,
+            f"the images before deploy #{last.n} (interrupted)", "",
+        )  # fmt: skip
     if to is None and last and last.result in ("succeeded", "refused") and last.images == running:
         return Target(
             last.previous, last.schema_before, last.rollback_point,

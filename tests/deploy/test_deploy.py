@@ -412,3 +412,127 @@ def test_preflight_and_soak_check_the_app_where_its_addresses_resolve(
     stack = FakeStack(stack_name, outputs={"ops": {"qr": sample_ops("qr", stack_name)}})
     probes = deploy_command.real_probes(stack, "qr", None)
     assert probes.health() is report and calls == [runs]
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_an_unreachable_alertmanager_fails_the_soak_and_rolls_back(world: World) -> None:
+    """An error that is not an OpsError during the soak (URLError) is a failing check with its
+    reason: the same rollback and history record as any soak failure, not a crash."""
+    url = closed_port_url()
+    code, out, err = deploy("--image", f"api={NEW}", "--alertmanager-url", url, "--json")
+    assert code == 1, err
+    assert (
+        "failed at watch: unhealthy during the soak: error-rate alert unknown (Alertmanager" in err
+    )
+    assert "did not answer" in err and "rolled back to the previous images" in err
+    assert "unexpected" not in err and "Traceback" not in err
+    assert world.served == [NEW, OLD] and world.images()["api"] == OLD
+    assert json.loads(out)["result"] == "rolled-back"
+    assert world.history()[-1].result == "rolled-back"
+    code, _, err = deploy("--image", f"api={NEW}", "--alertmanager-url", "localhost:9093")
+    assert code == 2 and "--alertmanager-url 'localhost:9093': use an http(s) URL" in err
+
+
+def test_any_error_during_the_soak_goes_through_recovery(world: World, monkeypatch) -> None:
+    """A probe raising something unexpected is still a failing soak check: rolled back, recorded."""
+    calls = {"n": 0}
+
+    def health() -> StatusReport:
+        calls["n"] += 1
+        if calls["n"] > 1:  # preflight passes; the soak's probe breaks
+            raise ConnectionResetError("connection reset by peer")
+        return world.health()
+
+    monkeypatch.setattr(deploy_command, "status_probe", lambda stack, app, where: health)
+    code, _, err = deploy("--image", f"api={NEW}")
+    assert code == 1
+    assert "status did not run (ConnectionResetError: connection reset by peer)" in err
+    assert world.images()["api"] == OLD and world.history()[-1].result == "rolled-back"
+
+
+@pytest.mark.parametrize("stage", ["watch", "apply"])
+def test_an_interrupted_deploy_is_recorded_and_names_the_rollback(
+    world: World, monkeypatch, stage: str
+) -> None:
+    """Ctrl-C / SIGTERM after the images changed: recorded as interrupted, one line naming
+    `rollback`, and that rollback puts the previous images back (even when `up` was cut short
+    and config is ahead of `ops`)."""
+    from automation.errors import Terminated
+
+    if stage == "watch":
+        calls = {"n": 0}
+
+        def health() -> StatusReport:
+            calls["n"] += 1
+            if calls["n"] == 2:  # preflight passes; the first soak check is cut short
+                raise Terminated()
+            return world.health()
+
+        monkeypatch.setattr(deploy_command, "status_probe", lambda stack, app, where: health)
+    else:
+        on_up = world.stack.on_up
+
+        def cut_short(config: dict, outputs: dict) -> dict:
+            world.stack.on_up = on_up
+            raise KeyboardInterrupt
+
+        world.stack.on_up = cut_short
+    code, out, err = deploy("--image", f"api={NEW}", "--json")
+    assert code == 1
+    what = "terminated (SIGTERM)" if stage == "watch" else "interrupted"
+    assert f"{what}: deploy of qr stopped during {stage} (recorded as #1)" in err
+    assert "Next step: `python -m automation rollback --stack dev --app qr`" in err
+    assert json.loads(out)["report"]["result"] == "interrupted"
+    (entry,) = world.history()
+    assert (entry.result, entry.images["api"], entry.previous["api"]) == ("interrupted", NEW, OLD)
+    assert entry.detail == f"{what.split()[0]} during {stage}"
+    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--yes", "--soak", "0.1")
+    assert code == 0, err
+    assert world.images()["api"] == OLD
+    assert json.loads(world.stack.config["opsplane:apps"])["qr"]["services"]["api"]["image"] == OLD
+    assert [(r.kind, r.result) for r in world.history()] == [
+        ("deploy", "interrupted"), ("rollback", "succeeded"),
+    ]  # fmt: skip
+
+
+def test_an_unreadable_schema_head_refuses_the_rollback_and_still_records(
+    world: World, monkeypatch
+) -> None:
+    """recover() cannot read the head (the database went away): no automatic rollback onto an
+    unknown schema, one line with why and the two ways forward, and the history record."""
+    real = deploy_command.real_probes
+    heads = {"n": 0}
+
+    def probes(*args, **kwargs):
+        wired = real(*args, **kwargs)
+        read = wired.schema_head
+
+        def head() -> str | None:
+            heads["n"] += 1
+            if heads["n"] > 1:
+                raise OSError("could not connect to server: No such file or directory")
+            return read()
+
+        wired.schema_head = head
+        return wired
+
+    monkeypatch.setattr(deploy_command, "real_probes", probes)
+    world.unhealthy.add(NEW)
+    code, out, err = deploy("--image", f"api={NEW}", "--json")
+    assert code == 1
+    assert "NOT rolled back: the schema head could not be read (OSError: could not connect" in err
+    assert "fail forward (`deploy --stack dev --app qr --image SERVICE=FIXED_IMAGE`)" in err
+    assert "`rollback --stack dev --app qr` (it checks the head; add --restore-data" in err
+    assert world.served == [NEW] and world.images()["api"] == NEW
+    entry = world.history()[-1]
+    assert (entry.result, entry.schema_before, entry.schema_head) == ("refused", QR_HEAD, None)
+    assert "schema head unreadable" in entry.detail
+    assert json.loads(out)["steps"][-1]["status"] == "skipped"
