@@ -125,6 +125,7 @@ def run_to_time(
     from automation.tasks.io import pgtools
 
     live = pgtools.database_name(database_url)
+    job.guard()  # the plain restore's target checks and claim, before anything changes
     confirm(
         f"Replace database {pgtools.describe(database_url)} with its state at "
         f"{plan.target_label} (the current one is kept as {live}_pre_restore_<time>)?",

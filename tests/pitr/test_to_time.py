@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
+from automation.tasks import pgswap
 from tests.pitr.conftest import (
     Cluster,
     aws_env,
@@ -145,6 +146,46 @@ class TestRefused:
         )
         assert result.returncode == 2 and "no zone" in result.stderr
         no_traceback(result)
+
+
+class TestGuards:
+    """`--to-time` into live goes through the plain restore's guards (`DatabaseRestore.guard`),
+    before the recovery and before anything changes."""
+
+    @pytest.mark.parametrize("target", ["template1", "postgres"])
+    def test_protected_target_refused_before_anything_changes(
+        self, history: History, work_dir, target: str
+    ) -> None:
+        c = history.cluster
+        before = databases(c.admin)
+        args = ["--database-url", c.instance.url(target), "--bucket", c.bucket, "--app", "qr"]
+        result = cli("restore", *args, "--to-time", "latest", "--yes",
+                     "--work-dir", str(work_dir), env=history.env)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        no_traceback(result)
+        [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+        assert f"'{target}'" in line and "template or maintenance database" in line
+        assert databases(c.admin) == before
+        assert batches(c.url) == {1: 50, 2: 50, 3: 50}
+        assert not any(work_dir.iterdir())  # refused before the recovery
+
+    def test_refused_while_a_restore_of_the_database_holds_the_claim(
+        self, history: History, work_dir
+    ) -> None:
+        c = history.cluster
+        before = databases(c.admin)
+        # what a running plain restore of qr holds (DatabaseRestore._take_claim)
+        with pgswap.Claim(c.url, "restore of qr (pid 4242)") as claim:
+            claim.take("restore:qr", what="a restore of qr")
+            result = cli("restore", *common(history), "--to-time", "latest", "--yes",
+                         "--work-dir", str(work_dir), env=history.env)  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        no_traceback(result)
+        [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+        assert "a restore of qr: already running" in line and "pid 4242" in line
+        assert databases(c.admin) == before
+        assert batches(c.url) == {1: 50, 2: 50, 3: 50}
+        assert not any(work_dir.iterdir())
 
 
 class TestIntoLive:

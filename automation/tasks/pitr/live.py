@@ -1,5 +1,7 @@
-"""Bring the app database of a recovered instance into the live cluster, the way every restore
-does (`automation/tasks/restore.py`): verify, shadow database, check, swap.
+"""Bring the app database of a recovered instance into the live cluster through the plain
+restore's own path (`automation/tasks/restore/database.py`, `DatabaseRestore`): its guards
+(protected or missing target refused, one restore per database, shadow database claimed, failed
+drop reported), shadow database, check, swap. Only the source differs:
 
 1. verify: the recovered instance is paused at the target and holds the app database; its
    exact row counts and migration head are recorded (what step 4 checks against);
@@ -8,8 +10,9 @@ does (`automation/tasks/restore.py`): verify, shadow database, check, swap.
    `pgload.ScriptLoader` (COPY rows, index builds and foreign keys `--jobs` wide), no temp file;
 4. check: the shadow database has the recovered row counts and migration head, exactly;
 5. swap (`pgswap.swap`): live -> `<db>_pre_restore_<ts>`, shadow -> live, in one transaction.
-Anything failing before the swap drops the shadow database; a SIGKILL leaves it as a leftover
-for `restore --cleanup`, and the live database as it was.
+Anything failing before the swap drops the shadow database (or, when the drop fails, names it
+and `restore --cleanup`); a SIGKILL leaves it as a leftover for `restore --cleanup`, and the
+live database as it was.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from automation.errors import TaskFailed
-from automation.tasks import pgload, pgswap
+from automation.tasks import pgload
 from automation.tasks.backup import migration_head, pg_dump_chunks, table_row_counts
-from automation.tasks.backups import kill_point
+from automation.tasks.backups import BackupRef, kill_point
 from automation.tasks.io import pgtools
-from automation.tasks.restore import RestoreReport
-from automation.tasks.restore.database import restore_stamp
+from automation.tasks.restore.database import DatabaseRestore
+from automation.tasks.restore.report import RestoreReport
 
 Log = Callable[[str], None]
 
@@ -34,13 +37,41 @@ def recorded_facts(source_url: str) -> tuple[dict[str, int], str | None]:
         return table_row_counts(conn), migration_head(conn)
 
 
-def _repair_blocked(url: str, live: str, report: RestoreReport, log: Log) -> None:
-    if pgswap.blocked_live(url, live):
-        pgswap.set_allow_connections(url, live, True)
-        report.repaired.append(
-            f"re-allowed connections to {live} (left blocked by an interrupted swap)"
+class PointInTimeRestore(DatabaseRestore):
+    """The plain restore's path (`DatabaseRestore`: `guard` -> verify -> `apply`), with the
+    recovered instance as its source instead of a backup file: the same target checks, the
+    same exclusive `restore:<db>` claim, the claimed shadow database, the same swap and the
+    same handling of a failed drop. Only verify (read the recovered facts) and load (pg_dump of
+    the paused instance) differ.
+
+        with PointInTimeRestore(url, source_url, source) as job:
+            job.guard()    # before the recovery: protected/missing target, a restore running
+            job.verify()
+            job.apply()
+    """
+
+    def __init__(
+        self, url: str, source_url: str, source: str, *, jobs: int = 2, log: Log = lambda _: None
+    ) -> None:
+        ref = BackupRef(bucket="", key=source, format="point-in-time", size=0)
+        super().__init__(url, None, ref, jobs=jobs, log=log)
+        self.source_url = source_url
+        self.report = RestoreReport(self.live, source, "point-in-time", dry_run=False)
+        self._facts: tuple[dict[str, int], str | None] = ({}, None)
+
+    def verify(self) -> RestoreReport:
+        self.guard()
+        with self.report.step("verify", self.log) as step:
+            self._facts = recorded_facts(self.source_url)
+            tables = self._facts[0]
+            step.detail = f"recovered database: {len(tables)} tables, {sum(tables.values()):,} rows"
+        self._verified = True
+        return self.report
+
+    def _load_and_check(self, new_url: str) -> None:
+        _load_and_check(
+            self.report, self.source_url, new_url, self._major, self.jobs, self.log, self._facts
         )
-        log(report.repaired[-1])
 
 
 def bring_into_live(
@@ -48,38 +79,9 @@ def bring_into_live(
 ) -> RestoreReport:
     """Replace the live database behind `url` with the database behind `source_url` (the
     recovered instance); `source` names it in the report."""
-    live = pgtools.database_name(url)
-    report = RestoreReport(live, source, "point-in-time", dry_run=False)
-    report.leftovers = pgswap.restore_leftovers(url, live)
-    with report.step("verify", log) as step:
-        tables, head = recorded_facts(source_url)
-        major = pgtools.server_major(pgswap.admin_url(url))
-        step.detail = f"recovered database: {len(tables)} tables, {sum(tables.values()):,} rows"
-    _repair_blocked(url, live, report, log)
-    stamp = restore_stamp()
-    new, pre = f"{live}{pgswap.RESTORE_INFIX}{stamp}", f"{live}{pgswap.PRE_RESTORE_INFIX}{stamp}"
-    pgswap.check_name_length(pre)
-    live_info = pgswap.database_info(url, live)
-    with report.step("create", log) as step:
-        pgswap.create_like(url, new, live_info)
-        step.detail = new
-    try:
-        _load_and_check(
-            report, source_url, pgtools.with_database(url, new), major, jobs, log, (tables, head)
-        )
-    except BaseException:
-        log(f"restore failed: dropping {new}; the live database {live} is unchanged")
-        pgswap.drop_database(url, new, force=True)
-        raise
-    kill_point("before_swap")
-    with report.step("swap", log) as step:
-        report.sessions_ended = pgswap.swap(
-            url, live, new, pre, live_exists=live_info is not None, on_step=kill_point
-        )
-        step.detail = f"{live} -> {pre}, {new} -> {live}" if live_info else f"{new} -> {live}"
-    kill_point("after_swap")
-    report.restored_from, report.pre_restore = new, pre if live_info is not None else None
-    return report
+    with PointInTimeRestore(url, source_url, source, jobs=jobs, log=log) as job:
+        job.verify()
+        return job.apply()
 
 
 def _load_and_check(

@@ -28,6 +28,7 @@ class PitrRestore:
     jobs: int = 2
     log: Log = lambda line: None
     plan: recover.Plan | None = field(default=None, init=False)
+    _job: live.PointInTimeRestore | None = field(default=None, init=False, repr=False)
 
     def check(self, client: Any = None) -> recover.Plan:
         """Pick base backup and target; refuses a TIME outside the window. Changes nothing."""
@@ -67,20 +68,47 @@ class PitrRestore:
             "stop": f"{inst.bin_dir / 'pg_ctl'} stop -D {inst.pgdata}",
         }
 
-    def into_live(self) -> dict[str, Any]:
-        """Recover (or reuse an inspected copy at the same target), then verify -> shadow ->
-        swap into live; the instance is stopped afterwards, its data kept for the next run."""
-        ws, inst = self.instance()
-        assert self.plan is not None
-        db = pgtools.database_name(self.url)
-        source = f"{self.archive.where()} at {self.plan.target_label}"
+    def guard(self) -> None:
+        """The plain restore's guards, before the recovery and before anything changes: a
+        protected or missing target is refused, and so is a second restore of the database (the
+        exclusive `restore:<db>` claim, held until `into_live` ends or `close`)."""
+        if self._job is not None:
+            return
+        job = live.PointInTimeRestore(self.url, "", "", jobs=self.jobs, log=self.log)
+        job.__enter__()
+        self._job = job
         try:
-            report = live.bring_into_live(
-                self.url, inst.url(db, self.user), source, jobs=self.jobs, log=self.log
-            )
+            job.guard()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the claim (idempotent)."""
+        if self._job is not None:
+            job, self._job = self._job, None
+            job.__exit__(None, None, None)
+
+    def into_live(self) -> dict[str, Any]:
+        """Guard, recover (or reuse an inspected copy at the same target), then the plain
+        restore's verify -> shadow -> swap into live; the instance is stopped afterwards, its
+        data kept for the next run."""
+        self.guard()
+        assert self._job is not None and self.plan is not None
+        job = self._job
+        try:
+            ws, inst = self.instance()
+            db = pgtools.database_name(self.url)
+            job.source_url = inst.url(db, self.user)
+            job.report.source = f"{self.archive.where()} at {self.plan.target_label}"
+            try:
+                job.verify()
+                report = job.apply()
+            finally:
+                inst.stop()
+                ws.state_file.unlink(missing_ok=True)  # stopped: the next run starts from the base
         finally:
-            inst.stop()
-            ws.state_file.unlink(missing_ok=True)  # stopped: the next run starts from the base
+            self.close()
         document: dict[str, Any] = {
             "database": report.to_dict(),
             "asked": recover.fmt(self.plan.asked),

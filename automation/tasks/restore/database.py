@@ -104,6 +104,7 @@ class DatabaseRestore:
         self._major = 0
         self._verified = False
         self._claim: pgswap.Claim | None = None
+        self._guarded = False
 
     def __enter__(self) -> DatabaseRestore:
         self._tmp = tempfile.TemporaryDirectory(prefix="opsplane-restore-")
@@ -128,6 +129,24 @@ class DatabaseRestore:
         assert self._tmp is not None, "use DatabaseRestore as a context manager"
         return Path(self._tmp.name)
 
+    def guard(self) -> None:
+        """What every restore into a live database checks first, changing nothing: the target
+        is neither protected nor missing (`pgswap.check_target`), no other restore of it runs
+        (the exclusive `restore:<db>` claim, held from here to the end), and leftovers are
+        reported. Idempotent: a second call only re-checks nothing."""
+        if self._guarded:
+            return
+        pgswap.check_target(self.url, self.live, create=self.create)
+        if not self.dry_run:
+            self._take_claim()
+        self.report.leftovers = pgswap.restore_leftovers(self.url, self.live)
+        for name in self.report.leftovers:
+            self.log(f"leftover of {interrupted(name)}: {name} (drop with `restore --cleanup`)")
+        if pgswap.blocked_live(self.url, self.live):
+            self.log(f"{self.live} refuses connections (an interrupted swap); restore re-allows")
+        self._major = server_major(pgswap.admin_url(self.url))
+        self._guarded = True
+
     def verify(self) -> RestoreReport:
         """Report leftovers, then read and check the backup. Changes nothing.
 
@@ -136,15 +155,7 @@ class DatabaseRestore:
         dropped, if one does not inflate), instead of twice. A dry run, or an archive without
         a recorded checksum, has every block read here."""
         report = self.report
-        pgswap.check_target(self.url, self.live, create=self.create)
-        if not self.dry_run:
-            self._take_claim()
-        report.leftovers = pgswap.restore_leftovers(self.url, self.live)
-        for name in report.leftovers:
-            self.log(f"leftover of {interrupted(name)}: {name} (drop with `restore --cleanup`)")
-        if pgswap.blocked_live(self.url, self.live):
-            self.log(f"{self.live} refuses connections (an interrupted swap); restore re-allows")
-        self._major = server_major(pgswap.admin_url(self.url))
+        self.guard()
         with report.step("verify", self.log) as step:
             read_blocks = self.dry_run or not self.source.sha256
             self._archive, self._inflated, self._entries = _verify(
