@@ -7,13 +7,15 @@
 - Base backups need the data directory itself (barman-cloud-backup reads PGDATA's files), and the
   volume is ReadWriteOnce, so a CronJob pod cannot mount it while the server runs: they run in a
   `base-backup` sidecar of the database pod (the ops-runner image, which has automation and
-  barman-cloud), `python -m automation base-backup --schedule CRON`, which after each backup
-  applies retention (`RECOVERY WINDOW OF retentionDays DAYS`) and pushes its success time.
+  barman-cloud), `python -m automation base-backup --schedule CRON`: it backs up at start when
+  the bucket has no base backup of the app yet (PITR just turned on), then at each firing; after
+  each backup it applies retention (`RECOVERY WINDOW OF retentionDays DAYS`) and pushes its
+  success time.
 - prod credentials: an IRSA role for the database pod's service account, reads and writes
   scoped to the app's WAL prefix; the ops-runner role may read it (restore --to-time) and keep
   base backups (backups pin).
 - dev: the Docker PostgreSQL container archives to the app's MinIO with its root credentials;
-  base backups on demand (docs/pitr.md).
+  the same base-backup loop runs in its own container, `<app>-db-base-backup` (docs/pitr.md).
 """
 
 from __future__ import annotations

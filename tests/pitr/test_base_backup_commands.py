@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from automation.tasks.pitr.barman import list_base_backups
 from contract import wal_layout as wl
-from tests.pitr.conftest import aws_env, cli, make_cluster, stop_instances, write_batch
+from tests.pitr.conftest import (
+    REPO,
+    aws_env,
+    cli,
+    make_cluster,
+    stop_instances,
+    write_batch,
+)
 from tests.services import S3
 
 
@@ -105,3 +116,45 @@ def age_backup(s3: S3, bucket: str, backup_id: str, *, days: int) -> None:
     ]
     assert sum(line.startswith(("begin_time=", "end_time=")) for line in lines) == 2, info
     client.put_object(Bucket=bucket, Key=key, Body="\n".join(lines).encode() + b"\n")
+
+
+def test_the_schedule_loop_takes_the_first_base_backup_at_start(s3: S3, tmp_path) -> None:
+    """PITR just turned on (an empty archive): the loop the sidecar and the dev container run
+    backs up at once instead of waiting for its schedule (here: once a year), so the window
+    exists right after `pulumi up`; with one in the archive, a restarted loop only waits."""
+    bucket = s3.create_bucket("pitr")
+    cluster = make_cluster(bucket, s3.endpoint)
+    env = {**os.environ, **aws_env(s3.endpoint)}
+    args = [sys.executable, "-m", "automation", "base-backup", "--database-url", cluster.admin,
+            "--pgdata", str(cluster.instance.pgdata), "--bucket", bucket, "--app", "qr",
+            "--schedule", "0 0 1 1 *"]  # fmt: skip
+
+    def loop_until(line: str, timeout: float = 120) -> str:
+        err = tmp_path / "loop.err"
+        with err.open("w") as sink:
+            proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=sink, stdout=sink)
+            try:
+                deadline = time.monotonic() + timeout
+                while line not in err.read_text() and time.monotonic() < deadline:
+                    assert proc.poll() is None, err.read_text()
+                    time.sleep(0.2)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        return " ".join(err.read_text().split())  # the console wraps long lines
+
+    try:
+        write_batch(cluster.url, 1)
+        assert list_base_backups(cluster.archive) == []
+        first = loop_until("next base backup at")
+        assert "no base backup in" in first and "taking the first one now" in first, first
+        [made] = list_base_backups(cluster.archive)
+        assert made.status == "DONE" and f"base backup {made.backup_id} done" in first
+        assert first.index("done") < first.index("next base backup at")
+
+        again = loop_until("next base backup at")
+        assert "taking the first one now" not in again, again
+        assert [b.backup_id for b in list_base_backups(cluster.archive)] == [made.backup_id]
+    finally:
+        cluster.instance.stop("immediate")
+        stop_instances(cluster.root)

@@ -57,6 +57,9 @@ def test_a_backup_round_promises_the_longest_a_backup_may_take(
     seen: list[float] = []
 
     class Job:
+        def has_base_backup(self, log: Any) -> bool:
+            return True
+
         def run(self) -> dict[str, Any]:
             seen.append(promised(heartbeat))  # what the probe reads while the backup runs
             return {"backup_id": "20261201T000000"}
@@ -68,3 +71,54 @@ def test_a_backup_round_promises_the_longest_a_backup_may_take(
     [during] = seen
     assert wl.BASE_BACKUP_MAX_SECONDS - 5 <= during <= wl.BASE_BACKUP_MAX_SECONDS
     assert lines[-1] == "base backup 20261201T000000 done"
+
+
+class FirstBackupJob:
+    """A job whose archive holds `existing` finished base backups; records what ran when."""
+
+    def __init__(self, existing: int, heartbeat: Path) -> None:
+        self.existing, self.heartbeat, self.events = existing, heartbeat, []  # type: ignore[var-annotated]
+
+    @property
+    def archive(self) -> Any:
+        class Where:
+            def where(self) -> str:
+                return "s3://b/backups/pitr/qr"
+
+        return Where()
+
+    def has_base_backup(self, log: Any) -> bool:
+        self.events.append("listed")
+        return self.existing > 0
+
+    def run(self) -> dict[str, Any]:
+        self.events.append(("backup", promised(self.heartbeat)))
+        self.existing += 1
+        return {"backup_id": f"2026120{self.existing}T000000"}
+
+
+@pytest.mark.parametrize(("existing", "startup_backups"), [(0, 1), (1, 0)])
+def test_the_loop_backs_up_at_start_only_when_the_archive_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: int, startup_backups: int
+) -> None:
+    """PITR just turned on: the first base backup is taken at once, not at the first firing
+    (01:30 UTC by default), so something is recoverable and BaseBackupMissing does not page."""
+    heartbeat = tmp_path / "deadline"
+    job = FirstBackupJob(existing, heartbeat)
+    fires: list[str] = []
+
+    def next_fire(cron: str, now: datetime) -> datetime:
+        fires.append(f"after {sum(1 for e in job.events if e != 'listed')} backups")
+        return datetime.now(UTC) + timedelta(seconds=0.05)
+
+    monkeypatch.setattr(basebackup, "next_fire", next_fire)
+    lines: list[str] = []
+    basebackup.run_on_schedule(job, "30 1 * * *", lines.append, rounds=1, heartbeat=heartbeat)  # type: ignore[arg-type]
+    assert job.events[0] == "listed"
+    backups = [e for e in job.events if e != "listed"]
+    assert len(backups) == startup_backups + 1  # then the scheduled round
+    assert fires == [f"after {startup_backups} backups"]  # the first one came before any wait
+    for _, during in backups:
+        assert wl.BASE_BACKUP_MAX_SECONDS - 5 <= during <= wl.BASE_BACKUP_MAX_SECONDS
+    first = [x for x in lines if "taking the first one now" in x]
+    assert len(first) == startup_backups

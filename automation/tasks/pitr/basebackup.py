@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from automation.errors import OpsError, UserInputError
-from automation.tasks.pitr.barman import Archive, apply_retention, take_base_backup
+from automation.tasks.pitr.barman import (
+    Archive,
+    apply_retention,
+    list_base_backups,
+    take_base_backup,
+)
 from automation.tasks.pitr.schedule import next_fire
 from automation.tasks.pitr.state import data_directory
 from contract import wal_layout as wl
@@ -40,6 +45,17 @@ class BaseBackupJob:
                 f"--pgdata {self.pgdata}: the server's data directory is {served}; run "
                 "base-backup where it is mounted (the database pod's base-backup sidecar)"
             )
+
+    def has_base_backup(self, log: Log) -> bool:
+        """Whether the archive already holds a finished base backup of this server (its name in
+        the bucket is the app: barman-cloud-backup-list). A listing that fails counts as none:
+        one extra backup costs less than nothing recoverable until the schedule fires."""
+        try:
+            backups = list_base_backups(self.archive)
+        except OpsError as exc:
+            log(f"listing base backups failed ({exc}); backing up now to be sure")
+            return False
+        return any(b.status == "DONE" for b in backups)
 
     def run(self) -> dict[str, Any]:
         """One backup, then retention, then the success metric."""
@@ -71,20 +87,31 @@ def run_on_schedule(
     rounds: int | None = None,
     heartbeat: Path = Path(wl.HEARTBEAT_FILE),
 ) -> None:
-    """Sleep until `cron` fires, back up, repeat (`rounds` times, or forever). A failed round
-    is logged and the loop goes on: the BaseBackupMissing alert watches the success metric.
-    `heartbeat` holds the time by which the loop writes again (the sidecar's liveness probe)."""
+    """At start, back up at once when the archive holds no finished base backup of this server
+    (PITR just turned on: without one nothing is recoverable and BaseBackupMissing pages before
+    the schedule first fires). Then sleep until `cron` fires, back up, repeat (`rounds` times, or
+    forever). A failed round is logged and the loop goes on: the BaseBackupMissing alert watches
+    the success metric. `heartbeat` holds the time by which the loop writes again (the sidecar's
+    liveness probe)."""
+    promise(heartbeat, wl.BASE_BACKUP_MAX_SECONDS)  # the listing and a first backup may run
+    if not job.has_base_backup(log):
+        log(f"no base backup in {job.archive.where()} yet: taking the first one now")
+        _round(job, log)
     done = 0
     while rounds is None or done < rounds:
         fire = next_fire(cron, datetime.now(UTC))
         log(f"next base backup at {fire:%Y-%m-%d %H:%M} UTC")
         wait_until(fire, heartbeat)
         promise(heartbeat, wl.BASE_BACKUP_MAX_SECONDS)
-        try:
-            log(f"base backup {job.run()['backup_id']} done")
-        except OpsError as exc:
-            log(f"base backup failed: {exc}")
+        _round(job, log)
         done += 1
+
+
+def _round(job: BaseBackupJob, log: Log) -> None:
+    try:
+        log(f"base backup {job.run()['backup_id']} done")
+    except OpsError as exc:
+        log(f"base backup failed: {exc}")
 
 
 def wait_until(fire: datetime, heartbeat: Path, *, beat: float = 60.0) -> None:
