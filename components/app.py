@@ -145,6 +145,7 @@ class App(pulumi.ComponentResource):
                 rate_limit_per_minute=self.rate_limit_per_minute(),
                 deploy=self._deploy_ops(),
                 pitr=pitr_access.ops_entry(ctx),
+                pool_size=self._pool_connections(),
             ),
         )
         self.register_outputs({"ops": self.ops})
@@ -345,6 +346,27 @@ class App(pulumi.ComponentResource):
         }
         env.update({f"CACHE_TTL_{k.upper()}": str(v) for k, v in sorted(cache_ttl.items())})
         return {k: v.replace("{", "{{").replace("}", "}}") for k, v in env.items()}
+
+    def _pool_connections(self) -> int | None:
+        """Connections the app's pools hold at most (overflow aside): `quotas.poolSize` per process
+        x `workers` per replica x replicas (the HPA's maximum on Kubernetes) of each service that
+        gets the quota env; None: the app declares no pool (no `quotas` in its catalog entry)."""
+        defaults, given = self.spec.quotas, self.ctx.app_settings.quotas
+        if defaults is None:
+            return None
+        per_process = given.pool_size or defaults.pool_size
+        workers = given.workers or defaults.workers
+        ctx, total = self.ctx, 0
+        for svc in self.spec.services:
+            if not svc.quota_env or (svc.dev_only and ctx.kubernetes):
+                continue
+            replicas = ctx.service_settings_value(svc, "replicas", svc.replicas)
+            if ctx.kubernetes:
+                replicas = max(
+                    replicas, ctx.service_settings_value(svc, "max_replicas", svc.max_replicas)
+                )
+            total += per_process * workers * replicas
+        return total or None
 
     def _rate_limits(self) -> dict[str, str]:
         """Route rate limits: the runbook's (catalog) overridden route by route from config."""

@@ -35,6 +35,7 @@ class OpsParts:
     rate_limit_per_minute: int
     deploy: dict[str, Any]  # contract.DeployOps
     pitr: dict[str, Any]  # contract.PitrOps
+    pool_size: int | None  # contract.DatabaseOps.poolSize
 
 
 def build_ops(spec: AppSpec, settings: Settings, parts: OpsParts) -> dict[str, Any]:
@@ -76,6 +77,7 @@ def _database(spec: AppSpec, parts: OpsParts) -> dict[str, Any]:
         "password": db_secret.current,
         "serverMajor": pg.server_major,
         "migrations": pg.migrations,
+        "poolSize": parts.pool_size,
     }
     if getattr(db_secret, "pending", None) is not None:
         database["pendingPassword"] = db_secret.pending

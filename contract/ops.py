@@ -21,6 +21,9 @@ class DatabaseOps(TypedDict):
     password: str
     serverMajor: int
     migrations: str
+    # connections the app's pools hold at most (quotas.poolSize x workers x replicas, the HPA's
+    # maximum on Kubernetes); None: the app declares no pool. `status` compares connections to it.
+    poolSize: int | None
     pendingPassword: NotRequired[str]  # only while a db-password rotation is pending
 
 

@@ -125,20 +125,50 @@ def print_report(report: Any) -> None:
     )
 
 
-def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str, Any]) -> Any:
-    """One report, in the form the options ask for."""
-    from automation.operations import status as st
-
-    if stack is None:
-        return st.run_checks(explicit_targets(app, options), timeout=timeout)
-    from automation.stack import pulumi_adapter as pulumi_stack
-
+def refuse_with_stack(options: dict[str, Any]) -> None:
+    """Explicit-form options that `--stack` reads from `ops` instead: one line, exit 2."""
     explicit = [o for o in ("bucket", "health_url", "webhook_table") if options[o]]
     if explicit:
         flag = "--" + explicit[0].replace("_", "-")
         raise UserInputError(f"{flag}: --stack reads it from the stack's ops; drop one of the two")
+    if options["pitr"]:
+        raise UserInputError(
+            "--pitr: --stack reads it from the stack's ops (ops.pitr.enabled, set by config "
+            "opsplane:pitr.apps); drop --pitr"
+        )
+
+
+def collect(stack: Str, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
+    """One report, in the form the options ask for. `where` None: `where_checks_run` (a Job on a
+    Kubernetes stack, here on the Docker stack)."""
+    from automation.operations import status as st
+
+    if stack is None:
+        return st.run_checks(explicit_targets(app, options), timeout=timeout)
+    report = stack_report(stack, app, timeout, where, options)
+    if not (options["alertmanager_url"] or options["prometheus_url"]):
+        report.checks.append(st.alerts_not_checked())
+    return report
+
+
+def stack_report(stack: str, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
+    """The stack form's report, here or as a cluster Job."""
+    from automation.operations import status as st
+    from automation.stack import pulumi_adapter as pulumi_stack
+    from automation.stack.protocol import app_ops
+
+    refuse_with_stack(options)
     target = pulumi_stack.open_stack(stack)
+    where = where or st.where_checks_run(app_ops(target, app))
+    overrides = {"pool_size": options["pool_size"], "rto_minutes": options["rto_minutes"]}
     if where == "cluster":
+        local_only = [o for o in ("database_url", "redis_url") if options[o]]
+        if local_only:
+            flag = "--" + local_only[0].replace("_", "-")
+            raise UserInputError(
+                f"{flag} (or env OPSPLANE_{local_only[0].upper()}): the checks of stack "
+                f"{stack!r} run in the cluster; add --where local to check through it"
+            )
         monitoring = [
             arg
             for flag in ("alertmanager_url", "prometheus_url")
@@ -152,6 +182,7 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
             deep=options["deep"],
             monitoring=monitoring,
             on_output=say_dim,
+            **overrides,
         )
     check_database_url(options["database_url"])
     return st.app_status(
@@ -163,6 +194,7 @@ def collect(stack: Str, app: str, timeout: float, where: str, options: dict[str,
         redis_url=options["redis_url"],
         alertmanager_url=options["alertmanager_url"],
         prometheus_url=options["prometheus_url"],
+        **overrides,
     )
 
 
@@ -249,7 +281,11 @@ RtoOpt = Annotated[
 ]
 TimeoutOpt = Annotated[float, _o("--timeout", help_="Seconds each check may take.")]
 WatchOpt = Annotated[float | None, _o("--watch", help_="Refresh every N seconds until Ctrl-C.")]
-WhereOpt = Annotated[str, _o("--where", help_="local, or cluster (run the checks as a Job).")]
+WhereOpt = Annotated[
+    Str,
+    _o("--where", help_="local, or cluster (run the checks as a Job); default: cluster on a "
+       "Kubernetes stack, local on the Docker stack and in the explicit form."),
+]  # fmt: skip
 DeepOpt = Annotated[
     bool, _o("--deep", help_="Add connections per client, top statements, Redis memory.")
 ]
@@ -274,14 +310,14 @@ def status(
     rto_minutes: RtoOpt = None,
     timeout: TimeoutOpt = 5.0,
     watch: WatchOpt = None,
-    where: WhereOpt = "local",
+    where: WhereOpt = None,
     deep: DeepOpt = False,
     json: JsonOpt = False,
     exit_zero: ExitZeroOpt = False,
 ) -> None:
     """What is wrong right now: every check of APP as PASS/WARN/FAIL with the next step."""
     check_numbers(timeout, watch)
-    if where not in ("local", "cluster"):
+    if where not in (None, "local", "cluster"):
         raise UserInputError(f"--where {where!r}: must be local or cluster")
     if where == "cluster" and stack is None:
         raise UserInputError("--where cluster needs --stack (the Job is declared by the stack)")

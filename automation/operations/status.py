@@ -47,6 +47,7 @@ __all__ = [
     "Level",
     "StatusReport",
     "StatusTargets",
+    "alerts_not_checked",
     "app_status",
     "cluster_args",
     "cluster_status",
@@ -69,11 +70,14 @@ def app_status(
     redis_url: str | None = None,
     alertmanager_url: str | None = None,
     prometheus_url: str | None = None,
+    pool_size: int | None = None,
+    rto_minutes: float | None = None,
 ) -> StatusReport:
     """The stack form: targets from the app's `ops` output, plus the stack's own checks.
 
-    `database_url` / `redis_url` replace what `ops` says (e.g. a `kubectl port-forward`); the
-    monitoring URLs are not part of `ops`."""
+    `database_url` / `redis_url` replace what `ops` says (e.g. a `kubectl port-forward`);
+    `pool_size` / `rto_minutes` replace `ops.database.poolSize` / `ops.backup.schedules.rtoSeconds`;
+    the monitoring URLs are not part of `ops`."""
     from automation.operations import status_stack as stack_checks
     from automation.stack.protocol import app_ops
 
@@ -82,8 +86,29 @@ def app_status(
     targets.database_url = database_url or targets.database_url
     targets.redis_url = redis_url or targets.redis_url
     targets.alertmanager_url, targets.prometheus_url = alertmanager_url, prometheus_url
+    override(targets, pool_size, rto_minutes)
     groups = [*groups_for(targets, timeout), *stack_checks.groups(stack, app, ops)]
     return run_groups(groups, timeout, app=app, stack=stack.name)
+
+
+def override(targets: StatusTargets, pool_size: int | None, rto_minutes: float | None) -> None:
+    """`--pool-size` / `--rto-minutes` given with `--stack`: they win over what `ops` says."""
+    if pool_size is not None:
+        targets.pool_size = pool_size
+    if rto_minutes is not None:
+        targets.rto_seconds = rto_minutes * 60
+
+
+def alerts_not_checked() -> Check:
+    """The stack form's line when no monitoring URL is given: Alertmanager and Prometheus are not
+    in `ops`, so firing alerts were not looked at. A WARN (exit 0): the report is incomplete."""
+    return Check(
+        "alerts",
+        "warn",
+        "not checked: Alertmanager and Prometheus are not in the stack's ops",
+        "rerun with --alertmanager-url URL (or --prometheus-url URL), "
+        "as the checks reach it (the cluster's Service with --where cluster)",
+    )
 
 
 def status_command(stack: StackOps, app: str) -> str:
@@ -99,16 +124,22 @@ def cluster_status(
     deep: bool = False,
     monitoring: Sequence[str] = (),
     on_output: Callable[[str], None] | None = None,
+    pool_size: int | None = None,
+    rto_minutes: float | None = None,
 ) -> StatusReport:
     """`--where cluster`: the same checks run inside the cluster as a Job; its JSON report back.
 
     The Job runs the explicit form (`cluster_args`) and always exits 0 (`--exit-zero`), so that a
     FAIL check still brings back its complete report. `monitoring`: extra arguments for it
-    (`--alertmanager-url URL`, `--prometheus-url URL`, as the cluster sees them).
+    (`--alertmanager-url URL`, `--prometheus-url URL`, as the cluster sees them). `pool_size` /
+    `rto_minutes`: as in `app_status`.
     """
     from automation.operations.cluster_job import run_in_cluster
 
-    args = [*cluster_args(stack, app, timeout=timeout, deep=deep), *monitoring]
+    args = cluster_args(
+        stack, app, timeout=timeout, deep=deep, pool_size=pool_size, rto_minutes=rto_minutes
+    )
+    args += monitoring
     report = StatusReport.from_json(
         run_in_cluster(stack, app, "status", args, on_output or (lambda line: None))
     )
@@ -116,7 +147,15 @@ def cluster_status(
     return report
 
 
-def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> list[str]:
+def cluster_args(
+    stack: StackOps,
+    app: str,
+    *,
+    timeout: float,
+    deep: bool,
+    pool_size: int | None = None,
+    rto_minutes: float | None = None,
+) -> list[str]:
     """Arguments of the in-cluster `status` run: the explicit form, without secrets.
 
     Credentials never go on the command line (they would land in the Job spec): the ops-runner
@@ -126,6 +165,7 @@ def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> li
     from automation.operations import status_stack as stack_checks
 
     targets = stack_checks.targets_from_stack(stack, app, deep=deep)
+    override(targets, pool_size, rto_minutes)
     args = ["--app", app, "--timeout", f"{timeout:g}", "--exit-zero"]
     if targets.bucket:
         args += ["--bucket", targets.bucket, "--prefix", targets.prefix]
@@ -135,6 +175,8 @@ def cluster_args(stack: StackOps, app: str, *, timeout: float, deep: bool) -> li
         args += ["--webhook-table", targets.webhook_table]
     if targets.pitr:
         args.append("--pitr")
+    if targets.pool_size:
+        args += ["--pool-size", str(targets.pool_size)]
     args += ["--rto-minutes", f"{targets.rto_seconds / 60:g}"]
     if deep:
         args.append("--deep")

@@ -83,6 +83,7 @@ def targets_from_ops(
     backup = ops.get("backup") or {}
     intervals, drill, rto = schedules(ops)
     parts = ("db", "redis") + (("objects",) if ops.get("objects") else ())
+    pool = (ops.get("database") or {}).get("poolSize")
     return StatusTargets(
         app=app,
         database_url=database_url(ops),
@@ -91,6 +92,7 @@ def targets_from_ops(
         prefix=backup.get("prefix") or "backups",
         s3_endpoint=backup.get("endpoint"),
         health=health_urls(ops),
+        pool_size=int(pool) if pool else None,
         intervals=intervals,
         drill_interval=drill,
         rto_seconds=rto,

@@ -229,6 +229,7 @@ _APPS: dict[str, dict[str, Any]] = {
             "auth0-client-secret": ("auth0ClientSecret", ["api"]),
         },
         "objects": "exports",
+        "pool": (80, 800),  # poolSize 20 x 4 workers x api replicas (dev 1; prod maxReplicas 10)
         "webhook": ("api", 8000, "/billing/webhook", "stripe", "Stripe-Signature",
                     "stripe-webhook-secret", 30),
     },
@@ -242,6 +243,7 @@ _APPS: dict[str, dict[str, Any]] = {
         },
         "external": {"payment-webhook-secret": ("paymentWebhookSecret", ["backend"])},
         "objects": None,
+        "pool": (None, None),  # no `quotas`: the pool is not declared
         "webhook": ("backend", 8080, "/api/payments/webhook", "hmac-sha256",
                     "X-Razorpay-Signature", "payment-webhook-secret", 60),
     },
@@ -271,6 +273,7 @@ def sample_ops(app: str = "qr", stack: str = "dev", **overrides: Any) -> dict[st
             "password": model_password(app, "db-password", 0),
             "serverMajor": 16,
             "migrations": migrations,
+            "poolSize": data["pool"][0 if dev else 1],
         },
         "cache": {
             "host": "127.0.0.1" if dev else f"redis.{app}.svc.cluster.local",

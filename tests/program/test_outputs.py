@@ -55,8 +55,10 @@ def test_contract_values(dev, prod) -> None:
     qr_dev, qb_prod = dev.outputs["ops"]["qr"], prod.outputs["ops"]["quickbite"]
     assert qr_dev["database"] | {"password": None} == {
         "host": "127.0.0.1", "port": 5432, "name": "qr_db", "user": "qr_user", "password": None,
-        "serverMajor": 16, "migrations": "alembic",
+        "serverMajor": 16, "migrations": "alembic", "poolSize": 80,  # 20 x 4 workers x 1 api
     }  # fmt: skip
+    assert prod.outputs["ops"]["qr"]["database"]["poolSize"] == 20 * 4 * 10  # HPA max 10
+    assert qb_prod["database"]["poolSize"] is None  # QuickBite declares no pool
     assert qr_dev["writers"] == ["api", "web", "admin"]
     assert qr_dev["webhook"]["url"] == "http://127.0.0.1:8000/billing/webhook"
     assert qr_dev["webhook"]["rateLimitPerMinute"] == 30  # QR runbook: /billing/* 30/minute

@@ -19,6 +19,7 @@ from automation.operations import status_stack as stack_checks
 from automation.operations.cluster_job import CLUSTER_JOB_KEY
 from automation.operations.maintenance import MAINTENANCE_KEY
 from automation.operations.rotation import ROTATION_KEY
+from automation.operations.status import cluster_args
 from automation.stack import pulumi_adapter as pulumi_stack
 from automation.stack.pulumi_adapter import _describe_update
 from automation.tasks.io.pgtools import database_name
@@ -101,17 +102,101 @@ def stack_status(*extra: str) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def test_stack_form_healthy_every_check_passes(stack: FakeStack, redis_server: Redis) -> None:
-    code, report = stack_status()
+@pytest.fixture
+def alertmanager() -> Iterator[HttpService]:
+    service = HttpService()
+    service.alerts = []  # nothing firing
+    yield service
+    service.close()
+
+
+def test_stack_form_healthy_every_check_passes(
+    stack: FakeStack, redis_server: Redis, alertmanager: HttpService
+) -> None:
+    code, report = stack_status("--alertmanager-url", alertmanager.url(""))
     checks = by_name(report)
     assert code == 0, checks
     assert {c["status"] for c in checks.values()} == {"pass"}, checks
     assert {"health:api", "database", "redis", "backup:db", "backup:redis", "backup:drill",
-            "webhooks", "stack:maintenance", "stack:rotation", "stack:cluster-job",
+            "webhooks", "alerts", "stack:maintenance", "stack:rotation", "stack:cluster-job",
             "stack:lock"} <= set(checks)  # fmt: skip
     assert report["stack"] == "dev" and report["app"] == "qr"
     assert redis_server.password not in json.dumps(report)
     assert stack.calls == []  # status changes nothing
+
+
+def test_stack_form_without_monitoring_says_alerts_were_not_checked(stack: FakeStack) -> None:
+    """Alertmanager and Prometheus are not in `ops`: the report says alerts were not looked at and
+    how to look, as a WARN (a healthy app still exits 0)."""
+    code, report = stack_status()
+    checks = by_name(report)
+    assert code == 0
+    assert checks["alerts"]["status"] == "warn"
+    assert checks["alerts"]["detail"].startswith("not checked")
+    assert "--alertmanager-url" in checks["alerts"]["next"]
+    others = {name: c["status"] for name, c in checks.items() if name != "alerts"}
+    assert set(others.values()) == {"pass"}, others
+    text = run_status("--stack", "dev", "--app", "qr")
+    assert text.exit_code == 0
+    [line] = [line for line in text.stdout.splitlines() if " alerts " in f" {line} "]
+    assert line.startswith("WARN") and "not checked" in line and "--alertmanager-url" in line
+
+
+# --- the pool, the RTO and PITR in the stack form -------------------------------------------------
+
+
+def test_stack_form_compares_connections_with_the_pool_in_ops(
+    stack: FakeStack, qr_url: str
+) -> None:
+    """`ops.database.poolSize` (from `quotas.poolSize`) is the pool; `--pool-size` overrides it."""
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["database"]["poolSize"] = 2
+    stack.set_outputs(outputs)
+    extra = [psycopg.connect(qr_url) for _ in range(3)]
+    try:
+        code, report = stack_status()
+        from_ops = by_name(report)["database:connections"]
+        _, report = stack_status("--pool-size", "50")
+        overridden = by_name(report)["database:connections"]
+    finally:
+        for conn in extra:
+            conn.close()
+    assert code == 0
+    assert from_ops["status"] == "warn" and "(pool 2)" in from_ops["detail"]
+    assert from_ops["next"].endswith("#alert-databaseconnectionpoolexhausted")
+    assert overridden["status"] == "pass" and "(pool 50)" in overridden["detail"]
+
+
+def test_stack_form_rto_from_ops_and_rto_minutes_overrides_it(stack: FakeStack, s3: S3) -> None:
+    bucket = stack.outputs()["ops"]["qr"]["backup"]["bucket"]
+    keys = put_run(s3.client(), bucket, "qr", run_id_ago(hours=1), ("db", "redis"))
+    tag_drill(s3.client(), bucket, keys["db"], "ok", run_id_ago(minutes=20), 700)
+    code, report = stack_status()  # ops: rtoSeconds 3600
+    assert code == 0 and by_name(report)["backup:drill"]["status"] == "pass"
+    code, report = stack_status("--rto-minutes", "10")
+    check = by_name(report)["backup:drill"]
+    assert code == 0 and check["status"] == "warn" and "over RTO" in check["detail"]
+
+
+def test_stack_form_refuses_pitr_it_reads_it_from_ops(stack: FakeStack) -> None:
+    result = run_status("--stack", "dev", "--app", "qr", "--pitr")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --pitr: --stack reads it from the stack's ops (ops.pitr.enabled, set by config "
+        "opsplane:pitr.apps); drop --pitr"
+    )
+
+
+def test_cluster_args_carry_the_pool_and_the_overrides() -> None:
+    prod = FakeStack("prod", outputs={"ops": {"qr": sample_ops("qr", "prod")}})
+    args = cluster_args(prod, "qr", timeout=5, deep=False)
+    assert args[args.index("--pool-size") + 1] == "800"
+    assert args[args.index("--rto-minutes") + 1] == "60"
+    args = cluster_args(prod, "qr", timeout=5, deep=False, pool_size=5, rto_minutes=30)
+    assert args[args.index("--pool-size") + 1] == "5"
+    assert args[args.index("--rto-minutes") + 1] == "30"
+    no_pool = FakeStack("prod", outputs={"ops": {"quickbite": sample_ops("quickbite", "prod")}})
+    assert "--pool-size" not in cluster_args(no_pool, "quickbite", timeout=5, deep=False)
 
 
 def test_stack_checks_warn_with_the_command_to_run(stack: FakeStack) -> None:
@@ -246,6 +331,43 @@ def test_where_cluster_a_failing_check_still_brings_the_report_and_exits_1(
     api.code = 500
     code, report = stack_status("--where", "cluster")
     assert code == 1 and by_name(report)["health:api"]["status"] == "fail"
+
+
+def test_on_kubernetes_status_runs_in_the_cluster_unless_told_local(
+    stack: FakeStack, qr_url: str, redis_server: Redis, s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kubernetes stack's `ops` names in-cluster Services: `status --stack` runs the checks as a
+    Job like the operations do (`where_checks_run`); `--where local` still checks from here (a
+    port-forward), and `--database-url` with the cluster default is refused in one line."""
+    requests: list[dict[str, Any]] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
+            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+            result = run_status(*request["args"], "--json")
+        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["target"] = "kubernetes"
+    stack.set_outputs(outputs)
+    stack.on_up = ProgramModel(job_runner=job)
+    code, report = stack_status()
+    [request] = requests
+    assert request["task"] == "status" and "--exit-zero" in request["args"]
+    assert code == 0 and by_name(report)["database"]["status"] == "pass"
+    assert "stack:maintenance" not in by_name(report)  # a cluster report: no stack checks
+    code, report = stack_status("--where", "local")
+    assert len(requests) == 1 and code == 0  # no second Job
+    assert by_name(report)["stack:maintenance"]["status"] == "pass"
+    result = run_status("--stack", "dev", "--app", "qr", "--database-url", qr_url)
+    assert result.exit_code == 2 and len(requests) == 1
+    assert result.stderr.strip() == (
+        "error: --database-url (or env OPSPLANE_DATABASE_URL): the checks of stack 'dev' run in "
+        "the cluster; add --where local to check through it"
+    )
 
 
 # --- operations verify themselves ----------------------------------------------------------------

@@ -488,6 +488,21 @@ def test_firing_alerts_grouped_by_priority(env: Env) -> None:
     assert check["next"] == "docs/runbook.md#alert-databasedown"
 
 
+def test_watchdog_and_info_inhibitor_are_not_an_apps_alert(env: Env) -> None:
+    """kube-prometheus-stack's always-firing `Watchdog` and `InfoInhibitor` (severity none, no
+    `app` label) would otherwise count for every app and WARN forever."""
+    env.alertmanager.alerts = [
+        {"labels": {"alertname": "Watchdog", "severity": "none"}},
+        {"labels": {"alertname": "InfoInhibitor", "severity": "none", "namespace": "qr"}},
+    ]
+    code, report = status_json(*env.args())
+    check = by_name(report)["alerts"]
+    assert code == 0 and check["status"] == "pass" and check["detail"] == "no alert firing"
+    env.alertmanager.alerts.append({"labels": {"alertname": "NodeDiskFull", "severity": "warning"}})
+    code, report = status_json(*env.args())
+    assert by_name(report)["alerts"]["detail"] == "1 firing: warning: NodeDiskFull"
+
+
 def test_without_alertmanager_prometheus_firing_alerts_are_read(env: Env) -> None:
     env.alertmanager.alerts = [
         {"labels": {"alertname": "RedisDown", "priority": "P1", "app": "qr"}, "state": "firing"},

@@ -42,8 +42,12 @@ def fetch(url: str, timeout: float) -> list[dict[str, Any]]:
 
 
 def ours(alert: dict[str, Any], app: str) -> bool:
-    """An alert of this app (label `app` or `system`), or one without an app label at all."""
+    """An alert of this app (label `app` or `system`), or one without an app label at all; never
+    one with `severity: none`: kube-prometheus-stack's `Watchdog` (always firing, to prove the
+    pipeline works) and `InfoInhibitor` are not problems of any app."""
     labels = alert.get("labels") or {}
+    if str(labels.get("severity") or "").lower() == "none":
+        return False
     owner = labels.get("app") or labels.get("system")
     return owner is None or owner == app
 
