@@ -4,8 +4,9 @@
   temporary instance is recovered while the app keeps running, and only bringing the database
   into live (dump -> shadow -> check -> swap) runs inside maintenance. `--inspect` needs no
   maintenance at all.
-- cluster: the explicit form runs as the cluster Job (`operations/cluster_job.py`) inside
-  maintenance; its work directory is the Job's /tmp.
+- cluster: TIME is parsed here and, when this machine can read the archive, checked against
+  the window, both before maintenance; then the explicit form runs as the cluster Job
+  (`operations/cluster_job.py`) inside maintenance; its work directory is the Job's /tmp.
 """
 
 from __future__ import annotations
@@ -81,13 +82,17 @@ def restore_to_time_local(
         plan = job.check()
         if inspect:
             return {"stack": stack.name, "app": app, **job.inspect()}
-        confirm(
-            f"Replace {app}'s database on stack {stack.name} with its state at "
-            f"{plan.target_label}? ({app} goes into maintenance while it is swapped in)"
-        )
-        job.instance()  # recovered while the app still runs
-        with maintenance(stack, app, log):
-            document = job.into_live()
+        job.guard()  # target checks and the restore claim, before anything changes
+        try:
+            confirm(
+                f"Replace {app}'s database on stack {stack.name} with its state at "
+                f"{plan.target_label}? ({app} goes into maintenance while it is swapped in)"
+            )
+            job.instance()  # recovered while the app still runs
+            with maintenance(stack, app, log):
+                document = job.into_live()
+        finally:
+            job.close()
     return {"stack": stack.name, "app": app, **document}
 
 
@@ -97,6 +102,7 @@ def restore_to_time_cluster(
     """The explicit form as the cluster Job, inside maintenance."""
     from automation.operations.cluster_job import run_in_cluster
     from automation.operations.maintenance import maintenance
+    from automation.tasks.pitr.barman import Archive
 
     if inspect:
         raise UserInputError(
@@ -105,12 +111,34 @@ def restore_to_time_cluster(
         )
     ops = app_ops(stack, app)
     bucket, prefix = archive_of(ops, app)
+    target = check_time_here(ops, Archive(bucket, app, prefix), when, log)
     args = ["--bucket", bucket, "--prefix", prefix, "--app", app, "--to-time", when]
     args += ["--jobs", str(jobs), "--work-dir", CLUSTER_WORK_DIR, "--yes", "--json"]
     confirm(
-        f"Replace {app}'s database on stack {stack.name} with its state at {when}, in the "
+        f"Replace {app}'s database on stack {stack.name} with its state at {target}, in the "
         f"cluster? ({app} goes into maintenance meanwhile)"
     )
     with maintenance(stack, app, log):
         result = run_in_cluster(stack, app, "restore", args, log)
     return {"stack": stack.name, "app": app, "where": "cluster", **result}
+
+
+def check_time_here(ops: dict[str, Any], archive: Any, when: str, log: Log) -> str:
+    """Before maintenance stops the writers: TIME must parse (ISO 8601 with a zone, or
+    latest), and, when this machine can read the archive (as the local form does), lie inside
+    the recoverable window. Returns the target to name in the confirmation. An archive that
+    cannot be read from here is left to the Job, which checks it before changing anything."""
+    from automation.errors import OpsError
+    from automation.tasks.pitr import barman, recover
+
+    recover.parse_time(when)  # UserInputError (exit 2) before anything changes
+    with aws_from_ops(ops):
+        try:
+            barman.list_base_backups(archive)
+        except OpsError as exc:
+            log(f"could not read the window from here ({exc}); the Job checks TIME against it")
+            return when
+        plan = recover.plan(archive, recover.parse_time(when))
+    start, end = plan.window
+    log(f"recoverable window {recover.fmt(start)} .. {recover.fmt(end)}: {when} is inside it")
+    return plan.target_label

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,13 @@ def test_stack_form_inspects_then_restores_inside_maintenance(
 
         # --where cluster: the fake `up` plays the cluster and runs the Job's command for real
         stack.on_up = job_runner(cluster.url)
+        # a TIME outside the window is refused here, before maintenance stops the writers
+        calls = len(stack.calls)
+        code, out, err = run("--to-time", iso(times[2] + timedelta(hours=1)), "--where",
+                             "cluster", "--yes", "--no-verify")  # fmt: skip
+        assert code == 2, err
+        assert "recoverable window is" in err and "Traceback" not in err
+        assert len(stack.calls) == calls  # no maintenance, no Job
         code, out, err = run("--to-time", iso(mid(times[0], times[1])), "--where", "cluster",
                              "--yes", "--json", "--no-verify")  # fmt: skip
         assert code == 0, err
@@ -104,6 +112,31 @@ def test_stack_form_inspects_then_restores_inside_maintenance(
         shutil.rmtree(CLUSTER_WORK_DIR, ignore_errors=True)
         cluster.instance.stop("immediate")
         stop_instances(cluster.root)
+
+
+@pytest.mark.parametrize("when", ["2026-11-21T17:00:00", "yesterday at five"])
+def test_where_cluster_refuses_a_bad_time_before_maintenance(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """TIME is parsed on the operator's side: a bad one never reaches the Job, and the writers
+    are never stopped for it."""
+    ops = {
+        "app": "qr",
+        "stack": "prod",
+        "backup": {"bucket": "b-1", "prefix": "backups", "region": "us-east-1"},
+        "pitr": {"enabled": True, "archiveTimeout": 55},
+        "writers": ["api"],
+        "maintenance": False,
+    }
+    stack = FakeStack("prod", {"ops": {"qr": ops}})
+    monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
+    code, _, err = run("--to-time", when, "--where", "cluster", "--yes")
+    assert code == 2, err
+    [line] = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("error: --to-time") and when in line
+    assert ("no zone" in line) == when.startswith("2026")
+    assert stack.ops_sequence() == []  # maintenance was never entered
+    assert MAINTENANCE_KEY not in {c.key for c in stack.calls}
 
 
 def job_runner(url: str):
