@@ -155,7 +155,10 @@ class DeploySettings(Model):
 
     `migrationJob` None takes the catalog's default (QR: yes, `alembic upgrade head`; QuickBite:
     no, the backend runs Flyway at start). `compatibleHeads`: schema heads whose migrations only
-    add (expand), so images built for the previous head still run on them.
+    add (expand), so images built for the previous head still run on them. `skipMigrationFor`:
+    set by `deploy`/`rollback` when they go back onto a compatible head: that (older) image does
+    not know the newer revision, so its migration step is not declared (the database is already
+    past its head); any other image migrates as usual.
     """
 
     migration_job: bool | None = None
@@ -164,6 +167,7 @@ class DeploySettings(Model):
     active_deadline_seconds: Annotated[int, Field(ge=30)] = 900
     soak_seconds: NonNegative = 60
     compatible_heads: list[str] = Field(default_factory=list)
+    skip_migration_for: Image | None = None
 
 
 class PostgresSettings(Model):

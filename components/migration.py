@@ -6,6 +6,10 @@ pulumi-kubernetes awaits the Job; the app's Deployments depend on it, so a faile
 replaced on the next `up`, `pulumi.com/replaceUnready`). A new tag is a new Job.
 dev: a one-shot container (attached: `up` waits for it to exit) that the app containers depend
 on; a non-zero exit fails `up` before they change.
+Neither is declared for the image `deploy.skipMigrationFor` names: `deploy`/`rollback` set it
+when they go back onto a schema head the app declared compatible, which that older image's
+`alembic upgrade head` would not know ("Can't locate revision"); the database is already past
+its head, so there is nothing for it to migrate.
 """
 
 from __future__ import annotations
@@ -136,15 +140,16 @@ class Migration(pulumi.ComponentResource):
         self._ctx = ctx
         self.gate, self.gate_labels = None, {}
         spec = ctx.spec.migration
-        job = runs_job(ctx)
         image = migration_image(ctx, spec) if spec else None
+        skipped = image is not None and image == ctx.app_settings.deploy.skip_migration_for
+        job = runs_job(ctx) and not skipped
         self.ops = {
             "table": spec.table if spec else None,
             "service": spec.service if spec else None,
             "command": list(spec.command) if spec else [],
             "image": image,
             "job": migration_name(ctx.name, image) if job and image else None,
-            "atStart": bool(spec) and not job,
+            "atStart": bool(spec) and not runs_job(ctx),
         }
         if spec is not None and job and image is not None:
             child = pulumi.ResourceOptions(parent=self, depends_on=after or None)

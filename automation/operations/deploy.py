@@ -187,6 +187,31 @@ def configured_image(stack: StackOps, app: str, service: str) -> str | None:
     return value or None
 
 
+def skip_migration_key(app: str) -> str:
+    return f"opsplane:apps.{app}.deploy.skipMigrationFor"
+
+
+def hold_migration(stack: StackOps, app: str, image: str | None) -> None:
+    """`deploy.skipMigrationFor`: the program declares no migration step for `image` (None:
+    every image migrates). Set when going back onto a compatible head that older image does not
+    know (its `alembic upgrade head` fails "Can't locate revision"); cleared otherwise."""
+    key = skip_migration_key(app)
+    current = stack.get_config(key, path=True)
+    if image and current != image:
+        stack.set_config(key, image, path=True)
+    elif not image and current:
+        stack.remove_config(key, path=True)
+
+
+def skip_for(
+    block: dict[str, Any], images: dict[str, str], head_then: str | None, head_now: str | None
+) -> str | None:
+    """Going back to `images`, built for `head_then`, onto `head_now`: when the head moved (to
+    a declared compatible one) the migrating image must not migrate; it does not know it."""
+    service = (block.get("migration") or {}).get("service")
+    return images.get(service) if service and head_then != head_now else None
+
+
 def set_images(stack: StackOps, app: str, images: dict[str, str]) -> None:
     for service, image in sorted(images.items()):
         stack.set_config(service_key(app, service), image, path=True)
@@ -260,6 +285,7 @@ def apply(
     stack: StackOps, report: DeployReport, images: dict[str, str], on_output: OnOutput
 ) -> None:
     with report.step("apply", on_output) as step:
+        hold_migration(stack, report.app, None)  # a new image migrates
         set_images(stack, report.app, images)
         stack.up(on_output)
         step.detail = ", ".join(f"{s}={i}" for s, i in sorted(images.items()))
@@ -419,7 +445,8 @@ def recover(
         if report.result == "refused":
             pass
         elif compatible(report.schema_before, report.schema_after, declared):
-            go_back(stack, report, report.before, on_output)
+            skip = skip_for(block, report.before, report.schema_before, report.schema_after)
+            go_back(stack, report, report.before, on_output, skip_migration_for=skip)
             report.result, step.detail = "rolled-back", "previous images restored"
         elif request.restore_data:
             restore_and_go_back(stack, report, probes, report.before, on_output)
@@ -433,9 +460,15 @@ def recover(
 
 
 def go_back(
-    stack: StackOps, report: DeployReport, images: dict[str, str], on_output: OnOutput
+    stack: StackOps,
+    report: DeployReport,
+    images: dict[str, str],
+    on_output: OnOutput,
+    *,
+    skip_migration_for: str | None = None,
 ) -> None:
-    """Config back to `images` (only the services that differ from what runs) and `up`."""
+    """Config back to `images` (only the services that differ from what runs) and `up`;
+    `skip_migration_for`: the image whose migration the program must not declare."""
     running = report.after if report.kind == "deploy" else report.before
     back = {  # against config, which an interrupted deploy may have left ahead of `ops`
         s: i
@@ -443,6 +476,7 @@ def go_back(
         if (configured_image(stack, report.app, s) or running.get(s)) != i
     }
     try:
+        hold_migration(stack, report.app, skip_migration_for)
         set_images(stack, report.app, back)
         stack.up(on_output)
     except OpsError as exc:
@@ -607,7 +641,8 @@ def rollback(
     try:
         if ok:
             with report.step("apply", on_output):
-                go_back(stack, report, report.after, on_output)
+                skip = skip_for(block, report.after, target.schema_head, report.schema_before)
+                go_back(stack, report, report.after, on_output, skip_migration_for=skip)
         else:
             with report.step("restore-data", on_output) as step:
                 restore_and_go_back(stack, report, probes, report.after, on_output)

@@ -96,6 +96,38 @@ def test_a_new_image_tag_is_a_new_job() -> None:
     assert newer.outputs["ops"]["qr"]["deploy"]["images"]["api"] == "ghcr.io/o/api:2.1"
 
 
+def test_a_rollback_onto_a_compatible_head_declares_no_migration_for_the_older_image(
+    dependencies: dict,
+) -> None:
+    """`deploy.skipMigrationFor`: the older image's `alembic upgrade head` would not know the
+    newer (compatible) revision, so no Job/container is declared for it; any other image still
+    migrates, and the Deployments/containers still come up."""
+    old = "ghcr.io/beetechone/qr-api:1.0.0"
+    skip = {"opsplane:apps": {"qr": {"deploy": {"skipMigrationFor": old}}}}
+    prod = render("prod", skip)
+    assert prod.k8s("Job", namespace="qr") == []
+    migration = prod.outputs["ops"]["qr"]["deploy"]["migration"]
+    assert (migration["job"], migration["atStart"]) == (None, False)
+    assert prod.k8s("Deployment", "qr-api", "qr")
+    assert "qr-migration-job" not in dependencies
+    dev = render("dev", skip)
+    names = {r.inputs["name"] for r in dev.of_type(CONTAINER)}
+    assert "qr-api" in names and not any(n.startswith("qr-migrate-") for n in names)
+    newer = {
+        "opsplane:apps": {
+            "qr": {
+                "services": {"api": {"image": "ghcr.io/o/api:2.1"}},
+                "deploy": {"skipMigrationFor": old},
+            }
+        }
+    }
+    jobs = render("prod", newer).k8s("Job", namespace="qr")
+    assert [j["metadata"]["name"] for j in jobs] == ["qr-migrate-2-1"]
+    with pytest.raises(ConfigError, match=r"^opsplane:apps.qr.deploy.skipMigrationFor: "):
+        raw = {k.split(":", 1)[1]: v for k, v in stack_config("dev").items()}
+        parse_settings("dev", {**raw, "apps": {"qr": {"deploy": {"skipMigrationFor": "Not A"}}}})
+
+
 def test_every_deployment_depends_on_its_apps_migration_job(dependencies: dict) -> None:
     prod = render("prod", FLYWAY_JOB)
     for app, services in {

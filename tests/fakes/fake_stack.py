@@ -404,7 +404,8 @@ class ProgramModel:
       `database.password` and the new one is `database.pendingPassword`;
     - `opsplane:clusterJob` -> output `clusterJob` from `job_runner(request)`; removed with the key.
     - `opsplane:apps.<app>.services.<svc>.image` -> `ops[app].deploy.images`; when the migrating
-      service's image changes, `migrator(app, image)` runs first (raise to fail the `up`).
+      service's image changes, `migrator(app, image)` runs first (raise to fail the `up`), unless
+      `opsplane:apps.<app>.deploy.skipMigrationFor` names that image (no migration declared).
     """
 
     def __init__(
@@ -436,13 +437,16 @@ class ProgramModel:
         images = {s: (services.get(s) or {}).get("image") or i for s, i in block["images"].items()}
         migration = block["migration"]
         service = migration.get("service")
-        if service and images[service] != block["images"][service]:
+        skipped = (settings.get("deploy") or {}).get("skipMigrationFor")
+        changed = service and images[service] != block["images"][service]
+        if changed and images[service] != skipped:  # skipped: no migration step declared
             self.migrations.append((app, images[service]))
             if self.migrator is not None:
                 self.migrator(app, images[service])
-            migration["image"] = images[service]
             if migration.get("job"):
                 migration["job"] = migration_name(app, images[service])
+        if changed:
+            migration["image"] = images[service]
         block["images"] = images
 
     @staticmethod
