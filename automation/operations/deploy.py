@@ -560,6 +560,7 @@ class Target:
     point: str | None
     label: str
     flag: str  # "--to N", or "" for the default
+    since: int = 0  # the records from this number on moved the schema away from `schema_head`
 
 
 def rollback_target(
@@ -572,12 +573,12 @@ def rollback_target(
     if to is None and last and last.result == "interrupted":  # config may be ahead of `ops`
         return Target(
             last.previous, last.schema_before, last.rollback_point,
-            f"the images before deploy #{last.n} (interrupted)", "",
+            f"the images before deploy #{last.n} (interrupted)", "", last.n,
         )  # fmt: skip
     if to is None and last and last.result in ("succeeded", "refused") and last.images == running:
         return Target(
             last.previous, last.schema_before, last.rollback_point,
-            f"the images before deploy #{last.n}", "",
+            f"the images before deploy #{last.n}", "", last.n,
         )  # fmt: skip
     if to is not None:
         chosen = history.find(records, to)
@@ -600,8 +601,9 @@ def rollback_target(
     later = [r for r in records if r.n > chosen.n and r.rollback_point]
     point = later[0].rollback_point if later else None
     return Target(
-        chosen.images, chosen.schema_head, point, f"deploy #{chosen.n}", f"--to {chosen.n}"
-    )
+        chosen.images, chosen.schema_head, point, f"deploy #{chosen.n}", f"--to {chosen.n}",
+        chosen.n + 1,
+    )  # fmt: skip
 
 
 def plan_rollback(stack: StackOps, app: str, to: int | None = None) -> tuple[DeployReport, Target]:
@@ -631,13 +633,20 @@ def rollback(
     point = target.point
     with report.step("schema-check", on_output) as step:
         report.schema_before = probes.schema_head()
-        ok = compatible(target.schema_head, report.schema_before, block.get("compatibleHeads", []))
+        declared = list(block.get("compatibleHeads") or [])
+        crossed = heads_since(read_history(stack).get(app, []), target.since)
+        breaking = [
+            h
+            for h in [*crossed, report.schema_before]
+            if not compatible(target.schema_head, h, declared)
+        ]
+        ok = not breaking
         step.detail = (
             f"now {report.schema_before or 'none'}, {target.label} ran on "
             f"{target.schema_head or 'none'}"
         )
         if not ok and not restore_data:
-            raise_refused_rollback(stack, report, target)
+            raise_refused_rollback(stack, report, target, breaking[0])
     try:
         if ok:
             with report.step("apply", on_output):
@@ -661,17 +670,35 @@ def rollback(
     return report
 
 
-def raise_refused_rollback(stack: StackOps, report: DeployReport, target: Target) -> None:
+def heads_since(records: list[history.DeployRecord], since: int) -> list[str]:
+    """The schema heads the database went through from record `since` on (recorded ones)."""
+    heads: list[str] = []
+    for r in records:
+        for head in (r.schema_before, r.schema_head) if r.n >= since else ():
+            if head is not None and head not in heads:
+                heads.append(head)
+    return heads
+
+
+def raise_refused_rollback(
+    stack: StackOps, report: DeployReport, target: Target, breaking: str | None
+) -> None:
     command = f"rollback --stack {stack.name} --app {report.app} {target.flag}".rstrip()
     data = (
         f"`{command} --restore-data` restores {target.point} first (writes since then are lost)"
         if target.point
         else "no rollback point is recorded for it, so only a fail-forward deploy remains"
     )
+    via = (
+        f", and since then it went through {breaking}, which is not declared compatible "
+        "(deploy.compatibleHeads)"
+        if breaking is not None and breaking != report.schema_before
+        else ""
+    )
     raise TaskFailed(
         f"rollback refused, nothing was changed: {target.label} ran on schema head "
-        f"{target.schema_head or 'none'} and the database is at {report.schema_before or 'none'}; "
-        f"those images may not read this schema. {data}"
+        f"{target.schema_head or 'none'} and the database is at {report.schema_before or 'none'}"
+        f"{via}; those images may not read this schema. {data}"
     )
 
 

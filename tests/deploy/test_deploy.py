@@ -555,3 +555,30 @@ def test_an_unreadable_schema_head_refuses_the_rollback_and_still_records(
     assert (entry.result, entry.schema_before, entry.schema_head) == ("refused", QR_HEAD, None)
     assert "schema head unreadable" in entry.detail
     assert json.loads(out)["steps"][-1]["status"] == "skipped"
+
+
+def test_rollback_to_refuses_across_a_breaking_head_between(world: World) -> None:
+    """`compatibleHeads` declares heads, not paths: deploy 1 on QR_HEAD, deploy 2 moves to a
+    breaking head, deploy 3 to a declared compatible one. `rollback --to 1` would put deploy 1's
+    images on deploy 2's breaking change: refused; `--to 2` (only the compatible step) is not."""
+    breaking, expanded = "c3d4e5f6a7b8", "d4e5f6a7b8c9"
+    outputs = world.stack.outputs()
+    outputs["ops"]["qr"]["deploy"]["compatibleHeads"] = [expanded]
+    world.stack.set_outputs(outputs)
+    assert deploy("--image", f"api={NEW}")[0] == 0  # #1 on QR_HEAD
+    with psycopg.connect(world.url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s", (breaking,))
+    world.model.migrator = None  # the heads are set by hand here
+    assert deploy("--image", f"api={NEWER}")[0] == 0  # #2 on the breaking head
+    with psycopg.connect(world.url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s", (expanded,))
+    assert deploy("--image", "api=ghcr.io/o/qr-api:2")[0] == 0  # #3 on the compatible head
+    calls = len(world.stack.calls)
+    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--to", "1", "--yes")
+    assert code == 1, err
+    assert f"the database is at {expanded}, and since then it went through {breaking}" in err
+    assert len(world.stack.calls) == calls  # nothing changed
+    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--to", "2", "--yes",
+                       "--soak", "0.1")  # fmt: skip
+    assert code == 0, err
+    assert world.images()["api"] == NEWER
