@@ -19,7 +19,7 @@ import typer
 from automation.console import confirm, emit_json, handle_errors, stderr
 from automation.errors import TaskFailed, UserInputError
 from automation.lazy import lazy_module
-from automation.stack.protocol import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops, database_url
 
 if TYPE_CHECKING:
     from automation.operations import deploy as op
@@ -119,7 +119,6 @@ def real_probes(
     stack: StackOps, app: str, alertmanager_url: str | None, where: str | None = None
 ) -> op.Probes:
     """Status, schema head, backup and restore wired to the app's `ops` output."""
-    from automation.operations.restore import database_url_from_ops
     from automation.operations.status import where_checks_run
     from automation.tasks.schema import read_schema_head
 
@@ -136,7 +135,7 @@ def real_probes(
             restore=data.restore,
             firing=error_rate_probe(alertmanager_url, app),
         )
-    url = database_url_from_ops(ops)
+    url = database_url(ops)
     table = (op.deploy_ops(stack, app).get("migration") or {}).get("table")
     return op.Probes(
         health=status_probe(stack, app, where),

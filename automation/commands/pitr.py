@@ -145,9 +145,8 @@ def run_stack_to_time(
     live ends with the app's status checks, as every restore does (`--no-verify` skips them)."""
     from automation.commands.status import finish_operation
     from automation.operations import pitr as operation
-    from automation.operations.restore import database_url_from_ops
     from automation.stack import open_stack
-    from automation.stack.protocol import app_ops
+    from automation.stack.protocol import app_ops, database_url
 
     if not request.app:
         raise UserInputError("--stack needs --app APP (e.g. --app qr)")
@@ -169,7 +168,7 @@ def run_stack_to_time(
         def print_text() -> None:
             typer.echo(f"restored in the cluster: {document}")
     else:
-        url = database_url_from_ops(app_ops(stack, request.app))
+        url = database_url(app_ops(stack, request.app))
         document = operation.restore_to_time_local(
             stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
             work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,

@@ -19,7 +19,7 @@ import typer
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
-from automation.stack.protocol import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops, database_url
 from automation.tasks.replay.options import (
     DEFAULT_CONCURRENCY,
     JOB_DATABASE_URL_ENV,
@@ -30,8 +30,6 @@ from automation.tasks.replay.ratelimit import Rate, parse_rate
 from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
 
 if TYPE_CHECKING:
-    from psycopg.conninfo import make_conninfo
-
     from automation.tasks.io import pgtools
     from automation.tasks.replay import run as rr
     from automation.tasks.replay.delivery import DeliveryConfig
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
 else:  # psycopg and the delivery engine load when a replay runs, not for --help
     rr = lazy_module("automation.tasks.replay.run")
     pgtools = lazy_module("automation.tasks.io.pgtools")
-    make_conninfo = lazy_function("psycopg.conninfo", "make_conninfo")
     DeliveryConfig = lazy_function("automation.tasks.replay.delivery", "DeliveryConfig")
     Filters = lazy_function("automation.tasks.replay.sources", "Filters")
     parse_time = lazy_function("automation.tasks.replay.sources", "parse_time")
@@ -90,17 +87,6 @@ def _open_stack(stack: str) -> StackOps:
     return pulumi_stack.open_stack(stack)
 
 
-def _database_url(db: dict[str, Any]) -> str:
-    """libpq conninfo (a host may be a unix socket directory); the password stays in memory."""
-    return make_conninfo(
-        host=str(db["host"]),
-        port=str(db["port"]),
-        dbname=str(db["name"]),
-        user=str(db["user"]),
-        password=str(db.get("password") or "") or None,
-    )
-
-
 def _webhook_url(webhook: dict[str, Any]) -> str:
     url, path = str(webhook.get("url") or ""), str(webhook.get("path") or "")
     if not path or url.rstrip("/").endswith(path.rstrip("/")):
@@ -139,7 +125,7 @@ def target_from_stack(
     source = (
         rr.Source(file=from_file)
         if from_file
-        else rr.Source(db_url=_database_url(ops["database"]), columns=replace(columns, table=table))
+        else rr.Source(db_url=database_url(ops), columns=replace(columns, table=table))
     )
     return Target(
         url=_webhook_url(webhook),

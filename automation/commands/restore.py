@@ -35,7 +35,7 @@ from automation.console import (
 )
 from automation.errors import UserInputError
 from automation.lazy import lazy_module
-from automation.stack.protocol import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops, database_url
 from automation.tasks.io import urls
 from contract import backup_layout as bf
 
@@ -387,7 +387,7 @@ def run_stack_form(
             )
         run_cluster_form(stack, form, ops, yes=yes, dry_run=dry_run, as_json=as_json, verify=verify)
         return
-    url = op.database_url_from_ops(ops)
+    url = database_url(ops)
     if cleanup:
         run_cleanup(url, yes=yes, dry_run=dry_run, as_json=as_json)
         return

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
-
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.operations.cluster_job import run_in_cluster
 from automation.operations.maintenance import maintenance
@@ -310,20 +308,6 @@ class StackForm:
 
     def wants(self, part: str) -> bool:
         return self.choice.wants(part)
-
-
-def database_url_from_ops(ops: dict[str, Any]) -> str:
-    db = ops.get("database") or {}
-    try:
-        return make_conninfo(
-            host=str(db["host"]),
-            port=str(db["port"]),
-            dbname=str(db["name"]),
-            user=str(db["user"]),
-            password=str(db.get("password") or ""),
-        )
-    except KeyError as exc:
-        raise UserInputError(f"the app's ops output has no database.{exc.args[0]}") from None
 
 
 def backup_client(ops: dict[str, Any]) -> Any:

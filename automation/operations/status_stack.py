@@ -13,7 +13,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from automation.stack.protocol import StackOps, app_ops
+from automation.stack.protocol import StackOps, app_ops, database_url
 from automation.tasks.checks.model import (
     DEFAULT_DRILL_INTERVAL,
     DEFAULT_INTERVALS,
@@ -27,20 +27,9 @@ from automation.tasks.checks.model import (
 NEXT_STACK = f"{RUNBOOK}#status-stack"
 
 
-def database_url(ops: dict[str, Any]) -> str | None:
-    """A libpq conninfo for the app's database (a host name, an address or a socket directory)."""
-    from psycopg.conninfo import make_conninfo
-
-    db = ops.get("database") or {}
-    if not db.get("host"):
-        return None
-    return make_conninfo(
-        host=str(db["host"]),
-        port=str(db.get("port") or 5432),
-        dbname=str(db.get("name") or ""),
-        user=str(db.get("user") or ""),
-        password=str(db.get("password") or ""),
-    )
+def database_url_if_declared(ops: dict[str, Any]) -> str | None:
+    """The app's database conninfo, or None when its ops output declares no database host."""
+    return database_url(ops) if (ops.get("database") or {}).get("host") else None
 
 
 def redis_url(ops: dict[str, Any]) -> str | None:
@@ -86,7 +75,7 @@ def targets_from_ops(
     pool = (ops.get("database") or {}).get("poolSize")
     return StatusTargets(
         app=app,
-        database_url=database_url(ops),
+        database_url=database_url_if_declared(ops),
         redis_url=redis_url(ops),
         bucket=backup.get("bucket"),
         prefix=backup.get("prefix") or "backups",

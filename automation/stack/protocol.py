@@ -58,3 +58,24 @@ def app_ops(stack: StackOps, app: str) -> dict[str, Any]:
             f"--app {app!r}: stack {stack.name!r} has no such app (apps on it: {known})"
         )
     return ops[app]
+
+
+def database_url(ops: dict[str, Any]) -> str:
+    """A libpq conninfo for `ops.database` (the host may be a unix socket directory): the one
+    reading of it that restore, replay, status, deploy and PITR share. An empty password is left
+    out, so libpq may still take one from PGPASSFILE; a missing field is bad stack output."""
+    from psycopg.conninfo import make_conninfo
+
+    from automation.errors import UserInputError
+
+    db = ops.get("database") or {}
+    try:
+        return make_conninfo(
+            host=str(db["host"]),
+            port=str(db["port"]),
+            dbname=str(db["name"]),
+            user=str(db["user"]),
+            password=str(db.get("password") or "") or None,
+        )
+    except KeyError as exc:
+        raise UserInputError(f"the app's ops output has no database.{exc.args[0]}") from None
