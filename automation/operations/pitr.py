@@ -11,43 +11,27 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automation.errors import UserInputError
 from automation.stack.protocol import StackOps, app_ops
 from contract import backup_layout as bf
+
+if TYPE_CHECKING:
+    from automation.tasks.pitr.barman import Archive
 
 Log = Callable[[str], None]
 Confirm = Callable[[str], None]
 CLUSTER_WORK_DIR = "/tmp/opsplane-pitr"  # noqa: S108 (the Job pod's own scratch volume)
 
 
-@contextlib.contextmanager
-def aws_from_ops(ops: dict[str, Any]) -> Iterator[None]:
-    """The backup endpoint and region of `ops` in the standard AWS environment, for the tools
-    (barman-cloud reads it too) while the block runs."""
-    backup = ops.get("backup") or {}
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")}
-    if backup.get("endpoint"):
-        os.environ["AWS_ENDPOINT_URL"] = str(backup["endpoint"])
-    if backup.get("region"):
-        os.environ["AWS_DEFAULT_REGION"] = str(backup["region"])
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def archive_of(ops: dict[str, Any], app: str) -> Archive:
+    """The app's WAL archive, at the stack's S3 endpoint and region (`ops.backup`); refused
+    when the app does not archive."""
+    from automation.tasks.pitr.barman import Archive
 
-
-def archive_of(ops: dict[str, Any], app: str) -> tuple[str, str]:
-    """(bucket, prefix) of the app's WAL archive; refused when the app does not archive."""
     pitr = ops.get("pitr") or {}
     if not pitr.get("enabled"):
         raise UserInputError(
@@ -55,7 +39,13 @@ def archive_of(ops: dict[str, Any], app: str) -> tuple[str, str]:
             "(docs/config.md) and `pulumi up`; until then restore --backup latest|KEY"
         )
     backup = ops.get("backup") or {}
-    return str(backup.get("bucket")), str(backup.get("prefix") or bf.DEFAULT_PREFIX)
+    return Archive(
+        str(backup.get("bucket")),
+        app,
+        str(backup.get("prefix") or bf.DEFAULT_PREFIX),
+        endpoint=backup.get("endpoint") or None,
+        region=backup.get("region") or None,
+    )
 
 
 def restore_to_time_local(
@@ -72,27 +62,24 @@ def restore_to_time_local(
 ) -> dict[str, Any]:
     """Check, recover, then (not inspecting) swap into live inside maintenance."""
     from automation.operations.maintenance import maintenance
-    from automation.tasks.pitr.barman import Archive
     from automation.tasks.pitr.run import PitrRestore
 
     ops = app_ops(stack, app)
-    bucket, prefix = archive_of(ops, app)
-    with aws_from_ops(ops):
-        job = PitrRestore(database_url, Archive(bucket, app, prefix), when, work_dir, jobs, log)
-        plan = job.check()
-        if inspect:
-            return {"stack": stack.name, "app": app, **job.inspect()}
-        job.guard()  # target checks and the restore claim, before anything changes
-        try:
-            confirm(
-                f"Replace {app}'s database on stack {stack.name} with its state at "
-                f"{plan.target_label}? ({app} goes into maintenance while it is swapped in)"
-            )
-            job.instance()  # recovered while the app still runs
-            with maintenance(stack, app, log):
-                document = job.into_live()
-        finally:
-            job.close()
+    job = PitrRestore(database_url, archive_of(ops, app), when, work_dir, jobs, log)
+    plan = job.check()
+    if inspect:
+        return {"stack": stack.name, "app": app, **job.inspect()}
+    job.guard()  # target checks and the restore claim, before anything changes
+    try:
+        confirm(
+            f"Replace {app}'s database on stack {stack.name} with its state at "
+            f"{plan.target_label}? ({app} goes into maintenance while it is swapped in)"
+        )
+        job.instance()  # recovered while the app still runs
+        with maintenance(stack, app, log):
+            document = job.into_live()
+    finally:
+        job.close()
     return {"stack": stack.name, "app": app, **document}
 
 
@@ -102,7 +89,6 @@ def restore_to_time_cluster(
     """The explicit form as the cluster Job, inside maintenance."""
     from automation.operations.cluster_job import run_in_cluster
     from automation.operations.maintenance import maintenance
-    from automation.tasks.pitr.barman import Archive
 
     if inspect:
         raise UserInputError(
@@ -110,9 +96,10 @@ def restore_to_time_cluster(
             "(or run it in an ops-runner pod)"
         )
     ops = app_ops(stack, app)
-    bucket, prefix = archive_of(ops, app)
-    target = check_time_here(ops, Archive(bucket, app, prefix), when, log)
-    args = ["--bucket", bucket, "--prefix", prefix, "--app", app, "--to-time", when]
+    archive = archive_of(ops, app)
+    target = check_time_here(archive, when, log)
+    args = ["--bucket", archive.bucket, "--prefix", archive.prefix, "--app", app]
+    args += ["--to-time", when]
     args += ["--jobs", str(jobs), "--work-dir", CLUSTER_WORK_DIR, "--yes", "--json"]
     confirm(
         f"Replace {app}'s database on stack {stack.name} with its state at {target}, in the "
@@ -123,7 +110,7 @@ def restore_to_time_cluster(
     return {"stack": stack.name, "app": app, "where": "cluster", **result}
 
 
-def check_time_here(ops: dict[str, Any], archive: Any, when: str, log: Log) -> str:
+def check_time_here(archive: Archive, when: str, log: Log) -> str:
     """Before maintenance stops the writers: TIME must parse (ISO 8601 with a zone, or
     latest), and, when this machine can read the archive (as the local form does), lie inside
     the recoverable window. Returns the target to name in the confirmation. An archive that
@@ -132,13 +119,12 @@ def check_time_here(ops: dict[str, Any], archive: Any, when: str, log: Log) -> s
     from automation.tasks.pitr import barman, recover
 
     recover.parse_time(when)  # UserInputError (exit 2) before anything changes
-    with aws_from_ops(ops):
-        try:
-            barman.list_base_backups(archive)
-        except OpsError as exc:
-            log(f"could not read the window from here ({exc}); the Job checks TIME against it")
-            return when
-        plan = recover.plan(archive, recover.parse_time(when))
+    try:
+        barman.list_base_backups(archive)
+    except OpsError as exc:
+        log(f"could not read the window from here ({exc}); the Job checks TIME against it")
+        return when
+    plan = recover.plan(archive, recover.parse_time(when))
     start, end = plan.window
     log(f"recoverable window {recover.fmt(start)} .. {recover.fmt(end)}: {when} is inside it")
     return plan.target_label

@@ -71,6 +71,9 @@ def test_stack_form_inspects_then_restores_inside_maintenance(
         _, times = cluster.write_history()
         stack = FakeStack("dev", {"ops": {"qr": ops_for(cluster, s3.endpoint)}})
         monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
+        # the stack form reads S3 at ops.backup.endpoint alone (barman-cloud, the recovery's
+        # restore_command, boto3): this process' AWS environment points at nothing
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         when = iso(mid(times[1], times[2]))
 
         code, out, err = run("--to-time", when, "--inspect", "--work-dir", str(work_dir), "--json")
@@ -92,6 +95,7 @@ def test_stack_form_inspects_then_restores_inside_maintenance(
 
         # --where cluster: the fake `up` plays the cluster and runs the Job's command for real
         stack.on_up = job_runner(cluster.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # the Job pod's own environment
         # a TIME outside the window is refused here, before maintenance stops the writers
         calls = len(stack.calls)
         code, out, err = run("--to-time", iso(times[2] + timedelta(hours=1)), "--where",

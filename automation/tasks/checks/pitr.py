@@ -34,6 +34,7 @@ def run(targets: StatusTargets, timeout: float) -> list[Check]:
         targets.prefix,
         database_url=targets.database_url,
         client=client_for(targets, timeout),
+        endpoint=targets.s3_endpoint,  # barman-cloud lists base backups at the same S3
     )
     return judge(state, targets.app)
 

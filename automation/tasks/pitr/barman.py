@@ -2,7 +2,9 @@
 
 Nothing here reads or writes barman's format itself: each function runs one barman-cloud
 command against the app's archive (`contract/wal_layout.py`) and turns a failure into one line.
-S3 comes from the standard AWS environment (AWS_ENDPOINT_URL, credentials, region).
+S3 comes from the standard AWS environment (AWS_ENDPOINT_URL, credentials, region); an
+`Archive` read from a stack's `ops` carries that stack's endpoint and region, which each tool's
+own environment takes (the process environment is never edited).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Archive:
     bucket: str
     app: str
     prefix: str
+    endpoint: str | None = None  # `ops.backup.endpoint`/`region`; None: the AWS environment's
+    region: str | None = None
 
     def __post_init__(self) -> None:
         if self.app in wl.RESERVED_APP_NAMES or not self.app or "/" in self.app:
@@ -43,6 +47,18 @@ class Archive:
 
     def where(self) -> str:
         return f"s3://{self.bucket}/{wl.server_root(self.prefix, self.app)}"
+
+    def aws_env(self) -> dict[str, str]:
+        """What this archive sets over the AWS environment, for barman-cloud and for the
+        recovery instance's restore_command."""
+        env = {"AWS_ENDPOINT_URL": self.endpoint or "", "AWS_DEFAULT_REGION": self.region or ""}
+        return {name: value for name, value in env.items() if value}
+
+    def client(self) -> Any:
+        """An S3 client for this archive (boto3, for listing WAL segments)."""
+        from automation.tasks.io import s3io
+
+        return s3io.s3_client(self.endpoint, self.region)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     owner: RunAs | None = None,
+    archive: Archive | None = None,
     what: str = "",
     timeout: float | None = None,
 ) -> str:
@@ -105,7 +122,7 @@ def run(
             capture_output=True,
             text=True,
             check=False,
-            env=dict(env) if env is not None else tool_env(),
+            env=dict(env) if env is not None else tool_env(archive.aws_env() if archive else None),
             cwd="/",
             timeout=timeout,
             user=owner.uid if owner else None,
@@ -128,6 +145,7 @@ def list_base_backups(archive: Archive) -> list[BaseBackup]:
     out = run(
         "backup-list",
         ["--format", "json", archive.url, archive.app],
+        archive=archive,
         what=f"listing base backups in {archive.where()}",
         timeout=120,
     )
@@ -143,7 +161,7 @@ def take_base_backup(url: str, archive: Archive, *, jobs: int = 2, name: str = "
     if name:
         args += ["--name", name]
     args += [archive.url, archive.app]
-    env = pgtools.libpq_env(url, tool_env())
+    env = pgtools.libpq_env(url, tool_env(archive.aws_env()))
     env.setdefault("PGDATABASE", params.get("dbname", "postgres"))
     before = {b.backup_id for b in list_base_backups(archive)}
     run("backup", args, env=env, what=f"base backup of {pgtools.describe(url)}")
@@ -157,12 +175,15 @@ def keep(archive: Archive, backup_id: str, *, release: bool = False) -> None:
     """Pin a base backup past retention (`--target full`), or release the pin."""
     args = ["--release"] if release else ["--target", "full"]
     run(
-        "backup-keep", [*args, archive.url, archive.app, backup_id], what="barman-cloud-backup-keep"
+        "backup-keep",
+        [*args, archive.url, archive.app, backup_id],
+        archive=archive,
+        what="barman-cloud-backup-keep",
     )
 
 
 def keep_status(archive: Archive, backup_id: str) -> str:
-    out = run("backup-keep", ["--status", archive.url, archive.app, backup_id])
+    out = run("backup-keep", ["--status", archive.url, archive.app, backup_id], archive=archive)
     return out.strip().rsplit(":", 1)[-1].strip() or "nokeep"
 
 
@@ -174,6 +195,7 @@ def apply_retention(archive: Archive, days: int) -> str:
     return run(
         "backup-delete",
         ["--retention-policy", policy, archive.url, archive.app],
+        archive=archive,
         what=f"retention ({policy})",
     )
 
@@ -186,7 +208,7 @@ def fetch_wal(archive: Archive, segment: str, dest: Path) -> bool:
         capture_output=True,
         text=True,
         check=False,
-        env=tool_env(),
+        env=tool_env(archive.aws_env()),
         timeout=300,
     )
     return done.returncode == 0 and dest.exists()

@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg
 
 from automation.errors import TaskFailed, UserInputError
-from automation.tasks.io import pgtools, s3io
+from automation.tasks.io import pgtools
 from automation.tasks.pitr import barman
 from automation.tasks.pitr.barman import Archive, BaseBackup
 from automation.tasks.pitr.instance import Instance, RunAs, make_traversable, run_as, tool_path
@@ -97,7 +97,7 @@ def plan(archive: Archive, when: datetime | None, client: object = None) -> Plan
     backups = barman.list_base_backups(archive)
     done = [b for b in backups if b.status == "DONE"]
     floor = done[-1].end_wal if done else ""
-    segments = wal_segments(client or s3io.s3_client(), archive, floor)
+    segments = wal_segments(client or archive.client(), archive, floor)
     found = window(archive, backups, segments)
     if found is None:
         raise TaskFailed(
@@ -184,7 +184,7 @@ def ensure_base(ws: Workspace, backup: BaseBackup, log: Log) -> Path:
     barman.run(
         "restore",
         [ws.archive.url, ws.archive.app, backup.backup_id, str(partial)],
-        env=barman.tool_env({"HOME": str(ws.root)}),
+        env=barman.tool_env({**ws.archive.aws_env(), "HOME": str(ws.root)}),
         owner=ws.owner,
         what=f"restoring base backup {backup.backup_id}",
     )

@@ -44,7 +44,7 @@ class PitrRestore:
         """The temporary instance paused at the target (reused when it already is)."""
         assert self.plan is not None, "check() first"
         ws = recover.Workspace.open(self.work_dir, self.archive)
-        env = {**os.environ, "HOME": str(ws.root), "TZ": "UTC"}
+        env = {**os.environ, **self.archive.aws_env(), "HOME": str(ws.root), "TZ": "UTC"}
         inst = recover.recovered_instance(ws, self.plan, self.log, env, self.user)
         return ws, inst
 

@@ -242,13 +242,15 @@ def pitr_state(
     *,
     database_url: str | None = None,
     client: Any = None,
+    endpoint: str | None = None,
+    region: str | None = None,
     now: datetime | None = None,
 ) -> PitrState:
     """Base backups, the recoverable window, the newest archived WAL and its age; with
     `database_url`, the server's archiver too (is archiving failing?). Problems are listed
     (one line each) rather than raised, except when S3 itself cannot be read."""
-    archive = Archive(bucket, app, prefix)
-    client = client or s3io.s3_client()
+    archive = Archive(bucket, app, prefix, endpoint, region)
+    client = client or archive.client()
     state = PitrState(archive.where())
     state.base_backups = list_base_backups(archive)
     segments = wal_segments(client, archive, _floor(state.base_backups))
