@@ -18,7 +18,7 @@ import pytest
 
 from automation.errors import TaskFailed
 from automation.tasks.backup import BackupOptions, BackupResult, run_backup, write_manifest
-from automation.tasks.backups import KILL_ENV, find_backup, list_backups
+from automation.tasks.backups import KILL_ENV, KILL_SIGNAL_ENV, find_backup, list_backups
 from automation.tasks.io import s3io
 from contract import backup_layout as bf
 from tests.services import S3, Postgres, free_port
@@ -42,12 +42,15 @@ def source(postgres: Postgres) -> SourceDb:
     return make_source(postgres, "qr", rows=600)
 
 
-def backup_process(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def backup_process(
+    *args: str, kill_at: str | None = None, kill_signal: str = "SIGKILL"
+) -> subprocess.CompletedProcess:
     """`python -m automation backup ARGS` in its own process (so it can be killed for real)."""
     env = dict(os.environ)
     env.pop(KILL_ENV, None)
     if kill_at:
         env[KILL_ENV] = kill_at
+        env[KILL_SIGNAL_ENV] = kill_signal
     return subprocess.run(
         [sys.executable, "-m", "automation", "backup", *args],
         cwd=REPO,
@@ -170,6 +173,25 @@ class TestKilledBackupIsVisibleAndItsUploadAborted:
         opts = BackupOptions(bucket, redis_url=redis_server.url, app="qr", stale_upload_seconds=0)
         run_backup(opts)
         assert [u["Key"].rsplit("/", 1)[1] for u in open_uploads(s3, bucket)] == ["db.sql.gz"]
+
+
+class TestSigtermedBackupLeavesNothing:
+    """#17.7 for backup: SIGTERM (a CronJob's pod deleted, `kill`) mid-upload runs the cleanup
+    a Ctrl-C runs: the run's parts deleted, its multipart upload aborted; --json says so."""
+
+    def test_sigterm_mid_upload_removes_the_run_and_aborts_its_upload(
+        self, source: SourceDb, s3: S3
+    ) -> None:
+        bucket = s3.create_bucket("term")
+        termed = backup_process("--database-url", source.url, "--bucket", bucket, "--app", "qr",
+                                "--json", kill_at="uploading", kill_signal="SIGTERM")  # fmt: skip
+        assert termed.returncode == 1, termed.stderr
+        assert "Traceback" not in termed.stderr
+        document = json.loads(termed.stdout)
+        assert document["ok"] is False and document["interrupted"] is True
+        assert open_uploads(s3, bucket) == []
+        assert bucket_keys(s3, bucket) == []  # no part, no manifest: nothing half-written stays
+        assert json.loads(run_cli("backups", "list", "--bucket", bucket, "--json").stdout) == []
 
 
 class TestEveryTargetIsCheckedBeforeTheDump:
