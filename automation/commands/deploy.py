@@ -239,6 +239,21 @@ def print_outcome(report: op.DeployReport, as_json: bool) -> None:
         return
     for step in report.steps:
         typer.echo(f"  {step.name:<15} {step.status:<8} {step.seconds:>8.1f}s  {step.detail}")
+    print_checks(report)
+
+
+def print_checks(report: op.DeployReport) -> None:
+    """The app's status checks, as `status` prints them: the preflight's when any WARNs or
+    FAILs, and the last one of the soak (what the app looked like when the deploy ended)."""
+    from automation.commands.status import print_report
+
+    before = report.preflight_health
+    if before is not None and any(c.status != "pass" for c in before.checks):
+        typer.echo("status at preflight:")
+        print_report(before)
+    if report.health is not None:
+        typer.echo("status at the end of the soak:")
+        print_report(report.health)
 
 
 def print_history(rows: list[dict[str, Any]], as_json: bool) -> None:

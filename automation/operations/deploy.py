@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -51,6 +51,8 @@ class Health(Protocol):
 
     @property
     def failed(self) -> bool: ...
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -90,9 +92,17 @@ class DeployReport:
     rollback_point: str | None = None
     record: int | None = None
     steps: list[Step] = field(default_factory=list)
+    preflight_health: Health | None = field(default=None, repr=False)  # status before the change
+    health: Health | None = field(default=None, repr=False)  # the soak's last status report
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report; the app's status checks as `status` prints them (`{"checks": [...]}`):
+        `preflight_status` before the change, `status` the soak's last report (None: not run)."""
+        document = asdict(replace(self, preflight_health=None, health=None))
+        del document["preflight_health"], document["health"]
+        for key, health in (("preflight_status", self.preflight_health), ("status", self.health)):
+            document[key] = None if health is None else health.to_json()
+        return document
 
     @contextmanager
     def step(self, name: str, on_output: OnOutput) -> Iterator[Step]:
@@ -264,11 +274,13 @@ def preflight(
     report: DeployReport, probes: Probes, *, force: bool, command: str, on_output: OnOutput
 ) -> None:
     with report.step("preflight", on_output) as step:
-        failed = failing(probes.health())
+        report.preflight_health = probes.health()
+        failed = failing(report.preflight_health)
         if failed and not force:
-            raise TaskFailed(
+            raise DeployFailed(
                 f"preflight: {report.app} is failing now ({'; '.join(failed)}); nothing was "
-                f"changed: fix it first (`{command}`) or pass --force to deploy anyway"
+                f"changed: fix it first (`{command}`) or pass --force to deploy anyway",
+                report,
             )
         report.schema_before = probes.schema_head()
         forced = f"forced past {len(failed)} failing check(s); " if failed else ""
@@ -296,7 +308,7 @@ def watch(report: DeployReport, probes: Probes, soak: float, on_output: OnOutput
     with report.step("watch", on_output) as step:
         deadline, rounds = probes.clock() + soak, 0
         while True:
-            problems = soak_problems(probes)
+            problems = soak_problems(probes, report)
             if problems:
                 raise TaskFailed(f"unhealthy during the soak: {'; '.join(problems)}")
             rounds += 1
@@ -307,11 +319,14 @@ def watch(report: DeployReport, probes: Probes, soak: float, on_output: OnOutput
         step.detail = f"healthy for {soak:g}s ({rounds} checks)"
 
 
-def soak_problems(probes: Probes) -> list[str]:
-    """What fails now. A check that cannot run (an unreachable Alertmanager, a status probe
-    that raised) is a failing check with its reason, never a crash past the rollback."""
+def soak_problems(probes: Probes, report: DeployReport) -> list[str]:
+    """What fails now (the status report kept as `report.health`). A check that cannot run (an
+    unreachable Alertmanager, a status probe that raised) is a failing check with its reason,
+    never a crash past the rollback."""
+    report.health = None  # a probe that raises leaves no report, not an older one
     try:
-        problems = failing(probes.health())
+        report.health = probes.health()
+        problems = failing(report.health)
     except OpsError:
         raise
     except Exception as exc:
@@ -449,7 +464,15 @@ def recover(
             go_back(stack, report, report.before, on_output, skip_migration_for=skip)
             report.result, step.detail = "rolled-back", "previous images restored"
         elif request.restore_data:
-            restore_and_go_back(stack, report, probes, report.before, on_output)
+            try:
+                restore_and_go_back(stack, report, probes, report.before, on_output)
+            except DeployFailed:  # the `up` back to the previous images failed: recorded
+                raise
+            except Exception as exc:  # the restore failed: recorded, with its reason
+                report.result = "failed"
+                step.detail = f"data restore to {report.rollback_point} failed: {reason(exc)}"
+                record(stack, report, f"{step.detail} (after {cause})")  # the reason first
+                raise DeployFailed(restore_failed(stack.name, report, cause), report) from exc
             report.result = "restored"
             step.detail = f"data restored to {report.rollback_point}, previous images back"
         else:
@@ -504,7 +527,7 @@ def restore_and_go_back(
     with maintenance(stack, report.app, on_output):
         probes.restore(report.rollback_point)
         go_back(stack, report, images, on_output)
-    report.schema_after = probes.schema_head()
+    report.schema_after = head_or_none(probes, on_output)  # done: not reading it fails nothing
 
 
 def unreadable_head(stack_name: str, report: DeployReport, why: str) -> str:
@@ -517,6 +540,19 @@ def unreadable_head(stack_name: str, report: DeployReport, why: str) -> str:
         f"SERVICE=FIXED_IMAGE`), or, once the database answers, `rollback --stack {stack_name} "
         f"--app {report.app}` (it checks the head; add --restore-data to go back to the "
         f"rollback point {report.rollback_point}, writes since then are lost)"
+    )
+
+
+def restore_failed(stack_name: str, report: DeployReport, cause: str) -> str:
+    """`--restore-data` after a failed deploy, and the restore failed: the new images still run
+    (config holds them); the two ways forward."""
+    step = next((s.detail for s in report.steps if s.name == "rollback"), "data restore failed")
+    return (
+        f"deploy #{report.record} of {report.app} failed at {cause}; {step}. NOT rolled back: the "
+        f"new images still run and config holds them. Either retry once the restore's cause is "
+        f"fixed (`rollback --stack {stack_name} --app {report.app} --restore-data`, back to the "
+        f"rollback point {report.rollback_point}), or fail forward (`deploy --stack {stack_name} "
+        f"--app {report.app} --image SERVICE=FIXED_IMAGE`)"
     )
 
 
@@ -567,7 +603,8 @@ def rollback_target(
     records: list[history.DeployRecord], running: dict[str, str], to: int | None
 ) -> Target:
     """`--to N`: deploy N's images. Default: undo the last deploy when it is what runs
-    (succeeded or refused: back to the images before it, with its rollback point); else the
+    (succeeded, refused, or a deploy whose recovery failed: back to the images before it, with
+    its rollback point); else the
     newest succeeded deploy whose images differ from what runs."""
     last = records[-1] if records else None
     if to is None and last and last.result == "interrupted":  # config may be ahead of `ops`
@@ -575,7 +612,10 @@ def rollback_target(
             last.previous, last.schema_before, last.rollback_point,
             f"the images before deploy #{last.n} (interrupted)", "", last.n,
         )  # fmt: skip
-    if to is None and last and last.result in ("succeeded", "refused") and last.images == running:
+    undoable = last and (
+        last.result in ("succeeded", "refused") or (last.result, last.kind) == ("failed", "deploy")
+    )
+    if to is None and last and undoable and last.images == running:
         return Target(
             last.previous, last.schema_before, last.rollback_point,
             f"the images before deploy #{last.n}", "", last.n,

@@ -51,6 +51,7 @@ class World:
     failing_migrations: set[str] = field(default_factory=set)
     moving_migrations: set[str] = field(default_factory=set)
     served: list[str] = field(default_factory=list)
+    extra: list[Check] = field(default_factory=list)  # checks reported beside the health ones
 
     def migrate(self, app: str, image: str) -> None:
         """`alembic upgrade head` in `image`, as Alembic behaves: an image knows the revisions up
@@ -75,7 +76,7 @@ class World:
             Check(f"health:{s}", "fail" if i in self.unhealthy else "pass", f"{i} answered")
             for s, i in sorted(images.items())
         ]
-        return StatusReport("qr", checks)
+        return StatusReport("qr", [*checks, *self.extra])
 
     def images(self) -> dict[str, str]:
         return self.stack.outputs()["ops"]["qr"]["deploy"]["images"]
@@ -146,6 +147,36 @@ def test_success_migrates_rolls_and_records(world: World, s3) -> None:
     assert "[watch] ok: healthy for 0.3s" in err
 
 
+def checks(status: dict) -> list[tuple[str, str]]:
+    return [(c["name"], c["status"]) for c in status["checks"]]
+
+
+def test_the_report_carries_the_status_checks_of_preflight_and_soak(world: World) -> None:
+    world.extra.append(
+        Check("backup:db", "warn", "newest backup is 30 h old", "python -m automation backup")
+    )
+    code, out, err = deploy("--image", f"api={NEW}", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    for status in (report["preflight_status"], report["status"]):
+        assert checks(status)[0][0] == "health:admin"
+        assert ("health:api", "pass") in checks(status)
+        assert ("backup:db", "warn") in checks(status)
+        assert status["status"] == "warn" and status["failed"] is False
+    assert report["status"]["checks"][-1]["next"] == "python -m automation backup"
+    code, out, err = deploy("--image", f"api={NEWER}")
+    assert code == 0, err
+    lines = out.splitlines()
+    steps = [i for i, line in enumerate(lines) if line.strip().startswith(("preflight", "watch"))]
+    preflight = lines.index("status at preflight:")
+    soak = lines.index("status at the end of the soak:")
+    assert max(steps) < preflight < soak  # after the deploy's step lines
+    warn = [line for line in lines[soak:] if line.startswith("WARN")]
+    assert warn and "backup:db" in warn[0] and "newest backup is 30 h old" in warn[0]
+    assert "next: python -m automation backup" in warn[0]
+    assert "qr: 3 pass, 1 warn, 0 fail" in out
+
+
 def test_migration_failure_leaves_the_pods_untouched(world: World) -> None:
     world.failing_migrations.add(NEW)
     code, _, err = deploy("--image", f"api={NEW}")
@@ -170,6 +201,7 @@ def test_health_failure_during_the_soak_is_rolled_back(world: World) -> None:
     report = json.loads(out)
     assert [s["name"] for s in report["steps"]][-2:] == ["watch", "rollback"]
     assert report["result"] == "rolled-back"
+    assert ("health:api", "fail") in checks(report["status"])  # the report the soak failed on
 
 
 def test_schema_moved_refuses_the_automatic_rollback_and_says_why(world: World) -> None:
@@ -204,6 +236,36 @@ def test_restore_data_goes_back_to_the_rollback_point(world: World, postgres) ->
     assert world.history()[-1].result == "restored"
 
 
+def test_a_failed_data_restore_is_recorded_and_names_the_way_forward(
+    world: World, monkeypatch
+) -> None:
+    world.unhealthy.add(NEW)
+    world.moving_migrations.add(NEW)
+
+    def broken(*args: object) -> str:
+        raise TaskFailed("restore: the rollback point's dump did not verify (pg_restore exit 1)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deploy_command, "restore_database", broken)
+        code, out, err = deploy("--image", f"api={NEW}", "--restore-data", "--json")
+    assert code == 1
+    assert "data restore to backups/" in err and "failed: restore: the rollback point's" in err
+    assert "NOT rolled back: the new images still run" in err
+    assert "`rollback --stack dev --app qr --restore-data`" in err
+    assert json.loads(out)["result"] == "failed"
+    assert world.images()["api"] == NEW and world.head() == MOVED_HEAD
+    assert MAINTENANCE_KEY not in world.stack.config  # maintenance left
+    entry = world.history()[-1]
+    assert (entry.kind, entry.result) == ("deploy", "failed")
+    assert entry.detail.startswith("data restore to backups/") and "exit 1)" in entry.detail
+    code, _, err = run(  # the way forward it named, once the restore works
+        "rollback", "--stack", "dev", "--app", "qr", "--yes", "--soak", "0.1", "--restore-data"
+    )
+    assert code == 0, err
+    assert world.head() == QR_HEAD and world.images()["api"] == OLD
+    assert [(r.kind, r.result) for r in world.history()][-1] == ("rollback", "restored")
+
+
 def test_rollback_restore_data_after_a_refused_deploy(world: World) -> None:
     world.unhealthy.add(NEW)
     world.moving_migrations.add(NEW)
@@ -229,9 +291,10 @@ def test_rollback_to_an_earlier_deploy(world: World) -> None:
     code, out, _ = run("rollback", "--stack", "dev", "--app", "qr", "--to", "1", "--dry-run")
     assert code == 0 and f"api: {NEWER} -> {NEW}" in out
     calls = len(world.stack.calls)
-    code, _, err = run("rollback", "--stack", "dev", "--app", "qr", "--to", "1", "--yes",
-                       "--soak", "0.1")  # fmt: skip
+    code, out, err = run("rollback", "--stack", "dev", "--app", "qr", "--to", "1", "--yes",
+                         "--soak", "0.1")  # fmt: skip
     assert code == 0, err
+    assert "status at the end of the soak:" in out and "PASS  health:api" in out
     assert world.images()["api"] == NEW
     assert world.stack.ops_sequence()[calls:] == ["set_config", "up", "set_config"]
     last = world.history()[-1]
@@ -257,6 +320,9 @@ def test_preflight_failure_changes_nothing_unless_forced(world: World) -> None:
     code, _, err = deploy("--image", f"api={NEW}")
     assert code == 1 and "preflight: qr is failing now (health:api FAIL" in err
     assert "or pass --force" in err and world.stack.calls == []
+    code, out, _ = deploy("--image", f"api={NEW}", "--json")
+    assert code == 1 and ("health:api", "fail") in checks(json.loads(out)["preflight_status"])
+    assert world.stack.calls == []
     code, out, err = deploy("--image", f"api={NEW}", "--force", "--json")
     assert code == 0, err
     assert "forced past 1 failing check(s)" in json.loads(out)["steps"][0]["detail"]
