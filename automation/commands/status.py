@@ -1,6 +1,6 @@
-"""`python -m automation status`: "what is wrong right now?" for one app.
+"""`python -m automation status`: "what is wrong right now?" for one app, or every app of a stack.
 
-Stack form `--stack S --app A` (everything from `ops`), or explicit form `--app A
+Stack form `--stack S [--app A]` (everything from `ops`), or explicit form `--app A
 --database-url U --redis-url U --bucket B --health-url NAME=URL ...`. One line per check:
 PASS/WARN/FAIL, what was measured, and for WARN/FAIL the single next step. Exit 0 when nothing
 fails, 1 when anything fails, 2 for bad input; `--json` always prints the complete report.
@@ -125,8 +125,17 @@ def print_report(report: Any) -> None:
     )
 
 
-def refuse_with_stack(options: dict[str, Any]) -> None:
-    """Explicit-form options that `--stack` reads from `ops` instead: one line, exit 2."""
+def refuse_with_stack(options: dict[str, Any], app: Str) -> None:
+    """Explicit-form options that `--stack` reads from `ops` instead, and, without `--app`, the
+    ones that name one app's dependency: one line, exit 2."""
+    if app is None:
+        for name in ("database_url", "redis_url", "pool_size"):
+            if options[name] is not None:
+                flag = "--" + name.replace("_", "-")
+                env = f" (or env OPSPLANE_{name.upper()})" if name.endswith("_url") else ""
+                raise UserInputError(
+                    f"{flag}{env}: it is one app's; add --app A to check that app with it"
+                )
     explicit = [o for o in ("bucket", "health_url", "webhook_table") if options[o]]
     if explicit:
         flag = "--" + explicit[0].replace("_", "-")
@@ -138,27 +147,52 @@ def refuse_with_stack(options: dict[str, Any]) -> None:
         )
 
 
-def collect(stack: Str, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
+def collect(stack: Str, app: Str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
     """One report, in the form the options ask for. `where` None: `where_checks_run` (a Job on a
-    Kubernetes stack, here on the Docker stack)."""
+    Kubernetes stack, here on the Docker stack). `--stack` without `--app`: every app of the
+    stack's `ops`, one after the other (a `StackReport`)."""
     from automation.operations import status as st
+    from automation.stack import pulumi_adapter as pulumi_stack
 
     if stack is None:
+        if app is None:
+            raise UserInputError(
+                "--app: the explicit form checks one app; give --app A (or --stack S for "
+                "every app on a stack)"
+            )
         return st.run_checks(explicit_targets(app, options), timeout=timeout)
-    report = stack_report(stack, app, timeout, where, options)
+    refuse_with_stack(options, app)
+    target = pulumi_stack.open_stack(stack)
+    if app is not None:
+        return app_report(target, app, timeout, where, options)
+    started = time.monotonic()
+    apps = list(target.outputs().get("ops") or {})
+    if not apps:
+        raise UserInputError(
+            f"--stack {stack!r}: its ops output lists no app; run `pulumi up` on it first, "
+            "or give --app A"
+        )
+    reports = [app_report(target, name, timeout, where, options) for name in apps]
+    return st.StackReport(stack, reports, seconds=round(time.monotonic() - started, 3))
+
+
+def app_report(target: Any, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
+    """One app's report in the stack form, with the `alerts` "not checked" line when no
+    monitoring URL is given."""
+    from automation.operations import status as st
+
+    report = stack_report(target, app, timeout, where, options)
     if not (options["alertmanager_url"] or options["prometheus_url"]):
         report.checks.append(st.alerts_not_checked())
     return report
 
 
-def stack_report(stack: str, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
+def stack_report(target: Any, app: str, timeout: float, where: Str, options: dict[str, Any]) -> Any:
     """The stack form's report, here or as a cluster Job."""
     from automation.operations import status as st
-    from automation.stack import pulumi_adapter as pulumi_stack
     from automation.stack.protocol import app_ops
 
-    refuse_with_stack(options)
-    target = pulumi_stack.open_stack(stack)
+    stack = target.name
     where = where or st.where_checks_run(app_ops(target, app))
     overrides = {"pool_size": options["pool_size"], "rto_minutes": options["rto_minutes"]}
     if where == "cluster":
@@ -244,6 +278,17 @@ def watch_loop(report: Any, every: float, refresh: Callable[[], Any], as_json: b
 def show(report: Any, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_json())
+    elif hasattr(report, "reports"):  # every app of a stack: one section per app
+        for index, each in enumerate(report.reports):
+            if index:
+                typer.echo("")
+            print_report(each)
+        counts, apps = report.counts(), len(report.reports)
+        worst = ", ".join(f"{r.app} {r.worst}" for r in report.reports)
+        typer.echo(
+            f"{report.stack}: {apps} app(s) ({worst}): {counts['pass']} pass, "
+            f"{counts['warn']} warn, {counts['fail']} fail ({report.seconds or 0:.1f} s)"
+        )
     else:
         print_report(report)
 
@@ -252,7 +297,9 @@ def _o(*names: str, help_: str, **extra: Any) -> Any:
     return typer.Option(*names, help=help_, **extra)
 
 
-AppOpt = Annotated[str, _o("--app", help_="App name (qr, quickbite).")]
+AppOpt = Annotated[
+    Str, _o("--app", help_="App name (qr, quickbite); with --stack, default: every app on it.")
+]
 StackOpt = Annotated[Str, _o("--stack", help_="Pulumi stack: take everything from its ops output.")]
 DbOpt = Annotated[
     Str,
@@ -295,7 +342,7 @@ ExitZeroOpt = Annotated[bool, _o("--exit-zero", hidden=True, help_="Exit 0 even 
 
 @handle_errors
 def status(
-    app: AppOpt,
+    app: AppOpt = None,
     stack: StackOpt = None,
     database_url: DbOpt = None,
     redis_url: RedisOpt = None,
@@ -315,7 +362,8 @@ def status(
     json: JsonOpt = False,
     exit_zero: ExitZeroOpt = False,
 ) -> None:
-    """What is wrong right now: every check of APP as PASS/WARN/FAIL with the next step."""
+    """What is wrong right now: every check of APP (or of every app on the stack) as
+    PASS/WARN/FAIL with the next step."""
     check_numbers(timeout, watch)
     if where not in (None, "local", "cluster"):
         raise UserInputError(f"--where {where!r}: must be local or cluster")
@@ -334,6 +382,7 @@ def status(
 
 EXAMPLES = """Examples:
 
+  python -m automation status --stack dev
   python -m automation status --stack prod --app qr --where cluster
   python -m automation status --stack dev --app quickbite --deep --watch 10
   python -m automation status --app qr --database-url URL --health-url api=URL"""

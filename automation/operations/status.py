@@ -30,6 +30,7 @@ from automation.tasks.checks.model import (
     Check,
     Group,
     Level,
+    StackReport,
     StatusReport,
     StatusTargets,
     run_groups,
@@ -45,6 +46,7 @@ __all__ = [
     "Check",
     "Group",
     "Level",
+    "StackReport",
     "StatusReport",
     "StatusTargets",
     "alerts_not_checked",
@@ -127,15 +129,26 @@ def cluster_status(
     pool_size: int | None = None,
     rto_minutes: float | None = None,
 ) -> StatusReport:
-    """`--where cluster`: the same checks run inside the cluster as a Job; its JSON report back.
+    """`--where cluster`: the app's checks run inside the cluster as a Job, its JSON report back,
+    joined by the `stack…` checks, which run here (they read the stack); the same report as
+    `app_status`.
 
     The Job runs the explicit form (`cluster_args`) and always exits 0 (`--exit-zero`), so that a
     FAIL check still brings back its complete report. `monitoring`: extra arguments for it
     (`--alertmanager-url URL`, `--prometheus-url URL`, as the cluster sees them). `pool_size` /
     `rto_minutes`: as in `app_status`.
     """
-    from automation.operations.cluster_job import run_in_cluster
+    import time
 
+    from automation.operations import status_stack as stack_checks
+    from automation.operations.cluster_job import run_in_cluster
+    from automation.stack.protocol import app_ops
+
+    started = time.monotonic()
+    ops = app_ops(stack, app)
+    # The stack checks read the stack, not the cluster: they run here, and before the Job, whose
+    # own request (`opsplane:clusterJob`) and `up` would otherwise show in them.
+    here = run_groups(stack_checks.groups(stack, app, ops), timeout, app=app, stack=stack.name)
     args = cluster_args(
         stack, app, timeout=timeout, deep=deep, pool_size=pool_size, rto_minutes=rto_minutes
     )
@@ -144,6 +157,8 @@ def cluster_status(
         run_in_cluster(stack, app, "status", args, on_output or (lambda line: None))
     )
     report.stack = stack.name
+    report.checks.extend(here.checks)  # in the order of the local form: the app's, then stack:*
+    report.seconds = round(time.monotonic() - started, 3)
     return report
 
 

@@ -312,8 +312,12 @@ def test_where_cluster_runs_the_checks_as_a_job_and_reports_the_same_json(
     assert "--database-url" not in request["args"]  # credentials come from the Job's env
     assert code == 0 and report["stack"] == "dev"
     cluster_checks = {c["name"]: c["status"] for c in report["checks"]}
-    local_checks = {c["name"]: c["status"] for c in local["checks"] if "stack:" not in c["name"]}
+    local_checks = {c["name"]: c["status"] for c in local["checks"]}
+    # the same report: the stack:* checks run here, beside the Job, and join its report
     assert cluster_checks == {**local_checks, "alerts": "pass"}
+    assert [c["name"] for c in report["checks"]][-4:] == [
+        "stack:maintenance", "stack:rotation", "stack:cluster-job", "stack:lock"
+    ]  # fmt: skip
     assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]
 
 
@@ -331,6 +335,40 @@ def test_where_cluster_a_failing_check_still_brings_the_report_and_exits_1(
     api.code = 500
     code, report = stack_status("--where", "cluster")
     assert code == 1 and by_name(report)["health:api"]["status"] == "fail"
+
+
+def test_where_cluster_runs_the_stack_checks_here_and_joins_them(
+    stack: FakeStack, qr_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `stack…` checks read the stack, not the cluster: they run on this side, before the Job
+    (so its own clusterJob request is not reported as a leftover), in the same report."""
+    seen: list[str | None] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        seen.append(stack.config.get(CLUSTER_JOB_KEY))  # the Job's own request, while it runs
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            result = run_status(*request["args"], "--json")
+        assert "stack:maintenance" not in result.stdout  # the Job does not read the stack
+        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+
+    stack.on_up = ProgramModel(job_runner=job)
+    stack.config[MAINTENANCE_KEY] = '["qr"]'
+    outputs = stack.outputs()
+    outputs["ops"]["qr"]["secrets"]["db-password"]["pending"] = True
+    stack.set_outputs(outputs)
+    _, report = stack_status("--where", "cluster")
+    checks = by_name(report)
+    assert seen and seen[0]  # a Job ran
+    assert checks["stack:maintenance"]["status"] == "warn"
+    assert checks["stack:maintenance"]["next"] == (
+        "python -m automation maintenance off --stack dev --app qr"
+    )
+    assert checks["stack:rotation"]["status"] == "warn"
+    assert checks["stack:cluster-job"]["status"] == "pass"  # not the Job status itself asked for
+    assert checks["stack:lock"]["status"] == "pass"
+    assert checks["database"]["status"] == "pass"  # and the Job's checks are all there
+    assert report["counts"]["warn"] == sum(c["status"] == "warn" for c in report["checks"])
 
 
 def test_on_kubernetes_status_runs_in_the_cluster_unless_told_local(
@@ -358,7 +396,7 @@ def test_on_kubernetes_status_runs_in_the_cluster_unless_told_local(
     [request] = requests
     assert request["task"] == "status" and "--exit-zero" in request["args"]
     assert code == 0 and by_name(report)["database"]["status"] == "pass"
-    assert "stack:maintenance" not in by_name(report)  # a cluster report: no stack checks
+    assert by_name(report)["stack:maintenance"]["status"] == "pass"  # run here, beside the Job
     code, report = stack_status("--where", "local")
     assert len(requests) == 1 and code == 0  # no second Job
     assert by_name(report)["stack:maintenance"]["status"] == "pass"
@@ -486,3 +524,126 @@ def test_restore_reports_the_checks_it_ran(stack: FakeStack, s3: S3, qr_url: str
     assert document["database"]["pre_restore"] in checks["database:leftovers"]["detail"]
     assert checks["database"]["status"] == "pass"
     assert checks["stack:maintenance"]["status"] == "pass"
+
+
+# --- every app of a stack (`--stack S` without `--app`) ------------------------------------------
+
+
+@pytest.fixture
+def two_apps(stack: FakeStack, s3: S3) -> Iterator[tuple[FakeStack, HttpService]]:
+    """The stack with a second app, `qr2`: the same real services, its own backups and its own
+    health server (returned, to fail it)."""
+    outputs = stack.outputs()
+    second = copy.deepcopy(outputs["ops"]["qr"])
+    bucket = second["backup"]["bucket"]
+    keys = put_run(s3.client(), bucket, "qr2", run_id_ago(hours=1), ("db", "redis"))
+    tag_drill(s3.client(), bucket, keys["db"], "ok", run_id_ago(minutes=30), 5)
+    api2 = HttpService()
+    second["health"] = {"api": api2.url()}
+    outputs["ops"]["qr2"] = second
+    stack.set_outputs(outputs)
+    yield stack, api2
+    api2.close()
+
+
+def test_stack_form_without_app_reports_every_app(
+    two_apps: tuple[FakeStack, HttpService],
+) -> None:
+    _, api2 = two_apps
+    result = run_status("--stack", "dev", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["stack"] == "dev" and document["status"] == "warn"  # alerts not checked
+    assert document["failed"] is False
+    assert [r["app"] for r in document["apps"]] == ["qr", "qr2"]
+    for report in document["apps"]:  # each the single-app shape
+        checks = by_name(report)
+        assert report["stack"] == "dev"
+        assert {"health:api", "database", "backup:db", "stack:maintenance"} <= set(checks)
+        # (database:leftovers may WARN: a restore test before this one keeps a pre-restore copy)
+        fails = {n for n, c in checks.items() if c["status"] == "fail"}
+        assert not fails and checks["health:api"]["status"] == "pass", checks
+        assert checks["alerts"]["status"] == "warn"
+    assert document["counts"]["fail"] == 0 and document["counts"]["warn"] >= 2
+    single = json.loads(run_status("--stack", "dev", "--app", "qr2", "--json").stdout)
+    assert "apps" not in single and single["app"] == "qr2"  # --app keeps the single-app shape
+    # the worst app decides the exit code; text: one section per app, checks named as today
+    api2.code = 500
+    result = run_status("--stack", "dev")
+    assert result.exit_code == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("dev: 2 app(s) (qr warn, qr2 fail): ")
+    sections = [line for line in lines if line.startswith(("qr on dev:", "qr2 on dev:"))]
+    assert [s.split(":")[0] for s in sections] == ["qr on dev", "qr2 on dev"]
+    fails = [line for line in lines if line.startswith("FAIL")]
+    assert len(fails) == 1 and "health:api" in fails[0]
+    assert json.loads(run_status("--stack", "dev", "--json").stdout)["failed"] is True
+
+
+def test_stack_form_without_app_refuses_one_apps_options(stack: FakeStack, qr_url: str) -> None:
+    result = run_status("--stack", "dev", "--database-url", qr_url)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: --database-url (or env OPSPLANE_DATABASE_URL): it is one app's; add --app A to "
+        "check that app with it"
+    )
+    result = run_status("--stack", "dev", "--pool-size", "5")
+    assert result.exit_code == 2 and "--pool-size: it is one app's" in result.stderr
+    result = run_status("--database-url", qr_url)  # the explicit form names its app
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: --app: the explicit form checks one app")
+    stack.set_outputs({"ops": {}})
+    result = run_status("--stack", "dev")
+    assert result.exit_code == 2 and "its ops output lists no app" in result.stderr
+
+
+def test_stack_form_without_app_in_the_cluster_runs_one_job_per_app(
+    two_apps: tuple[FakeStack, HttpService], qr_url: str, redis_server: Redis, s3: S3,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    stack, _ = two_apps
+    requests: list[dict[str, Any]] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
+            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+            result = run_status(*request["args"], "--json")
+        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+
+    stack.on_up = ProgramModel(job_runner=job)
+    result = run_status("--stack", "dev", "--where", "cluster", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [r["app"] for r in requests] == ["qr", "qr2"]  # one Job each, one after the other
+    document = json.loads(result.stdout)
+    for report in document["apps"]:
+        checks = by_name(report)
+        assert checks["database"]["status"] == checks["stack:maintenance"]["status"] == "pass"
+
+
+def test_stack_form_without_app_watch_refreshes_every_app(
+    two_apps: tuple[FakeStack, HttpService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automation.commands.status as command
+
+    real_sleep, naps = command.time.sleep, []
+
+    def sleep(seconds: float) -> None:
+        if seconds != 7:  # another thread's sleep (the HTTP servers)
+            return real_sleep(seconds)
+        naps.append(seconds)
+        if len(naps) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command.time, "sleep", sleep)
+    result = run_status("--stack", "dev", "--json", "--watch", "7")
+    assert result.exit_code == 0, result.stderr
+    documents, text, decoder = [], result.stdout.strip(), json.JSONDecoder()
+    while text:  # one JSON document per report
+        document, end = decoder.raw_decode(text)
+        documents.append(document)
+        text = text[end:].strip()
+    assert len(documents) == 3  # the first report and two refreshes
+    assert all([r["app"] for r in d["apps"]] == ["qr", "qr2"] for d in documents)

@@ -78,6 +78,37 @@ class StatusReport:
         )
 
 
+@dataclass
+class StackReport:
+    """`status --stack S` without `--app`: one `StatusReport` per app of the stack's `ops`, in
+    its order; `failed` (any app FAILs) decides the exit code."""
+
+    stack: str
+    reports: list[StatusReport] = field(default_factory=list)
+    seconds: float | None = None  # wall time of all the apps' reports
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.reports)
+
+    @property
+    def worst(self) -> Level:
+        return max((r.worst for r in self.reports), key=LEVELS.index, default="pass")
+
+    def counts(self) -> dict[str, int]:
+        return {level: sum(r.counts()[level] for r in self.reports) for level in LEVELS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "status": self.worst,
+            "failed": self.failed,
+            "counts": self.counts(),
+            "seconds": self.seconds,
+            "apps": [r.to_json() for r in self.reports],
+        }
+
+
 # --- what to check --------------------------------------------------------------------------------
 
 DEFAULT_INTERVALS = {"db": 86_400.0, "redis": 21_600.0, "objects": 43_200.0}
