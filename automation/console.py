@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import wraps
 from types import FrameType
 from typing import Any, TypeVar
@@ -175,3 +175,13 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
             bar.advance(task, n)
 
         yield advance
+
+
+def bar(description: str, total: float | None = None) -> AbstractContextManager[Any]:
+    """`progress` as the `bar` callback restores take (`tasks.backups.BarFactory`)."""
+    return progress(description, total)
+
+
+def print_progress(line: str) -> None:
+    """Stream one line of `pulumi up` (or our own progress) to stderr."""
+    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)

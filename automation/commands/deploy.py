@@ -164,7 +164,7 @@ def take_backup(ops: dict[str, Any], url: str, app: str) -> str:
 
 def restore_database(ops: dict[str, Any], url: str, app: str, point: str) -> str:
     """The database back to a rollback point (verify, new database, swap; the old one kept)."""
-    from automation.commands.restore import bar
+    from automation.console import bar
     from automation.operations.restore import Choice, backup_client, restore_parts
     from automation.tasks import restore as task
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, stderr
+from automation.console import confirm, emit_json, handle_errors, print_progress, stderr
 from automation.operations import maintenance as mm
 from automation.stack import open_stack
 from automation.stack.protocol import StackOps, app_ops
@@ -34,11 +34,6 @@ maintenance_app = typer.Typer(
     help="Maintenance mode: stop an app's writers (on), restore them (off), or show status.",
     no_args_is_help=True,
 )
-
-
-def print_progress(line: str) -> None:
-    """Stream one line of `pulumi up` (or our own progress) to stderr."""
-    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
 
 def status_of(stack: StackOps, app: str) -> dict[str, Any]:

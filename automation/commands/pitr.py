@@ -5,18 +5,16 @@
 - `pitr status --bucket B --app A [--prefix P] [--database-url URL] [--json]`: base backups,
   the recoverable window, the newest archived WAL and its age, and (with the server) whether
   archiving is failing. Exit 1 when something is wrong.
-`restore --to-time TIME [--inspect]` (commands/restore.py) calls `run_to_time` here.
+`restore --to-time TIME [--inspect]` lives with the restore command (commands/restore.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, print_database_steps, stderr
-from automation.errors import UserInputError
+from automation.console import emit_json, handle_errors
 from contract import backup_layout as bf
 
 Bucket = Annotated[
@@ -26,10 +24,6 @@ App = Annotated[str, typer.Option("--app", help="App name (qr, quickbite).")]
 Prefix = Annotated[
     str, typer.Option("--prefix", envvar="OPSPLANE_BACKUP_PREFIX", help="Backup key prefix.")
 ]
-
-
-def say(line: str) -> None:
-    stderr.print(line, markup=False, highlight=False)
 
 
 @handle_errors
@@ -92,110 +86,6 @@ def print_state(doc: dict[str, Any]) -> None:
         )
     for problem in doc["problems"]:
         typer.echo(f"PROBLEM        {problem}")
-
-
-def run_to_time(
-    *,
-    database_url: str | None,
-    bucket: str | None,
-    app: str | None,
-    prefix: str,
-    to_time: str,
-    inspect: bool,
-    work_dir: Path | None,
-    jobs: int,
-    yes: bool,
-    as_json: bool,
-) -> None:
-    """The explicit form of `restore --to-time` (see automation/tasks/pitr/run.py)."""
-    from automation.tasks.pitr.barman import Archive
-    from automation.tasks.pitr.run import PitrRestore
-
-    if not database_url or not bucket or not app:
-        raise UserInputError(
-            "restore --to-time needs --database-url URL --bucket NAME --app APP "
-            "(or --stack STACK --app APP)"
-        )
-    job = PitrRestore(database_url, Archive(bucket, app, prefix), to_time, work_dir, jobs, say)
-    plan = job.check()
-    if inspect:
-        document = job.inspect()
-        emit_json(document) if as_json else print_inspect(document)
-        return
-    from automation.tasks.io import pgtools
-
-    live = pgtools.database_name(database_url)
-    job.guard()  # the plain restore's target checks and claim, before anything changes
-    confirm(
-        f"Replace database {pgtools.describe(database_url)} with its state at "
-        f"{plan.target_label} (the current one is kept as {live}_pre_restore_<time>)?",
-        yes=yes,
-    )
-    document = job.into_live()
-    if as_json:
-        emit_json(document)
-    else:
-        print_into_live(document)
-
-
-def run_stack_to_time(
-    stack_name: str, request: Any, *, where: str, yes: bool, as_json: bool, verify: bool = True
-) -> None:
-    """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`; a recovery into
-    live ends with the app's status checks, as every restore does (`--no-verify` skips them)."""
-    from automation.commands.status import finish_operation
-    from automation.operations import pitr as operation
-    from automation.stack import open_stack
-    from automation.stack.protocol import app_ops, database_url
-
-    if not request.app:
-        raise UserInputError("--stack needs --app APP (e.g. --app qr)")
-    if request.database_url or request.bucket:
-        raise UserInputError("--stack reads the database and bucket from the stack: drop them")
-    if where not in ("local", "cluster"):
-        raise UserInputError(f"--where {where!r}: use local or cluster")
-    stack = open_stack(stack_name)
-
-    def ask(question: str) -> None:
-        confirm(question, yes=yes)
-
-    if where == "cluster":
-        document = operation.restore_to_time_cluster(
-            stack, request.app, request.to_time, inspect=request.inspect, jobs=request.jobs,
-            log=say, confirm=ask,
-        )  # fmt: skip
-
-        def print_text() -> None:
-            typer.echo(f"restored in the cluster: {document}")
-    else:
-        url = database_url(app_ops(stack, request.app))
-        document = operation.restore_to_time_local(
-            stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
-            work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
-        )  # fmt: skip
-
-        def print_text() -> None:
-            print_inspect(document) if request.inspect else print_into_live(document)
-
-    finish_operation(
-        stack, request.app, "restore", document, as_json=as_json, print_text=print_text,
-        where=where, verify=verify and not request.inspect,  # an inspect leaves live as it was
-    )  # fmt: skip
-
-
-def print_inspect(doc: dict[str, Any]) -> None:
-    typer.echo(
-        f"recovered to {doc['target']} (asked {doc['asked']}), live untouched; connect with:"
-    )
-    typer.echo(doc["url"])
-    say(f"work dir {doc['work_dir']}; another --to-time reuses it; stop: {doc['stop']}")
-    say("to make this the live database: run the same command without --inspect (no new recovery)")
-
-
-def print_into_live(doc: dict[str, Any]) -> None:
-    db = doc["database"]
-    typer.echo(f"restored {db['database']} to {doc['asked']} from {db['source']}")
-    print_database_steps(db)
 
 
 ARCHIVE_EXAMPLES = """Examples:

@@ -4,12 +4,14 @@ Stack form: `--stack S --app A [filters]` reads the webhook URL, signing scheme,
 rate limit, table and database from the app's `ops` output. Explicit form (what the in-cluster
 Job runs, and what tests use): `--webhook-url URL --signing stripe|hmac-sha256 --secret-env VAR
 (--from-db URL | --from-db-env VAR | --from-file PATH) [filters]`. See docs/replay.md.
+
+The stack form and `--where cluster` (the replay as a cluster Job) are resolved in
+automation/operations/replay.py; this module parses the options, asks and prints.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,47 +21,24 @@ import typer
 from automation.console import confirm, emit_json, handle_errors, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
-from automation.stack.protocol import StackOps, app_ops, database_url
-from automation.tasks.replay.options import (
-    DEFAULT_CONCURRENCY,
-    JOB_DATABASE_URL_ENV,
-    JOB_SECRET_ENV,
-    Columns,
-)
-from automation.tasks.replay.ratelimit import Rate, parse_rate
+from automation.stack.protocol import StackOps, app_ops
+from automation.tasks.replay.options import DEFAULT_CONCURRENCY, Columns
 from automation.tasks.replay.signing import DEFAULT_HEADERS, SCHEMES, make_signer
 
 if TYPE_CHECKING:
+    from automation.operations import replay as op
     from automation.tasks.io import pgtools
     from automation.tasks.replay import run as rr
     from automation.tasks.replay.delivery import DeliveryConfig
     from automation.tasks.replay.ledger import Outcome
     from automation.tasks.replay.sources import Event, Filters, parse_time
 else:  # psycopg and the delivery engine load when a replay runs, not for --help
+    op = lazy_module("automation.operations.replay")
     rr = lazy_module("automation.tasks.replay.run")
     pgtools = lazy_module("automation.tasks.io.pgtools")
     DeliveryConfig = lazy_function("automation.tasks.replay.delivery", "DeliveryConfig")
     Filters = lazy_function("automation.tasks.replay.sources", "Filters")
     parse_time = lazy_function("automation.tasks.replay.sources", "parse_time")
-
-DEFAULT_RATE = "30/minute"  # the QR runbook's `/billing/*` limit
-
-
-@dataclass(frozen=True)
-class Target:
-    """Everything resolved from either form: where to send, how to sign, where events live."""
-
-    url: str
-    scheme: str
-    header: str
-    secret: str | None  # None for a dry run: nothing is signed, no secret is needed
-    source: rr.Source
-    rate: Rate
-
-    def signing_secret(self) -> str:
-        assert self.secret, "a dry run has no secret: it signs nothing"
-        return self.secret
-
 
 _PANELS = {  # --help groups the options of each form apart
     "Stack form (--stack S --app A)": ("--stack", "--app", "--where"),
@@ -87,54 +66,22 @@ def _open_stack(stack: str) -> StackOps:
     return pulumi_stack.open_stack(stack)
 
 
-def _webhook_url(webhook: dict[str, Any]) -> str:
-    url, path = str(webhook.get("url") or ""), str(webhook.get("path") or "")
-    if not path or url.rstrip("/").endswith(path.rstrip("/")):
-        return url
-    return url.rstrip("/") + "/" + path.lstrip("/")
-
-
-def _rate(option: str | None, ops_limit: Any) -> Rate:
-    if option is not None:
-        return parse_rate(option)
-    return parse_rate(f"{int(ops_limit)}/minute" if ops_limit else DEFAULT_RATE)
-
-
-def target_from_stack(
-    ops: dict[str, Any],
-    app: str,
-    *,
-    header: Str,
-    rate: Str,
-    from_file: Path | None,
-    columns: Columns,
-    dry_run: bool = False,
-) -> Target:
-    webhook = ops.get("webhook")
-    if not webhook:
-        raise UserInputError(f"--app {app!r}: the app declares no webhook in its ops output")
-    table = (
-        columns.table if columns.table != Columns.table else webhook.get("table") or "webhook_logs"
+def run_cluster_form(stack: StackOps, app: str, args: list[str], as_json: bool, yes: bool) -> None:
+    """`--where cluster` (`op.run_as_job`): asked, the Job's lines streamed, its report printed."""
+    result = op.run_as_job(
+        stack,
+        app,
+        args,
+        ask=lambda question: confirm(question, yes=yes),
+        on_output=lambda line: stderr.print(line, markup=False, highlight=False, style="dim"),
     )
-    if not webhook.get("secret") and not dry_run:
-        raise UserInputError(
-            f"--app {app!r}: stack has no value for the webhook secret "
-            f"{webhook.get('secretName') or ''!r}; set it with `pulumi config set --secret`, "
-            "run `pulumi up`, and rerun"
-        )
-    source = (
-        rr.Source(file=from_file)
-        if from_file
-        else rr.Source(db_url=database_url(ops), columns=replace(columns, table=table))
-    )
-    return Target(
-        url=_webhook_url(webhook),
-        scheme=webhook["signing"],
-        header=header or webhook.get("header") or DEFAULT_HEADERS.get(webhook["signing"], ""),
-        secret=None if dry_run else str(webhook["secret"]),
-        source=source,
-        rate=_rate(rate, webhook.get("rateLimitPerMinute")),
-    )
+    # run_as_job returns the task's own --json report, or raises with the Job's error line
+    if as_json:
+        emit_json(result)
+    elif "selected" in result:
+        print_summary(result)
+    if result.get("ok") is False:
+        raise TaskFailed(failure_message(result))
 
 
 def target_from_options(
@@ -149,7 +96,7 @@ def target_from_options(
     rate: Str,
     columns: Columns,
     dry_run: bool = False,
-) -> Target:
+) -> op.Target:
     missing = [
         name
         for name, value in (
@@ -180,13 +127,13 @@ def target_from_options(
     if from_db:
         pgtools.parse_url(from_db, f"--from-db-env {from_db_env}" if from_db_env else "--from-db")
     source = rr.Source(file=from_file) if from_file else rr.Source(db_url=from_db, columns=columns)
-    return Target(
+    return op.Target(
         url=rr.check_url(str(url)),
         scheme=str(signing),
         header=header or DEFAULT_HEADERS[str(signing)],
         secret=None if dry_run else rr.secret_from_env(str(secret_env)),
         source=source,
-        rate=_rate(rate, None),
+        rate=op.rate_of(rate, None),
     )
 
 
@@ -225,7 +172,7 @@ def _check_numbers(concurrency: int, timeout: float, max_attempts: int, limit: i
             raise UserInputError(f"{name} {value}: must be at least {minimum:g}")
 
 
-def print_plan(plan: rr.Plan, target: Target) -> None:
+def print_plan(plan: rr.Plan, target: op.Target) -> None:
     stderr.print(
         f"would send {len(plan.to_send)} event(s) to {target.url} ({target.scheme}, "
         f"{target.rate}); {len(plan.skipped)} already delivered",
@@ -289,7 +236,7 @@ def held_message(held: list[str]) -> str:
 
 
 def execute(
-    target: Target,
+    target: op.Target,
     filters: Filters,
     *,
     delivery: dict[str, Any],
@@ -332,7 +279,7 @@ def execute(
 
 
 def send(
-    target: Target,
+    target: op.Target,
     events: list[Event],
     config: DeliveryConfig,
     outcomes: list[Outcome],
@@ -390,74 +337,6 @@ def read_only_plan(
         return plan, ledger.location, doubted
     finally:
         ledger.close()
-
-
-def job_args(
-    target: Target,
-    filters_args: list[str],
-    delivery: dict[str, Any],
-    force: bool,
-    limit: int | None,
-) -> list[str]:
-    """The explicit-form arguments the in-cluster Job runs; secrets come from its environment."""
-    args = ["--webhook-url", target.url, "--signing", target.scheme, "--header", target.header]
-    args += ["--secret-env", JOB_SECRET_ENV, "--rate-limit", str(target.rate)]
-    columns = target.source.columns
-    args += ["--from-db-env", JOB_DATABASE_URL_ENV, "--table", columns.table]
-    for option, column in columns.option_names().items():
-        args += [option, column]
-    args += [
-        "--concurrency",
-        str(delivery["concurrency"]),
-        "--timeout",
-        str(delivery["timeout"]),
-        "--max-attempts",
-        str(delivery["max_attempts"]),
-        "--backoff",
-        str(delivery["backoff"]),
-    ]
-    if limit is not None:
-        args += ["--limit", str(limit)]
-    if force:
-        args.append("--force")
-    return [*args, *filters_args, "--yes", "--json"]
-
-
-def filter_args(filters: Filters, explicit_status: Str) -> list[str]:
-    """Filters as explicit-form options; relative times are pinned to absolute ones here."""
-    args: list[str] = []
-    if explicit_status is not None:
-        args += ["--status", explicit_status]
-    if filters.since:
-        args += ["--since", filters.since.isoformat()]
-    if filters.until:
-        args += ["--until", filters.until.isoformat()]
-    for pattern in filters.types:
-        args += ["--type", pattern]
-    for event_id in filters.ids:
-        args += ["--id", event_id]
-    return args
-
-
-def run_as_job(stack: StackOps, app: str, args: list[str], as_json: bool, yes: bool) -> None:
-    """`--where cluster`: the same replay as a Job the stack declares during `up`."""
-    from automation.operations import cluster_job
-
-    confirm(f"Run webhook replay for {app} as a Job on stack {stack.name}?", yes=yes)
-    result = cluster_job.run_in_cluster(
-        stack,
-        app,
-        task="replay",
-        args=args,
-        on_output=lambda line: stderr.print(line, markup=False, highlight=False, style="dim"),
-    )
-    # run_in_cluster returns the task's own --json report, or raises with the Job's error line
-    if as_json:
-        emit_json(result)
-    elif "selected" in result:
-        print_summary(result)
-    if result.get("ok") is False:
-        raise TaskFailed(failure_message(result))
 
 
 EXAMPLES = """Examples:
@@ -568,7 +447,7 @@ def replay(
             )
         stack_ops = _open_stack(stack)
         ops = app_ops(stack_ops, app)
-        target = target_from_stack(
+        target = op.target_from_stack(
             ops,
             app,
             header=header,
@@ -603,8 +482,10 @@ def replay(
             raise UserInputError(
                 "--from-file with --where cluster: the Job cannot read local files"
             )
-        args = job_args(target, filter_args(filters, status), delivery, force, limit)
-        run_as_job(stack_ops, str(app), [*args, *(["--dry-run"] if dry_run else [])], json, yes)
+        args = op.job_args(target, op.filter_args(filters, status), delivery, force, limit)
+        run_cluster_form(
+            stack_ops, str(app), [*args, *(["--dry-run"] if dry_run else [])], json, yes
+        )
         return
     execute(
         target,

@@ -18,7 +18,6 @@ database; the confirmation says whether the database is replaced or created.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,11 +25,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from automation.console import (
+    bar,
     confirm,
     emit_json,
     handle_errors,
     print_database_steps,
-    progress,
     stderr,
 )
 from automation.errors import UserInputError
@@ -55,10 +54,6 @@ EXPLICIT = "Explicit form (what a Job runs)"
 
 def say(line: str) -> None:
     stderr.print(line, markup=False, highlight=False)
-
-
-def bar(description: str, total: float | None = None) -> contextlib.AbstractContextManager[Any]:
-    return progress(description, total)
 
 
 @handle_errors
@@ -291,9 +286,7 @@ def run_point_in_time(
     request: PointInTime, *, stack: str | None, where: str, conflicting: bool, yes: bool,
     as_json: bool, verify: bool = True,
 ) -> None:  # fmt: skip
-    """`restore --to-time`: the explicit form here, the stack form in operations/pitr.py."""
-    from automation.commands import pitr
-
+    """`restore --to-time`: `run_to_time` (explicit form) or `run_stack_to_time` (stack form)."""
     if request.to_time is None:
         raise UserInputError("--inspect goes with --to-time TIME (ISO 8601 with a zone, or latest)")
     if conflicting:
@@ -302,12 +295,97 @@ def run_point_in_time(
             "drop --key/--latest/--backup/--cleanup/--dry-run"
         )
     if stack is not None:
-        pitr.run_stack_to_time(stack, request, where=where, yes=yes, as_json=as_json, verify=verify)
+        run_stack_to_time(stack, request, where=where, yes=yes, as_json=as_json, verify=verify)
         return
-    pitr.run_to_time(
+    run_to_time(
         database_url=request.database_url, bucket=request.bucket, app=request.app,
         prefix=request.prefix, to_time=request.to_time, inspect=request.inspect,
         work_dir=request.work_dir, jobs=request.jobs, yes=yes, as_json=as_json,
+    )  # fmt: skip
+
+
+def run_to_time(
+    *,
+    database_url: str | None,
+    bucket: str | None,
+    app: str | None,
+    prefix: str,
+    to_time: str,
+    inspect: bool,
+    work_dir: Path | None,
+    jobs: int,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """The explicit form of `restore --to-time` (see automation/tasks/pitr/run.py)."""
+    from automation.tasks.pitr.barman import Archive
+    from automation.tasks.pitr.run import PitrRestore
+
+    if not database_url or not bucket or not app:
+        raise UserInputError(
+            "restore --to-time needs --database-url URL --bucket NAME --app APP "
+            "(or --stack STACK --app APP)"
+        )
+    job = PitrRestore(database_url, Archive(bucket, app, prefix), to_time, work_dir, jobs, say)
+    plan = job.check()
+    if inspect:
+        document = job.inspect()
+        emit_json(document) if as_json else print_inspect(document)
+        return
+    live = pgtools.database_name(database_url)
+    job.guard()  # the plain restore's target checks and claim, before anything changes
+    confirm(
+        f"Replace database {pgtools.describe(database_url)} with its state at "
+        f"{plan.target_label} (the current one is kept as {live}_pre_restore_<time>)?",
+        yes=yes,
+    )
+    document = job.into_live()
+    if as_json:
+        emit_json(document)
+    else:
+        print_into_live(document)
+
+
+def run_stack_to_time(
+    stack_name: str, request: Any, *, where: str, yes: bool, as_json: bool, verify: bool = True
+) -> None:
+    """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`; a recovery into
+    live ends with the app's status checks, as every restore does (`--no-verify` skips them)."""
+    from automation.commands.status import finish_operation
+    from automation.operations import pitr as operation
+
+    if not request.app:
+        raise UserInputError("--stack needs --app APP (e.g. --app qr)")
+    if request.database_url or request.bucket:
+        raise UserInputError("--stack reads the database and bucket from the stack: drop them")
+    if where not in ("local", "cluster"):
+        raise UserInputError(f"--where {where!r}: use local or cluster")
+    stack = open_stack(stack_name)
+
+    def ask(question: str) -> None:
+        confirm(question, yes=yes)
+
+    if where == "cluster":
+        document = operation.restore_to_time_cluster(
+            stack, request.app, request.to_time, inspect=request.inspect, jobs=request.jobs,
+            log=say, confirm=ask,
+        )  # fmt: skip
+
+        def print_text() -> None:
+            typer.echo(f"restored in the cluster: {document}")
+    else:
+        url = database_url(app_ops(stack, request.app))
+        document = operation.restore_to_time_local(
+            stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
+            work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
+        )  # fmt: skip
+
+        def print_text() -> None:
+            print_inspect(document) if request.inspect else print_into_live(document)
+
+    finish_operation(
+        stack, request.app, "restore", document, as_json=as_json, print_text=print_text,
+        where=where, verify=verify and not request.inspect,  # an inspect leaves live as it was
     )  # fmt: skip
 
 
@@ -357,6 +435,24 @@ def run_cleanup(url: str, *, yes: bool, dry_run: bool, as_json: bool) -> None:
         typer.echo(f"dropped {len(report.dropped)}: {', '.join(report.dropped) or '-'}")
         for name, why in report.skipped.items():
             typer.echo(f"skipped {name}: {why}")
+
+
+# --- `--to-time` (point-in-time recovery; see docs/pitr.md) -------------------------------------
+
+
+def print_inspect(doc: dict[str, Any]) -> None:
+    typer.echo(
+        f"recovered to {doc['target']} (asked {doc['asked']}), live untouched; connect with:"
+    )
+    typer.echo(doc["url"])
+    say(f"work dir {doc['work_dir']}; another --to-time reuses it; stop: {doc['stop']}")
+    say("to make this the live database: run the same command without --inspect (no new recovery)")
+
+
+def print_into_live(doc: dict[str, Any]) -> None:
+    db = doc["database"]
+    typer.echo(f"restored {db['database']} to {doc['asked']} from {db['source']}")
+    print_database_steps(db)
 
 
 # --- the stack form (orchestration in automation/operations/restore.py) ---------------------------

@@ -12,8 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from automation.commands.maintenance import print_progress
-from automation.console import confirm, emit_json, handle_errors, stderr
+from automation.console import confirm, emit_json, handle_errors, print_progress, stderr
 from automation.errors import TaskFailed, UserInputError
 from automation.stack import open_stack
 from automation.stack.protocol import StackOps
