@@ -66,11 +66,13 @@ def _group() -> None:
 
 def _command_modules(command: str | None) -> list[str]:
     """Every public module in automation/commands (each exposes `register(app)`; `_name` modules
-    are helpers), or just the one that defines `command`."""
+    and `commands.HELPERS` are helpers), or just the one that defines `command`."""
     if command in commands.COMMANDS:
         return [commands.COMMANDS[command]]
     modules = pkgutil.iter_modules(commands.__path__)
-    return sorted(m.name for m in modules if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in modules if not m.name.startswith("_") and m.name not in commands.HELPERS
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,10 @@ Imported by `automation.cli` only. Commands parse options and print; they call o
 tasks, naming Pulumi, boto3 and psycopg users through `automation.lazy` so `--help` stays cheap.
 """
 
+# Modules that register no command: helpers the commands share (`common`: finish_operation,
+# print_report). Every other public module exposes `register(app)`.
+HELPERS: frozenset[str] = frozenset({"common"})
+
 COMMANDS: dict[str, str] = {
     "backup": "backup",
     "base-backup": "base_backup",

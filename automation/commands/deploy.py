@@ -245,7 +245,7 @@ def print_outcome(report: op.DeployReport, as_json: bool) -> None:
 def print_checks(report: op.DeployReport) -> None:
     """The app's status checks, as `status` prints them: the preflight's when any WARNs or
     FAILs, and the last one of the soak (what the app looked like when the deploy ended)."""
-    from automation.commands.status import print_report
+    from automation.commands.common import print_report
 
     before = report.preflight_health
     if before is not None and any(c.status != "pass" for c in before.checks):

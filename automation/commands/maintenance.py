@@ -113,7 +113,7 @@ def maintenance_off(
         return
     mm.leave(target, app, print_progress)
     after = {**status_of(target, app), "changed": True, "dryRun": False}
-    from automation.commands.status import finish_operation  # the app checks itself (issue 13)
+    from automation.commands.common import finish_operation  # the app checks itself (issue 13)
 
     finish_operation(
         target,

@@ -351,7 +351,7 @@ def run_stack_to_time(
 ) -> None:
     """`restore --stack S --app A --to-time TIME [--inspect] [--where cluster]`; a recovery into
     live ends with the app's status checks, as every restore does (`--no-verify` skips them)."""
-    from automation.commands.status import finish_operation
+    from automation.commands.common import finish_operation
     from automation.operations import pitr as operation
 
     if not request.app:
@@ -509,7 +509,7 @@ def finish_verified(
     stack: StackOps, form: op.StackForm, document: dict[str, Any], *, as_json: bool, verify: bool
 ) -> None:
     """The restore's report, then the app's status checks (issue 13: a FAIL exits 1)."""
-    from automation.commands.status import finish_operation
+    from automation.commands.common import finish_operation
 
     finish_operation(
         stack,

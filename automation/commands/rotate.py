@@ -139,7 +139,7 @@ def _verified(
     stack: StackOps, report: rotation.RotationReport, as_json: bool, verify: bool
 ) -> None:
     """The rotation's report, then the app's status checks (issue 13: a FAIL exits 1)."""
-    from automation.commands.status import finish_operation
+    from automation.commands.common import finish_operation
 
     if report.status == "nothing to resume":
         verify = False

@@ -16,18 +16,13 @@ from urllib.parse import urlsplit
 
 import typer
 
-from automation.console import emit_json, handle_errors, stderr
+from automation.commands.common import print_report, say_dim
+from automation.console import emit_json, handle_errors
 from automation.errors import UserInputError
 
 MAX_TIMEOUT = 300.0
-COLOURS = {"pass": "green", "warn": "yellow", "fail": "red"}
 
 Str = str | None
-
-
-def say_dim(line: str) -> None:
-    """A progress line of the cluster Job (stderr, dim)."""
-    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
 
 def parse_health(values: list[str]) -> dict[str, str]:
@@ -100,28 +95,6 @@ def explicit_targets(app: str, options: dict[str, Any]) -> Any:
         expect_parts=("db", "redis") if options["redis_url"] else ("db",),
         pitr=options["pitr"],
         deep=options["deep"],
-    )
-
-
-def print_report(report: Any) -> None:
-    """One line per check, then a summary line."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = Console(highlight=False, soft_wrap=True)
-    width = max((len(c.name) for c in report.checks), default=8)
-    for check in report.checks:
-        colour = COLOURS[check.status]
-        line = f"[bold {colour}]{check.status.upper():4}[/]  {escape(check.name):{width}}  "
-        line += escape(check.detail)
-        if check.next and check.status != "pass":
-            line += f"  [dim]→ next: {escape(check.next)}[/]"
-        console.print(line)
-    counts = report.counts()
-    where = f" on {report.stack}" if report.stack else ""
-    console.print(
-        f"{report.app}{where}: {counts['pass']} pass, {counts['warn']} warn, "
-        f"{counts['fail']} fail ({report.seconds or 0:.1f} s)"
     )
 
 
@@ -230,35 +203,6 @@ def stack_report(target: Any, app: str, timeout: float, where: Str, options: dic
         prometheus_url=options["prometheus_url"],
         **overrides,
     )
-
-
-def finish_operation(
-    stack: Any,
-    app: str,
-    operation: str,
-    document: dict[str, Any],
-    *,
-    as_json: bool,
-    print_text: Callable[[], None],
-    where: str | None = None,
-    verify: bool = True,
-) -> None:
-    """End an operation (restore, rotate, maintenance off) by checking the app: the report joins
-    the operation's own (`status` in JSON, lines in text); a FAIL exits 1 with the next step."""
-    from automation.errors import TaskFailed
-    from automation.operations import status as st
-
-    if not verify:
-        emit_json(document) if as_json else print_text()
-        return
-    report = st.verify_operation(stack, app, where=where, on_output=say_dim)
-    if as_json:
-        emit_json({**document, "status": report.to_json()})
-    else:
-        print_text()
-        print_report(report)
-    if report.failed:
-        raise TaskFailed(st.failure_message(report, operation, stack))
 
 
 def watch_loop(report: Any, every: float, refresh: Callable[[], Any], as_json: bool) -> Any:
