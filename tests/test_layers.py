@@ -8,6 +8,8 @@
   inside the cluster as Jobs, without the CLI (no `console`, `commands`, `operations`, `stack`);
 - `automation.operations` never import `commands`, `cli` or the concrete Pulumi adapter: they see
   `StackOps` only;
+- a module of `automation.commands` imports no other command module, only
+  `automation.commands.common` (what commands share lives there, in `console` or in `operations`);
 - no cycles among our modules, counting imports inside functions too.
 Read from the source with `ast`, so an import hidden in a function counts like any other.
 """
@@ -136,6 +138,17 @@ def test_automation_imports_components_only_in_stack() -> None:
 )
 def test_automation_layers(layer: str, allowed: tuple[str, ...]) -> None:
     assert violations({layer: allowed}) == []
+
+
+def test_commands_import_no_other_command() -> None:
+    shared = ("automation.commands", "automation.commands.common")
+    assert [
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if _within(module, "automation.commands") and module not in shared
+        for target in targets
+        if _within(target, "automation.commands") and target not in shared
+    ] == []
 
 
 def test_no_cycles() -> None:
