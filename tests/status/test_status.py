@@ -438,6 +438,44 @@ def test_s3_unreachable_fails_the_backup_check(env: Env, monkeypatch: pytest.Mon
     assert_others_pass(by_name(report), except_="backup")
 
 
+def test_hung_s3_times_out_and_the_other_checks_are_reported(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 endpoint that accepts and never answers: `backup` FAILs "timed out after N s" (the
+    runner's deadline, or the client's own timeout: one attempt, no retry) within timeout + 1 s."""
+    with silent_server() as port:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        code, report = status_json(*env.args(), "--timeout", "2")
+        elapsed = time.monotonic() - started
+    checks = by_name(report)
+    assert code == 1
+    assert checks["backup"]["status"] == "fail"
+    assert checks["backup"]["detail"].endswith("timed out after 2 s"), checks["backup"]
+    assert checks["backup"]["next"].endswith("#alert-backupmissing")
+    assert elapsed < 2 + 1, elapsed
+    assert_others_pass(checks, except_="backup")
+
+
+def test_the_s3_client_of_status_makes_one_attempt_within_the_timeout(env: Env) -> None:
+    """botocore's `retries.max_attempts` counts retries, not attempts: the backup check's client
+    is one attempt in all (`total_max_attempts`), so a hung endpoint frees the check's thread at
+    the timeout, not at twice it (under `--watch` such threads would pile up)."""
+    from automation.tasks.checks import backups
+    from automation.tasks.checks.model import StatusTargets
+
+    with silent_server() as port:
+        endpoint = f"http://127.0.0.1:{port}"
+        targets = StatusTargets(app="qr", bucket=env.bucket, s3_endpoint=endpoint)
+        backups.client_for(targets, 1.0)  # boto3 loaded before the clock starts
+        started = time.monotonic()
+        [check] = backups.run(targets, 1.0)
+        elapsed = time.monotonic() - started
+    assert check.status == "fail" and check.name == "backup"
+    assert check.detail == f"s3://{env.bucket}/: timed out after 1 s"
+    assert elapsed < 1.8, elapsed  # a second attempt would take it past 2 s
+
+
 def test_real_drill_restore_time_is_read_back(postgres: Postgres, s3: S3, env: Env) -> None:
     from automation.tasks.backup import BackupOptions, run_backup
     from automation.tasks.verify import verify_backup
@@ -523,6 +561,24 @@ def test_alertmanager_unreachable_warns(env: Env) -> None:
     check = by_name(report)["alerts"]
     assert code == 0 and check["status"] == "warn"
     assert check["detail"].startswith("alerts not readable from http://127.0.0.1:")
+
+
+def test_hung_alertmanager_warns_timed_out_and_the_other_checks_are_reported(env: Env) -> None:
+    """An Alertmanager that accepts and never answers: `alerts` WARNs "timed out after N s" (a
+    WARN as when it is down: the app itself may be fine), within timeout + 1 s."""
+    with silent_server() as port:
+        started = time.monotonic()
+        code, report = status_json(
+            *env.args(**{"--alertmanager-url": f"http://127.0.0.1:{port}"}), "--timeout", "2"
+        )
+        elapsed = time.monotonic() - started
+    checks = by_name(report)
+    assert checks["alerts"]["status"] in ("warn", "fail")
+    assert checks["alerts"]["detail"].endswith("timed out after 2 s"), checks["alerts"]
+    assert checks["alerts"]["next"]
+    assert code == (1 if checks["alerts"]["status"] == "fail" else 0)
+    assert elapsed < 2 + 1, elapsed
+    assert_others_pass(checks, except_="alerts")
 
 
 # --- input ---------------------------------------------------------------------------------------

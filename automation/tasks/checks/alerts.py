@@ -56,7 +56,10 @@ def run(url: str, app: str, timeout: float) -> Check:
     try:
         alerts = [a for a in fetch(url, timeout) if ours(a, app)]
     except (OSError, ValueError) as exc:
-        reason = " ".join(str(getattr(exc, "reason", None) or exc).split())[:200]
+        cause = getattr(exc, "reason", None) or exc
+        reason = " ".join(str(cause).split())[:200]
+        if isinstance(cause, TimeoutError):  # a hung Alertmanager: as the runner's deadline says
+            reason = f"timed out after {timeout:g} s"
         return Check("alerts", "warn", f"alerts not readable from {url}: {reason}", NEXT)
     by_priority: dict[str, list[str]] = {}
     for alert in alerts:

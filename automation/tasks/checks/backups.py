@@ -85,7 +85,7 @@ def client_for(targets: StatusTargets, timeout: float) -> Any:
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},  # max_attempts: retries only
         s3={"addressing_style": os.environ.get("OPSPLANE_S3_ADDRESSING_STYLE", "path")},
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -93,6 +93,22 @@ def client_for(targets: StatusTargets, timeout: float) -> Any:
 
 
 def run(targets: StatusTargets, timeout: float, now: datetime | None = None) -> list[Check]:
+    """The backup checks; an S3 endpoint that does not answer within `timeout` (the client's own
+    connect/read timeout, one attempt) is the same FAIL as the runner's deadline."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    from automation.errors import OpsError
+
+    try:
+        return checks(targets, timeout, now)
+    except OpsError as exc:  # s3io's one-line error; the botocore one is its context
+        if not isinstance(exc.__context__, ConnectTimeoutError | ReadTimeoutError):
+            raise
+        detail = f"s3://{targets.bucket}/: timed out after {timeout:g} s"
+        return [Check("backup", "fail", detail, NEXT_MISSING)]
+
+
+def checks(targets: StatusTargets, timeout: float, now: datetime | None = None) -> list[Check]:
     from automation.tasks.io import s3io
 
     client = client_for(targets, timeout)
