@@ -65,7 +65,8 @@ def restore(
             rich_help_panel=EXPLICIT,
             envvar="OPSPLANE_DATABASE_URL",
             help="The live database, postgresql://user:pw@host:5432/db (or the env var, "
-            "which keeps the password off the command line).",
+            "which keeps the password off the command line). In the stack form of --to-time: live as "
+            "reachable from here, e.g. through kubectl port-forward (docs/pitr.md).",
             show_default=False,
         ),
     ] = None,
@@ -356,10 +357,15 @@ def run_stack_to_time(
 
     if not request.app:
         raise UserInputError("--stack needs --app APP (e.g. --app qr)")
-    if request.database_url or request.bucket:
-        raise UserInputError("--stack reads the database and bucket from the stack: drop them")
+    if request.bucket:
+        raise UserInputError("--stack reads the bucket from the stack: drop --bucket")
     if where not in ("local", "cluster"):
         raise UserInputError(f"--where {where!r}: use local or cluster")
+    if request.database_url and where == "cluster":
+        raise UserInputError(
+            "--database-url names the live database as reachable from here (e.g. through "
+            "`kubectl port-forward`): drop it with --where cluster (the Job reads the stack's)"
+        )
     stack = open_stack(stack_name)
 
     def ask(question: str) -> None:
@@ -374,7 +380,8 @@ def run_stack_to_time(
         def print_text() -> None:
             typer.echo(f"restored in the cluster: {document}")
     else:
-        url = database_url(app_ops(stack, request.app))
+        # the live database from the stack, or as reachable from here (a port-forward to prod's)
+        url = request.database_url or database_url(app_ops(stack, request.app))
         document = operation.restore_to_time_local(
             stack, request.app, request.to_time, database_url=url, inspect=request.inspect,
             work_dir=request.work_dir, jobs=request.jobs, log=say, confirm=ask,
@@ -385,7 +392,10 @@ def run_stack_to_time(
 
     finish_operation(
         stack, request.app, "restore", document, as_json=as_json, print_text=print_text,
-        where=where, verify=verify and not request.inspect,  # an inspect leaves live as it was
+        # through a port-forward the app's own names resolve only in the cluster: check from
+        # where they do (a Job on Kubernetes), as operations do when not told
+        where=None if request.database_url else where,
+        verify=verify and not request.inspect,  # an inspect leaves live as it was
     )  # fmt: skip
 
 

@@ -176,3 +176,46 @@ def test_stack_form_refuses_an_app_without_archiving(monkeypatch: pytest.MonkeyP
     code, _, err = run("--to-time", "latest", "--yes")
     assert code == 2 and "does not archive WAL on this stack: add it to opsplane:pitr.apps" in err
     assert stack.ops_sequence() == []
+
+
+def test_prod_from_a_laptop_promotes_through_a_port_forwarded_database_url(
+    s3: S3, work_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On prod the stack names the database by its in-cluster Service: `--database-url` (a
+    `kubectl port-forward`) reaches live from here; the copy is recovered here, and the status
+    checks afterwards run where the app's names resolve (a Job, as operations pick)."""
+    from automation.operations import status as st
+    from automation.tasks.checks.model import Check, StatusReport
+
+    cluster = make_cluster(s3.create_bucket("pitr"), s3.endpoint)
+    try:
+        _, times = cluster.write_history()
+        ops = ops_for(cluster, s3.endpoint)
+        ops.update(stack="prod", target="kubernetes", namespace="qr")
+        ops["database"]["host"] = "db.qr.svc.cluster.local"  # not resolvable here
+        stack = FakeStack("prod", {"ops": {"qr": ops}})
+        monkeypatch.setattr(pulumi_stack, "open_stack", lambda name: stack)
+        verified: list[str | None] = []
+
+        def verify(stack: object, app: str, *, where: str | None = None, **_: object):
+            verified.append(where)
+            return StatusReport(app=app, checks=[Check("database", "pass", "ok", "")])
+
+        monkeypatch.setattr(st, "verify_operation", verify)
+
+        code, out, err = run("--to-time", iso(mid(times[1], times[2])), "--database-url",
+                             cluster.url, "--where", "cluster", "--yes")  # fmt: skip
+        assert code == 2 and "drop it with --where cluster" in err, err
+        assert stack.ops_sequence() == []  # refused before maintenance
+
+        when = iso(mid(times[1], times[2]))
+        code, out, err = run("--to-time", when, "--database-url", cluster.url,
+                             "--work-dir", str(work_dir), "--yes", "--json")  # fmt: skip
+        assert code == 0, err
+        assert batches(cluster.url) == {1: 50, 2: 50}
+        assert stack.ops_sequence() == ["set_config", "up", "remove_config", "up"]  # maintenance
+        assert verified == [None]  # where_checks_run: a Job on this Kubernetes stack
+        assert json.loads(out)["status"]["checks"][0]["status"] == "pass"
+    finally:
+        cluster.instance.stop("immediate")
+        stop_instances(cluster.root)
