@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
 from automation.tasks.pitr.state import pitr_state  # noqa: E402
+from contract.wal_layout import DEFAULT_ARCHIVE_TIMEOUT  # noqa: E402
 from tests.pitr.conftest import aws_env, make_cluster, stop_instances  # noqa: E402
 from tests.services import free_port  # noqa: E402
 
@@ -92,7 +93,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--rate", type=float, default=60)
     parser.add_argument(
-        "--archive-timeout", type=int, default=55, help="seconds (default 55, the program's)"
+        "--archive-timeout",
+        type=int,
+        default=DEFAULT_ARCHIVE_TIMEOUT,
+        help=f"seconds (default {DEFAULT_ARCHIVE_TIMEOUT}, the program's)",
     )
     args = parser.parse_args()
     from moto.server import ThreadedMotoServer

@@ -65,8 +65,8 @@ def restore(
             rich_help_panel=EXPLICIT,
             envvar="OPSPLANE_DATABASE_URL",
             help="The live database, postgresql://user:pw@host:5432/db (or the env var, "
-            "which keeps the password off the command line). In the stack form of --to-time: live as "
-            "reachable from here, e.g. through kubectl port-forward (docs/pitr.md).",
+            "which keeps the password off the command line). In the stack form of --to-time: "
+            "live as reachable from here, e.g. through kubectl port-forward (docs/pitr.md).",
             show_default=False,
         ),
     ] = None,

@@ -286,7 +286,8 @@ def _problems(state: PitrState) -> list[str]:
         problems.append(
             f"WAL archiving is failing: {stats.failed_count} failures, last for "
             f"{stats.last_failed_wal} at {stats.last_failed_time:%Y-%m-%d %H:%M:%S} UTC; "
-            "PostgreSQL keeps the WAL until it is archived (see docs/runbook.md#wal-archiving)"
+            "PostgreSQL keeps the WAL until it is archived "
+            "(see docs/runbook.md#alert-walarchivingfailing)"
         )
     if state.newest_wal is None:
         problems.append("no WAL archived yet (is archive_mode on with the archive_command?)")
