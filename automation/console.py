@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from automation.errors import OpsError, Terminated, UserInputError, redact
 
@@ -161,6 +160,8 @@ def confirm(question: str, *, yes: bool) -> None:
 @contextmanager
 def progress(description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
     """A progress bar on stderr; yields `advance(n)`."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # not for --help
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -154,3 +154,23 @@ def test_help_imports_no_pulumi_boto3_or_psycopg(args: tuple[str, ...]) -> None:
     assert sorted(m for m in modules if m.split(".")[0] in NOT_FOR_HELP) == []
     ours = {m for m in modules if m.split(".")[0] in ("automation", "components", "contract")}
     assert {m for m in ours if not m.startswith("automation.commands.")} <= HELP_MODULES
+
+
+def test_the_explicit_status_form_never_loads_pulumi() -> None:
+    """`status --app A --health-url ...` (what a Job and the tests run) reads no stack: Pulumi's
+    0.4 s import is for the stack form only (it once came with every status, doubling its time)."""
+    out = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, json.dumps(["status", "--app", "qr", "--timeout", "1",
+         "--health-url", f"api=http://127.0.0.1:{closed_port()}/health"])],
+        capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    result = json.loads(out.splitlines()[-1])
+    assert result["code"] == 1  # the health check FAILs: the checks really ran
+    assert "automation.tasks.checks.health" in result["modules"]
+    assert [m for m in result["modules"] if m.split(".")[0] == "pulumi"] == []
+
+
+def closed_port() -> int:
+    from tests.services import free_port
+
+    return free_port()

@@ -125,7 +125,6 @@ def collect(stack: Str, app: Str, timeout: float, where: Str, options: dict[str,
     Kubernetes stack, here on the Docker stack). `--stack` without `--app`: every app of the
     stack's `ops`, one after the other (a `StackReport`)."""
     from automation.operations import status as st
-    from automation.stack import pulumi_adapter as pulumi_stack
 
     if stack is None:
         if app is None:
@@ -135,6 +134,8 @@ def collect(stack: Str, app: Str, timeout: float, where: Str, options: dict[str,
             )
         return st.run_checks(explicit_targets(app, options), timeout=timeout)
     refuse_with_stack(options, app)
+    from automation.stack import pulumi_adapter as pulumi_stack  # Pulumi: the stack form only
+
     target = pulumi_stack.open_stack(stack)
     if app is not None:
         return app_report(target, app, timeout, where, options)
