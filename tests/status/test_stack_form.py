@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +94,26 @@ def stack(
     fake = FakeStack("dev", outputs={"ops": {"qr": ops}}, on_up=ProgramModel())
     monkeypatch.setattr(pulumi_stack, "open_stack", lambda name, *a, **k: fake)
     return fake
+
+
+def status_jobs(
+    monkeypatch: pytest.MonkeyPatch, qr_url: str, redis_url: str, s3_endpoint: str
+) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The status Job as the fake cluster runs it: `python -m automation status ARGS --json`
+    with the app Secret's URLs in its environment; also the requests it got, in order."""
+    requests: list[dict[str, Any]] = []
+
+    def job(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        with monkeypatch.context() as env:
+            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
+            env.setenv("OPSPLANE_REDIS_URL", redis_url)
+            env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+            result = run_status(*request["args"], "--json")
+        status = "succeeded" if result.exit_code == 0 else "failed"
+        return {"status": status, "report": json.loads(result.stdout), "error": None}
+
+    return requests, job
 
 
 def stack_status(*extra: str) -> tuple[int, dict[str, Any]]:
@@ -282,18 +302,7 @@ def test_where_cluster_runs_the_checks_as_a_job_and_reports_the_same_json(
     stack: FakeStack, postgres: Postgres, qr_url: str, redis_server: Redis, s3: S3,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    requests: list[dict[str, Any]] = []
-
-    def job(request: dict[str, Any]) -> dict[str, Any]:
-        """The Job: `python -m automation status ARGS --json` with the app Secret's URLs in env."""
-        requests.append(request)
-        with monkeypatch.context() as env:
-            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
-            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
-            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
-            result = run_status(*request["args"], "--json")
-        status = "succeeded" if result.exit_code == 0 else "failed"
-        return {"status": status, "report": json.loads(result.stdout), "error": None}
+    requests, job = status_jobs(monkeypatch, qr_url, redis_server.url, s3.endpoint)
 
     stack.on_up = ProgramModel(job_runner=job)
     _, local = stack_status()
@@ -377,16 +386,7 @@ def test_on_kubernetes_status_runs_in_the_cluster_unless_told_local(
     """A Kubernetes stack's `ops` names in-cluster Services: `status --stack` runs the checks as a
     Job like the operations do (`where_checks_run`); `--where local` still checks from here (a
     port-forward), and `--database-url` with the cluster default is refused in one line."""
-    requests: list[dict[str, Any]] = []
-
-    def job(request: dict[str, Any]) -> dict[str, Any]:
-        requests.append(request)
-        with monkeypatch.context() as env:
-            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
-            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
-            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
-            result = run_status(*request["args"], "--json")
-        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+    requests, job = status_jobs(monkeypatch, qr_url, redis_server.url, s3.endpoint)
 
     outputs = stack.outputs()
     outputs["ops"]["qr"]["target"] = "kubernetes"
@@ -477,16 +477,7 @@ def test_on_kubernetes_an_operation_checks_the_app_from_inside_the_cluster(
 ) -> None:  # fmt: skip
     """Its `ops` addresses are in-cluster names: checked from here they would FAIL whatever the
     app's health, so the checks run as a Job (`--where cluster`) without being asked."""
-    requests: list[dict[str, Any]] = []
-
-    def job(request: dict[str, Any]) -> dict[str, Any]:
-        requests.append(request)
-        with monkeypatch.context() as env:
-            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
-            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
-            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
-            result = run_status(*request["args"], "--json")
-        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+    requests, job = status_jobs(monkeypatch, qr_url, redis_server.url, s3.endpoint)
 
     outputs = stack.outputs()
     outputs["ops"]["qr"]["target"] = "kubernetes"
@@ -602,16 +593,7 @@ def test_stack_form_without_app_in_the_cluster_runs_one_job_per_app(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     stack, _ = two_apps
-    requests: list[dict[str, Any]] = []
-
-    def job(request: dict[str, Any]) -> dict[str, Any]:
-        requests.append(request)
-        with monkeypatch.context() as env:
-            env.setenv("OPSPLANE_DATABASE_URL", qr_url)
-            env.setenv("OPSPLANE_REDIS_URL", redis_server.url)
-            env.setenv("AWS_ENDPOINT_URL", s3.endpoint)
-            result = run_status(*request["args"], "--json")
-        return {"status": "succeeded", "report": json.loads(result.stdout), "error": None}
+    requests, job = status_jobs(monkeypatch, qr_url, redis_server.url, s3.endpoint)
 
     stack.on_up = ProgramModel(job_runner=job)
     result = run_status("--stack", "dev", "--where", "cluster", "--json")
