@@ -145,14 +145,13 @@ def cluster_status(
     from automation.stack.protocol import app_ops
 
     started = time.monotonic()
-    ops = app_ops(stack, app)
+    ops = app_ops(stack, app)  # read once: the stack checks and the Job's arguments
     # The stack checks read the stack, not the cluster: they run here, and before the Job, whose
     # own request (`opsplane:clusterJob`) and `up` would otherwise show in them.
     here = run_groups(stack_checks.groups(stack, app, ops), timeout, app=app, stack=stack.name)
-    args = cluster_args(
-        stack, app, timeout=timeout, deep=deep, pool_size=pool_size, rto_minutes=rto_minutes
-    )
-    args += monitoring
+    targets = stack_checks.targets_from_ops(stack, app, ops, deep=deep)
+    override(targets, pool_size, rto_minutes)
+    args = [*job_args(targets, timeout=timeout, deep=deep), *monitoring]
     report = StatusReport.from_json(
         run_in_cluster(stack, app, "status", args, on_output or (lambda line: None))
     )
@@ -181,7 +180,12 @@ def cluster_args(
 
     targets = stack_checks.targets_from_stack(stack, app, deep=deep)
     override(targets, pool_size, rto_minutes)
-    args = ["--app", app, "--timeout", f"{timeout:g}", "--exit-zero"]
+    return job_args(targets, timeout=timeout, deep=deep)
+
+
+def job_args(targets: StatusTargets, *, timeout: float, deep: bool) -> list[str]:
+    """`cluster_args` from targets already read (overrides applied)."""
+    args = ["--app", targets.app, "--timeout", f"{timeout:g}", "--exit-zero"]
     if targets.bucket:
         args += ["--bucket", targets.bucket, "--prefix", targets.prefix]
     for name, url in targets.health.items():
