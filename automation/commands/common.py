@@ -4,7 +4,6 @@ command, and a command module imports no other command module, only this one.
 - `print_report`: a status report as one line per check and a summary line (`status`, `deploy`);
 - `finish_operation`: an operation (restore, rotate, maintenance off, restore --to-time) ends by
   checking the app and folding the report into its own (issue 13, docs/status.md);
-- `say_dim`: a progress line of a cluster Job on stderr.
 """
 
 from __future__ import annotations
@@ -12,14 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from automation.console import emit_json, stderr
+from automation.console import emit_json, print_progress
 
 COLOURS = {"pass": "green", "warn": "yellow", "fail": "red"}
-
-
-def say_dim(line: str) -> None:
-    """A progress line of the cluster Job (stderr, dim)."""
-    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
 
 def print_report(report: Any) -> None:
@@ -63,7 +57,7 @@ def finish_operation(
     if not verify:
         emit_json(document) if as_json else print_text()
         return
-    report = st.verify_operation(stack, app, where=where, on_output=say_dim)
+    report = st.verify_operation(stack, app, where=where, on_output=print_progress)
     if as_json:
         emit_json({**document, "status": report.to_json()})
     else:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, stderr
+from automation.console import confirm, emit_json, handle_errors
+from automation.console import print_progress as say  # the steps' lines, dim on stderr
 from automation.errors import TaskFailed, UserInputError
 from automation.lazy import lazy_module
 from automation.stack.protocol import StackOps, app_ops, database_url
@@ -64,10 +65,6 @@ ImageOpt = Annotated[
         "--image", help="SERVICE=IMAGE, by tag or @sha256 digest; repeat for several services."
     ),
 ]
-
-
-def say(line: str) -> None:
-    stderr.print(line, markup=False, highlight=False, style="dim", soft_wrap=True)
 
 
 def open_stack(name: str) -> StackOps:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from automation.console import confirm, emit_json, handle_errors, progress, stderr
+from automation.console import confirm, emit_json, handle_errors, print_progress, progress, stderr
 from automation.errors import OpsError, TaskFailed, UserInputError
 from automation.lazy import lazy_function, lazy_module
 from automation.stack.protocol import StackOps, app_ops
@@ -73,7 +73,7 @@ def run_cluster_form(stack: StackOps, app: str, args: list[str], as_json: bool, 
         app,
         args,
         ask=lambda question: confirm(question, yes=yes),
-        on_output=lambda line: stderr.print(line, markup=False, highlight=False, style="dim"),
+        on_output=print_progress,
     )
     # run_as_job returns the task's own --json report, or raises with the Job's error line
     if as_json:

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from automation.commands.common import print_report, say_dim
-from automation.console import emit_json, handle_errors
+from automation.commands.common import print_report
+from automation.console import emit_json, handle_errors, print_progress
 from automation.errors import UserInputError
 
 MAX_TIMEOUT = 300.0
@@ -189,7 +189,7 @@ def stack_report(target: Any, app: str, timeout: float, where: Str, options: dic
             timeout=timeout,
             deep=options["deep"],
             monitoring=monitoring,
-            on_output=say_dim,
+            on_output=print_progress,
             **overrides,
         )
     check_database_url(options["database_url"])
