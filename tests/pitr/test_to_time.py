@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -114,6 +115,15 @@ class TestInspect:
         assert databases(c.admin) == before
 
 
+def assert_nothing_changed(history: History, before: list[str], work_dir: Path) -> None:
+    """A refused `--to-time`: live holds all three batches, no database came or went, and the
+    work directory is still empty (refused before the recovery)."""
+    c = history.cluster
+    assert batches(c.url) == {1: 50, 2: 50, 3: 50}
+    assert databases(c.admin) == before
+    assert not any(work_dir.iterdir())
+
+
 class TestRefused:
     @pytest.mark.parametrize("when", ["before", "after"])
     def test_time_outside_window_refused_naming_it(
@@ -131,9 +141,7 @@ class TestRefused:
         assert result.returncode == 2, result.stderr
         no_traceback(result)
         assert "recoverable window is" in result.stderr and "nothing was changed" in result.stderr
-        assert batches(c.url) == {1: 50, 2: 50, 3: 50}
-        assert databases(c.admin) == before
-        assert not any(work_dir.iterdir())  # refused before even the work directory
+        assert_nothing_changed(history, before, work_dir)  # not even the work directory
 
     def test_time_without_zone_refused(self, history: History) -> None:
         result = cli(
@@ -165,9 +173,7 @@ class TestGuards:
         no_traceback(result)
         [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
         assert f"'{target}'" in line and "template or maintenance database" in line
-        assert databases(c.admin) == before
-        assert batches(c.url) == {1: 50, 2: 50, 3: 50}
-        assert not any(work_dir.iterdir())  # refused before the recovery
+        assert_nothing_changed(history, before, work_dir)  # refused before the recovery
 
     def test_refused_while_a_restore_of_the_database_holds_the_claim(
         self, history: History, work_dir
@@ -183,9 +189,7 @@ class TestGuards:
         no_traceback(result)
         [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
         assert "a restore of qr: already running" in line and "pid 4242" in line
-        assert databases(c.admin) == before
-        assert batches(c.url) == {1: 50, 2: 50, 3: 50}
-        assert not any(work_dir.iterdir())
+        assert_nothing_changed(history, before, work_dir)
 
 
 class TestIntoLive:
